@@ -1,0 +1,98 @@
+//! A keyring: the private keys that may have sealed a value, newest first.
+
+use crate::hybrid::SealedParts;
+use crate::{CryptoError, Fingerprint, PrivateKey, SecretBytes};
+
+/// The private keys a controller or a recovery command holds.
+///
+/// Upstream ciphertexts carry no key id, so opening tries each key; the newest comes first
+/// because most values are sealed to it.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    keys: Vec<PrivateKey>,
+}
+
+/// A value opened by a keyring, with the key that opened it.
+#[derive(Debug)]
+pub struct Opened<'a> {
+    pub plaintext: SecretBytes,
+    pub key: &'a Fingerprint,
+}
+
+impl Keyring {
+    /// A keyring from keys ordered newest first.
+    pub fn new(keys_newest_first: Vec<PrivateKey>) -> Self {
+        Self {
+            keys: keys_newest_first,
+        }
+    }
+
+    /// The key that seals new values.
+    pub fn newest(&self) -> Option<&PrivateKey> {
+        self.keys.first()
+    }
+
+    pub fn keys(&self) -> &[PrivateKey] {
+        &self.keys
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Opens a sealed value under `label` with the first key that can.
+    pub fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Opened<'_>, CryptoError> {
+        let parts = SealedParts::split(sealed)?;
+        for key in &self.keys {
+            if let Some(opened) = parts.open_with(key, label) {
+                return opened.map(|plaintext| Opened {
+                    plaintext,
+                    key: key.fingerprint(),
+                });
+            }
+        }
+        Err(CryptoError::NoKeyOpened)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MIN_KEY_BITS, seal_value};
+
+    #[test]
+    fn every_key_of_a_rotated_ring_still_opens_its_values() {
+        let keys: Vec<_> = (0..3)
+            .map(|_| PrivateKey::generate(MIN_KEY_BITS).unwrap())
+            .collect();
+        let sealed: Vec<_> = keys
+            .iter()
+            .map(|k| seal_value(k.public_key(), b"ns/name", b"v").unwrap())
+            .collect();
+        let fingerprints: Vec<_> = keys.iter().map(|k| k.fingerprint().clone()).collect();
+        let ring = Keyring::new(keys);
+        for (sealed, fingerprint) in sealed.iter().zip(&fingerprints) {
+            let opened = ring.open(b"ns/name", sealed).unwrap();
+            assert_eq!(opened.plaintext.expose(), b"v");
+            assert_eq!(opened.key, fingerprint);
+        }
+        assert_eq!(ring.newest().unwrap().fingerprint(), &fingerprints[0]);
+    }
+
+    #[test]
+    fn a_foreign_key_is_reported() {
+        let ring = Keyring::new(vec![
+            PrivateKey::from_pem(&crate::keys::tests::test_key().to_pkcs1_pem()).unwrap(),
+        ]);
+        let stranger = PrivateKey::generate(MIN_KEY_BITS).unwrap();
+        let sealed = seal_value(stranger.public_key(), b"", b"v").unwrap();
+        assert!(matches!(
+            ring.open(b"", &sealed),
+            Err(CryptoError::NoKeyOpened)
+        ));
+    }
+}

@@ -1,0 +1,18 @@
+//! Kubernetes-facing types of sealsync and their conversions: the `bitnami.com/v1alpha1`
+//! SealedSecret resource, Secret manifests, key Secrets, and sealing/unsealing whole objects.
+
+mod documents;
+mod error;
+mod key_secrets;
+mod sealed_secret;
+mod sealing;
+mod secret;
+
+pub use documents::{Format, parse_documents, to_document};
+pub use error::ApiError;
+pub use key_secrets::{KEY_LABEL, KEY_LABEL_ACTIVE, read_private_keys};
+pub use sealed_secret::{
+    SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, SecretTemplateSpec,
+};
+pub use sealing::{SealOptions, Unsealed, merge_into, seal_secret, unseal};
+pub use secret::SecretManifest;

@@ -1,0 +1,344 @@
+//! Sealing a whole Secret into a SealedSecret and back.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rayon::prelude::*;
+use sealsync_crypto::{
+    CryptoError, Fingerprint, Keyring, PublicKey, Scope, SecretBytes, seal_value,
+};
+
+use crate::{ApiError, SealedSecret, SealedSecretSpec, SecretManifest, SecretTemplateSpec};
+
+/// Annotation kubectl leaves on applied objects; it may hold the plaintext Secret.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// How a Secret is sealed.
+#[derive(Debug, Clone, Default)]
+pub struct SealOptions {
+    /// Overrides the scope the Secret's annotations declare.
+    pub scope: Option<Scope>,
+    /// Seal a Secret without values instead of refusing it.
+    pub allow_empty_data: bool,
+}
+
+/// Seals `secret` to `key`. The Secret's name and namespace must already be resolved.
+pub fn seal_secret(
+    secret: &SecretManifest,
+    key: &PublicKey,
+    options: &SealOptions,
+) -> Result<SealedSecret, ApiError> {
+    let annotations = secret.metadata.annotations.as_ref();
+    let scope = options
+        .scope
+        .unwrap_or_else(|| Scope::from_annotations(|k| annotations?.get(k).map(String::as_str)));
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    if name.is_empty() && scope == Scope::Strict {
+        return Err(ApiError::MissingName);
+    }
+    let values = secret.values();
+    if values.is_empty() && !options.allow_empty_data {
+        return Err(ApiError::EmptySecret {
+            object: secret.object_ref(),
+        });
+    }
+
+    let mut sealed = SealedSecret::new(&name, SealedSecretSpec::default());
+    sealed.metadata.namespace = secret.metadata.namespace.clone();
+    if let Some(annotation) = scope.annotation() {
+        sealed.metadata.annotations = Some(BTreeMap::from([(annotation.into(), "true".into())]));
+    }
+    sealed.spec.template = Some(template_of(secret, scope));
+    sealed.spec.encrypted_data = seal_values(&sealed, scope, values, key)?;
+    Ok(sealed)
+}
+
+/// Seals the values of `secret` into an existing SealedSecret, under its name, namespace
+/// and scope, adding keys or replacing them.
+pub fn merge_into(
+    existing: &mut SealedSecret,
+    secret: &SecretManifest,
+    key: &PublicKey,
+) -> Result<(), ApiError> {
+    let sealed = seal_values(existing, existing.scope(), secret.values(), key)?;
+    existing.spec.encrypted_data.extend(sealed);
+    Ok(())
+}
+
+fn seal_values(
+    target: &SealedSecret,
+    scope: Scope,
+    values: BTreeMap<&str, &SecretBytes>,
+    key: &PublicKey,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let label = target.label_for(scope);
+    values
+        .into_par_iter()
+        .map(|(name, value)| {
+            seal_value(key, &label, value.expose())
+                .map(|sealed| (name.to_string(), STANDARD.encode(sealed)))
+                .map_err(|source| ApiError::Seal {
+                    object: target.object_ref(),
+                    key: name.to_string(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// The template metadata a Secret carries into its SealedSecret: identity, labels and
+/// annotations, without what the server set or kubectl recorded.
+fn template_of(secret: &SecretManifest, scope: Scope) -> SecretTemplateSpec {
+    let source = &secret.metadata;
+    let mut annotations = source.annotations.clone().unwrap_or_default();
+    annotations.remove(LAST_APPLIED_ANNOTATION);
+    if let Some(annotation) = scope.annotation() {
+        annotations.insert(annotation.into(), "true".into());
+    }
+    SecretTemplateSpec {
+        metadata: Some(ObjectMeta {
+            name: source.name.clone(),
+            namespace: source.namespace.clone(),
+            labels: source.labels.clone().filter(|l| !l.is_empty()),
+            annotations: Some(annotations).filter(|a| !a.is_empty()),
+            ..ObjectMeta::default()
+        }),
+        type_: secret.type_.clone(),
+        immutable: secret.immutable,
+        data: BTreeMap::new(),
+    }
+}
+
+/// A SealedSecret opened back into its Secret.
+#[derive(Debug)]
+pub struct Unsealed {
+    pub secret: SecretManifest,
+    /// Which key opened each value.
+    pub opened_by: BTreeMap<String, Fingerprint>,
+}
+
+/// Opens every value of `sealed` with `keyring`: all or nothing. The first key that fails
+/// is reported with the reason, including a scope mismatch when another scope's label opens it.
+pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<Unsealed, ApiError> {
+    let label = sealed.label();
+    let fail = |key: &str, reason: String| ApiError::Unseal {
+        object: sealed.object_ref(),
+        key: key.to_string(),
+        reason,
+    };
+    let opened: Vec<(String, SecretBytes, Fingerprint)> = sealed
+        .spec
+        .encrypted_data
+        .par_iter()
+        .map(|(key, encoded)| {
+            let bytes = STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| fail(key, "the value is not valid base64".into()))?;
+            keyring
+                .open(&label, &bytes)
+                .map(|o| (key.clone(), o.plaintext, o.key.clone()))
+                .map_err(|e| fail(key, explain(sealed, keyring, &bytes, e)))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let mut data = BTreeMap::new();
+    let mut opened_by = BTreeMap::new();
+    if let Some(whole) = &sealed.spec.data {
+        data = unseal_legacy_data(sealed, keyring, whole)?;
+    }
+    for (key, plaintext, fingerprint) in opened {
+        data.insert(key.clone(), plaintext);
+        opened_by.insert(key, fingerprint);
+    }
+
+    let template = sealed.spec.template.clone().unwrap_or_default();
+    let mut metadata = template.metadata.unwrap_or_default();
+    metadata.name = sealed.metadata.name.clone();
+    metadata.namespace = sealed.metadata.namespace.clone();
+    let mut secret = SecretManifest::new(metadata, data);
+    secret.type_ = template.type_;
+    secret.immutable = template.immutable;
+    Ok(Unsealed { secret, opened_by })
+}
+
+/// Deprecated `spec.data`: a whole Secret, JSON, sealed as one value.
+fn unseal_legacy_data(
+    sealed: &SealedSecret,
+    keyring: &Keyring,
+    whole: &str,
+) -> Result<BTreeMap<String, SecretBytes>, ApiError> {
+    let fail = |reason: String| ApiError::Unseal {
+        object: sealed.object_ref(),
+        key: "spec.data".into(),
+        reason,
+    };
+    let bytes = STANDARD
+        .decode(whole.trim())
+        .map_err(|_| fail("the value is not valid base64".into()))?;
+    let opened = keyring
+        .open(&sealed.label(), &bytes)
+        .map_err(|e| fail(explain(sealed, keyring, &bytes, e)))?;
+    let secret: SecretManifest = serde_json::from_slice(opened.plaintext.expose())
+        .map_err(|_| fail("the sealed Secret is not valid JSON".into()))?;
+    Ok(secret.data)
+}
+
+/// Why a value did not open, in words a user can act on.
+fn explain(sealed: &SealedSecret, keyring: &Keyring, bytes: &[u8], error: CryptoError) -> String {
+    let declared = sealed.scope();
+    if !matches!(error, CryptoError::NoKeyOpened) {
+        return error.to_string();
+    }
+    let other_scope = Scope::ALL
+        .into_iter()
+        .filter(|&scope| scope != declared)
+        .find(|&scope| keyring.open(&sealed.label_for(scope), bytes).is_ok());
+    match other_scope {
+        Some(actual) => format!(
+            "it was sealed with {actual} scope but the SealedSecret declares {declared} scope: \
+             reseal it with --scope {declared}, or set the {actual} annotation"
+        ),
+        None => format!(
+            "no key could decrypt it with the {declared} scope label {:?}: it was sealed for \
+             another name or namespace, or to a key that is not among the {} given",
+            String::from_utf8_lossy(&sealed.label()),
+            keyring.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_documents;
+    use sealsync_crypto::{MIN_KEY_BITS, PrivateKey};
+    use std::sync::OnceLock;
+
+    fn keyring() -> &'static Keyring {
+        static RING: OnceLock<Keyring> = OnceLock::new();
+        RING.get_or_init(|| Keyring::new(vec![PrivateKey::generate(MIN_KEY_BITS).unwrap()]))
+    }
+
+    fn public_key() -> &'static PublicKey {
+        keyring().newest().unwrap().public_key()
+    }
+
+    fn secret(yaml: &str) -> SecretManifest {
+        parse_documents::<SecretManifest>(yaml, "t.yaml", "Secret")
+            .unwrap()
+            .remove(0)
+    }
+
+    const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\n  uid: '1234'\n  resourceVersion: '9'\n  labels: {app: db}\n  annotations:\n    kubectl.kubernetes.io/last-applied-configuration: '{\"data\":{}}'\n    team: core\ntype: kubernetes.io/basic-auth\ndata:\n  password: aHVudGVyMg==\nstringData:\n  username: admin\n";
+
+    #[test]
+    fn seal_strips_server_metadata_and_round_trips() {
+        let sealed = seal_secret(&secret(SECRET), public_key(), &SealOptions::default()).unwrap();
+        let template = sealed.spec.template.as_ref().unwrap();
+        let meta = template.metadata.as_ref().unwrap();
+        assert_eq!(meta.uid, None);
+        assert_eq!(meta.resource_version, None);
+        let annotations = meta.annotations.as_ref().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+        assert_eq!(template.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(sealed.spec.encrypted_data.len(), 2);
+
+        let unsealed = unseal(&sealed, keyring()).unwrap();
+        assert_eq!(unsealed.secret.data["password"].expose(), b"hunter2");
+        assert_eq!(unsealed.secret.data["username"].expose(), b"admin");
+        assert_eq!(
+            unsealed.secret.type_.as_deref(),
+            Some("kubernetes.io/basic-auth")
+        );
+        assert_eq!(unsealed.opened_by.len(), 2);
+    }
+
+    #[test]
+    fn scope_is_recorded_and_honoured() {
+        for scope in [Scope::NamespaceWide, Scope::ClusterWide] {
+            let options = SealOptions {
+                scope: Some(scope),
+                ..SealOptions::default()
+            };
+            let mut sealed = seal_secret(&secret(SECRET), public_key(), &options).unwrap();
+            assert_eq!(sealed.scope(), scope);
+            // Renaming is what the wider scopes allow.
+            sealed.metadata.name = Some("renamed".into());
+            if scope == Scope::ClusterWide {
+                sealed.metadata.namespace = Some("elsewhere".into());
+            }
+            assert!(unseal(&sealed, keyring()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_renamed_strict_secret_does_not_open_and_says_why() {
+        let mut sealed =
+            seal_secret(&secret(SECRET), public_key(), &SealOptions::default()).unwrap();
+        sealed.metadata.name = Some("other".into());
+        let msg = unseal(&sealed, keyring()).unwrap_err().to_string();
+        assert!(msg.contains("strict scope label \"prod/other\""), "{msg}");
+        assert!(!msg.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_dropped_scope_annotation_is_diagnosed() {
+        let options = SealOptions {
+            scope: Some(Scope::NamespaceWide),
+            ..SealOptions::default()
+        };
+        let mut sealed = seal_secret(&secret(SECRET), public_key(), &options).unwrap();
+        sealed.metadata.annotations = None;
+        let msg = unseal(&sealed, keyring()).unwrap_err().to_string();
+        assert!(
+            msg.contains("sealed with namespace-wide scope but the SealedSecret declares strict"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn empty_secrets_and_nameless_strict_secrets_are_refused() {
+        let empty = secret("kind: Secret\nmetadata: {name: e, namespace: n}\n");
+        let err = seal_secret(&empty, public_key(), &SealOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("--allow-empty-data"), "{err}");
+        let options = SealOptions {
+            allow_empty_data: true,
+            ..SealOptions::default()
+        };
+        assert!(seal_secret(&empty, public_key(), &options).is_ok());
+
+        let nameless = secret("kind: Secret\nmetadata: {namespace: n}\nstringData: {a: b}\n");
+        assert!(matches!(
+            seal_secret(&nameless, public_key(), &SealOptions::default()),
+            Err(ApiError::MissingName)
+        ));
+    }
+
+    #[test]
+    fn merge_adds_and_replaces_keys() {
+        let mut sealed =
+            seal_secret(&secret(SECRET), public_key(), &SealOptions::default()).unwrap();
+        let before = sealed.spec.encrypted_data["username"].clone();
+        let update = secret("kind: Secret\nmetadata: {}\nstringData: {password: new, token: t}\n");
+        merge_into(&mut sealed, &update, public_key()).unwrap();
+        assert_eq!(sealed.spec.encrypted_data["username"], before);
+        let unsealed = unseal(&sealed, keyring()).unwrap().secret;
+        assert_eq!(unsealed.data["password"].expose(), b"new");
+        assert_eq!(unsealed.data["token"].expose(), b"t");
+    }
+
+    #[test]
+    fn one_bad_value_fails_the_whole_secret() {
+        let mut sealed =
+            seal_secret(&secret(SECRET), public_key(), &SealOptions::default()).unwrap();
+        sealed
+            .spec
+            .encrypted_data
+            .insert("broken".into(), "AgBnb3Q=".into());
+        let msg = unseal(&sealed, keyring()).unwrap_err().to_string();
+        assert!(msg.contains("key \"broken\""), "{msg}");
+        assert!(msg.contains("truncated or malformed"), "{msg}");
+    }
+}

@@ -10,9 +10,10 @@ mod secret;
 
 pub use documents::{Format, parse_documents, to_document};
 pub use error::ApiError;
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use key_secrets::{KEY_LABEL, KEY_LABEL_ACTIVE, read_private_keys};
 pub use sealed_secret::{
     SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, SecretTemplateSpec,
 };
-pub use sealing::{SealOptions, Unsealed, merge_into, seal_secret, unseal};
+pub use sealing::{SealOptions, Unsealed, merge_into, reencrypt, seal_secret, unseal};
 pub use secret::SecretManifest;

@@ -111,6 +111,22 @@ fn template_of(secret: &SecretManifest, scope: Scope) -> SecretTemplateSpec {
     }
 }
 
+/// Re-seals every value of `sealed` to `key`, keeping its name, scope and template; the
+/// deprecated `spec.data` form comes out as `encryptedData`.
+pub fn reencrypt(
+    sealed: &SealedSecret,
+    keyring: &Keyring,
+    key: &PublicKey,
+) -> Result<SealedSecret, ApiError> {
+    let unsealed = unseal(sealed, keyring)?;
+    let mut resealed = sealed.clone();
+    resealed.spec.data = None;
+    resealed.status = None;
+    resealed.spec.encrypted_data =
+        seal_values(sealed, sealed.scope(), unsealed.secret.values(), key)?;
+    Ok(resealed)
+}
+
 /// A SealedSecret opened back into its Secret.
 #[derive(Debug)]
 pub struct Unsealed {
@@ -327,6 +343,21 @@ mod tests {
         let unsealed = unseal(&sealed, keyring()).unwrap().secret;
         assert_eq!(unsealed.data["password"].expose(), b"new");
         assert_eq!(unsealed.data["token"].expose(), b"t");
+    }
+
+    #[test]
+    fn reencrypt_moves_values_to_the_new_key() {
+        let mut sealed =
+            seal_secret(&secret(SECRET), public_key(), &SealOptions::default()).unwrap();
+        sealed.metadata.annotations = Some(BTreeMap::from([("team".into(), "core".into())]));
+        let new_key = PrivateKey::generate(MIN_KEY_BITS).unwrap();
+        let resealed = reencrypt(&sealed, keyring(), new_key.public_key()).unwrap();
+        assert_eq!(resealed.metadata, sealed.metadata);
+        assert_eq!(resealed.spec.template, sealed.spec.template);
+        assert!(unseal(&resealed, keyring()).is_err());
+        let new_ring = Keyring::new(vec![new_key]);
+        let unsealed = unseal(&resealed, &new_ring).unwrap();
+        assert_eq!(unsealed.secret.data["password"].expose(), b"hunter2");
     }
 
     #[test]

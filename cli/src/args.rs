@@ -1,0 +1,364 @@
+//! The `sealsync` subcommands.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::builder::TypedValueParser;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use sealsync_api::Format;
+use sealsync_crypto::{
+    CertificateParams, DEFAULT_KEY_BITS, MIN_KEY_BITS, PrivateKey, Scope, SealingCertificate,
+};
+
+use crate::files::{
+    KubeconfigChoice, Sensitivity, read_certificate, write_atomically, write_output,
+};
+use crate::ops::{CertSource, ClusterTarget, ReencryptJob, SealJob, UnsealJob, ValidateJob};
+
+/// Seal Kubernetes Secrets for Git, and recover, re-encrypt and check SealedSecrets offline.
+///
+/// Output is compatible with Bitnami Sealed Secrets (bitnami.com/v1alpha1). Invoked as
+/// `kubeseal` (for example through a symlink), sealsync accepts kubeseal's flags instead.
+#[derive(Debug, Parser)]
+#[command(name = "sealsync", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Seal Secrets (YAML or JSON, several documents) into SealedSecrets.
+    Seal(SealArgs),
+    /// Recover Secrets from SealedSecrets with private keys (prints plaintext!).
+    Unseal(UnsealArgs),
+    /// Re-encrypt SealedSecrets to a new certificate, offline, with the old private keys.
+    Reencrypt(ReencryptArgs),
+    /// Check that SealedSecrets open with the given private keys, printing no value.
+    Validate(ValidateArgs),
+    /// Show a sealing certificate: fingerprint, subject, validity and key size.
+    Cert(CertArgs),
+    /// Generate a private key and its sealing certificate, for offline or bring-your-own-key use.
+    Keygen(KeygenArgs),
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Yaml => Format::Yaml,
+            OutputFormat::Json => Format::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// Input file; standard input when absent or "-".
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    format: OutputFormat,
+    /// Write to FILE (atomically) instead of standard output.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    write: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CertArg {
+    /// Sealing certificate: a file, file:// or http(s):// URL.
+    #[arg(long, env = "SEALED_SECRETS_CERT", value_name = "FILE|URL")]
+    cert: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Name of the controller's Service.
+    #[arg(long, default_value = "sealed-secrets-controller", value_name = "NAME")]
+    controller_name: String,
+    /// Namespace of the controller.
+    #[arg(long, default_value = "kube-system", value_name = "NAMESPACE")]
+    controller_namespace: String,
+}
+
+impl ClusterArgs {
+    fn target(&self) -> ClusterTarget {
+        ClusterTarget {
+            kubeconfig: KubeconfigChoice {
+                path: self.kubeconfig.clone(),
+                context: self.context.clone(),
+            },
+            controller_name: self.controller_name.clone(),
+            controller_namespace: self.controller_namespace.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// Private key: PEM (PKCS#1 or PKCS#8), a key Secret or a backup List, YAML or JSON.
+    /// Repeat, or separate with commas.
+    #[arg(
+        short = 'k',
+        long = "private-key",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    private_keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SealArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    cert: CertArg,
+    /// Scope; default: the Secret's scope annotations, else strict.
+    #[arg(long, value_parser = clap::value_parser!(Scope))]
+    scope: Option<Scope>,
+    /// Namespace of Secrets that name none (default: the kubeconfig context's, else "default").
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Add or replace keys in this SealedSecret file, in place.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "write"])]
+    merge_into: Option<PathBuf>,
+    /// Seal one value (standard input or --from-file) and print its base64 ciphertext.
+    #[arg(long)]
+    raw: bool,
+    /// Name for --raw with strict scope, or of a Secret built with --from-file.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Value from a file, as [key=]path; repeatable to build a Secret without input.
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    from_files: Vec<String>,
+    /// Seal Secrets that have no data.
+    #[arg(long)]
+    allow_empty_data: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+struct UnsealArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReencryptArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
+    #[command(flatten)]
+    cert: CertArg,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+struct CertArgs {
+    #[command(flatten)]
+    cert: CertArg,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    format: CertFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CertFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Where to write the private key (PKCS#1 PEM, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    key_out: PathBuf,
+    /// Where to write the certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    cert_out: PathBuf,
+    /// RSA key size in bits.
+    #[arg(long, default_value_t = DEFAULT_KEY_BITS, value_parser = clap::value_parser!(u16).range(MIN_KEY_BITS as i64..=16384).map(usize::from))]
+    bits: usize,
+    /// Certificate subject common name (upstream's --my-cn).
+    #[arg(long, default_value = "", value_name = "CN")]
+    common_name: String,
+    /// Certificate validity, e.g. 87600h or 3650days (upstream's --key-ttl).
+    #[arg(long, default_value = "87600h", value_parser = humantime::parse_duration)]
+    validity: std::time::Duration,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Seal(args) => SealJob {
+                input: args.input.file,
+                cert: CertSource {
+                    cert: args.cert.cert,
+                    cluster: args.cluster.target(),
+                },
+                scope: args.scope,
+                format: args.output.format.into(),
+                output: args.output.write,
+                merge_into: args.merge_into,
+                raw: args.raw,
+                name: args.name,
+                namespace: args.namespace,
+                from_files: args.from_files,
+                allow_empty_data: args.allow_empty_data,
+            }
+            .run(),
+            Command::Unseal(args) => UnsealJob {
+                input: args.input.file,
+                private_keys: args.keys.private_keys,
+                format: args.output.format.into(),
+                output: args.output.write,
+            }
+            .run(),
+            Command::Reencrypt(args) => ReencryptJob {
+                input: args.input.file,
+                private_keys: args.keys.private_keys,
+                cert: CertSource {
+                    cert: args.cert.cert,
+                    cluster: args.cluster.target(),
+                },
+                format: args.output.format.into(),
+                output: args.output.write,
+            }
+            .run(),
+            Command::Validate(args) => ValidateJob {
+                input: args.input.file,
+                private_keys: args.keys.private_keys,
+                cluster: args.cluster.target(),
+                report: true,
+            }
+            .run(),
+            Command::Cert(args) => show_certificate(args),
+            Command::Keygen(args) => keygen(args),
+            Command::Completion { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "sealsync",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn show_certificate(args: CertArgs) -> anyhow::Result<()> {
+    let location = args
+        .cert
+        .cert
+        .context("no certificate given: pass --cert FILE|URL or set SEALED_SECRETS_CERT")?;
+    let cert = read_certificate(&location)?;
+    let expired = cert.ensure_current().is_err();
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
+    };
+    let info = serde_json::json!({
+        "fingerprint": cert.public_key().fingerprint().as_str(),
+        "subject": cert.subject(),
+        "serial": cert.serial(),
+        "notBefore": rfc3339(cert.not_before()),
+        "notAfter": rfc3339(cert.not_after()),
+        "keyBits": cert.public_key().bits(),
+        "expired": expired,
+    });
+    let text = match args.format {
+        CertFormat::Json => serde_json::to_string_pretty(&info)? + "\n",
+        CertFormat::Text => format!(
+            "Fingerprint: {}\nSubject:     {}\nSerial:      {}\nNot before:  {}\nNot after:   {}{}\nKey:         RSA {} bits\n",
+            cert.public_key().fingerprint(),
+            if cert.subject().is_empty() {
+                "(empty)"
+            } else {
+                cert.subject()
+            },
+            cert.serial(),
+            rfc3339(cert.not_before()),
+            rfc3339(cert.not_after()),
+            if expired { " (EXPIRED)" } else { "" },
+            cert.public_key().bits(),
+        ),
+    };
+    write_output(None, text.as_bytes(), Sensitivity::Public)
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    for path in [&args.key_out, &args.cert_out] {
+        if path.exists() && !args.force {
+            bail!(
+                "{} already exists: pass --force to overwrite it",
+                path.display()
+            );
+        }
+    }
+    eprintln!("Generating a {}-bit RSA key...", args.bits);
+    let key = PrivateKey::generate(args.bits)?;
+    let params = CertificateParams {
+        common_name: args.common_name,
+        validity: args.validity,
+    };
+    let cert = SealingCertificate::generate(&key, &params)?;
+    write_atomically(
+        &args.key_out,
+        key.to_pkcs1_pem().as_bytes(),
+        Sensitivity::Private,
+    )?;
+    write_atomically(&args.cert_out, cert.pem().as_bytes(), Sensitivity::Public)?;
+    eprintln!(
+        "Wrote {} and {} ({})",
+        args.key_out.display(),
+        args.cert_out.display(),
+        key.fingerprint()
+    );
+    Ok(())
+}

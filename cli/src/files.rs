@@ -1,0 +1,171 @@
+//! Reading inputs (files, stdin, certificate URLs, kubeconfig) and writing outputs atomically.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use sealsync_crypto::{Keyring, SealingCertificate};
+use zeroize::Zeroizing;
+
+/// Reads a whole file, or standard input when `path` is `None` or `-`.
+pub fn read_input(path: Option<&Path>) -> anyhow::Result<(Zeroizing<String>, String)> {
+    let mut text = Zeroizing::new(String::new());
+    match path.filter(|p| p.as_os_str() != "-") {
+        Some(path) => {
+            let mut file =
+                fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            file.read_to_string(&mut text)
+                .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+            Ok((text, path.display().to_string()))
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input as UTF-8 text")?;
+            Ok((text, "standard input".into()))
+        }
+    }
+}
+
+/// Whether what is written holds plaintext secrets (owner-only permissions) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sensitivity {
+    Public,
+    Private,
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed over
+/// the target only once complete, so a failure never leaves a half-written file.
+pub fn write_atomically(path: &Path, bytes: &[u8], sensitivity: Sensitivity) -> anyhow::Result<()> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let failed = || format!("cannot write {}", path.display());
+    let mut file = tempfile::NamedTempFile::new_in(folder).with_context(failed)?;
+    file.write_all(bytes).with_context(failed)?;
+    file.as_file().sync_all().with_context(failed)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match sensitivity {
+            Sensitivity::Public => 0o644,
+            Sensitivity::Private => 0o600,
+        };
+        fs::set_permissions(file.path(), fs::Permissions::from_mode(mode)).with_context(failed)?;
+    }
+    file.persist(path)
+        .map_err(|e| e.error)
+        .with_context(failed)?;
+    Ok(())
+}
+
+/// Writes to `path`, or to standard output when there is none.
+pub fn write_output(
+    path: Option<&Path>,
+    bytes: &[u8],
+    sensitivity: Sensitivity,
+) -> anyhow::Result<()> {
+    match path.filter(|p| p.as_os_str() != "-") {
+        Some(path) => write_atomically(path, bytes, sensitivity),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(bytes)
+                .and_then(|()| stdout.flush())
+                .context("cannot write to standard output")
+        }
+    }
+}
+
+/// Loads a sealing certificate for sealing, refusing an expired one.
+pub fn load_certificate(location: &str) -> anyhow::Result<SealingCertificate> {
+    let cert = read_certificate(location)?;
+    cert.ensure_current()
+        .with_context(|| format!("certificate {location}"))?;
+    Ok(cert)
+}
+
+/// Reads a certificate from a file path, a `file://` URL or an `http(s)://` URL.
+pub fn read_certificate(location: &str) -> anyhow::Result<SealingCertificate> {
+    let bytes = if location.starts_with("http://") || location.starts_with("https://") {
+        fetch_url(location)?
+    } else {
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        fs::read(path).with_context(|| format!("cannot read certificate {path}"))?
+    };
+    SealingCertificate::from_pem(&bytes).with_context(|| format!("certificate {location}"))
+}
+
+fn fetch_url(url: &str) -> anyhow::Result<Vec<u8>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .unversioned_rustls_crypto_provider(provider)
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("cannot fetch certificate from {url}"))?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(1024 * 1024)
+        .read_to_vec()
+        .with_context(|| format!("cannot read certificate from {url}"))
+}
+
+/// Reads the private keys of every file given (PEM, key Secret or `v1.List` backup).
+pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
+    if paths.is_empty() {
+        bail!("no private key given: pass --private-key FILE (PEM, key Secret or backup List)");
+    }
+    let mut keys = Vec::new();
+    for path in paths {
+        let (text, name) = read_input(Some(path))?;
+        keys.extend(sealsync_api::read_private_keys(&text, &name)?);
+    }
+    Ok(Keyring::new(keys))
+}
+
+/// Where the kubeconfig is and which context to use (kubectl's `--kubeconfig`, `--context`).
+#[derive(Debug, Clone, Default)]
+pub struct KubeconfigChoice {
+    pub path: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl KubeconfigChoice {
+    /// The namespace of the chosen context, if a kubeconfig exists and sets one.
+    pub fn namespace(&self) -> anyhow::Result<Option<String>> {
+        let config = match &self.path {
+            Some(path) => kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?,
+            None => match kube::config::Kubeconfig::read() {
+                Ok(config) => config,
+                // No kubeconfig at all is normal on a laptop that only seals offline.
+                Err(kube::config::KubeconfigError::ReadConfig(..))
+                | Err(kube::config::KubeconfigError::FindPath) => return Ok(None),
+                Err(e) => return Err(e).context("cannot read kubeconfig"),
+            },
+        };
+        let Some(context_name) = self.context.clone().or(config.current_context.clone()) else {
+            return Ok(None);
+        };
+        let context = config
+            .contexts
+            .iter()
+            .find(|c| c.name == context_name)
+            .with_context(|| format!("kubeconfig has no context named {context_name:?}"))?;
+        Ok(context.context.as_ref().and_then(|c| c.namespace.clone()))
+    }
+}

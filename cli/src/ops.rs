@@ -1,0 +1,309 @@
+//! The operations both front ends (`sealsync` subcommands and kubeseal flags) run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sealsync_api::{
+    Format, SealOptions, SealedSecret, SecretManifest, merge_into, parse_documents, seal_secret,
+    to_document, unseal,
+};
+use sealsync_crypto::{Scope, SealingCertificate, SecretBytes, seal_value};
+
+use crate::files::{
+    KubeconfigChoice, Sensitivity, load_certificate, load_keyring, read_input, write_atomically,
+    write_output,
+};
+
+/// Where the sealing certificate comes from.
+#[derive(Debug, Clone, Default)]
+pub struct CertSource {
+    /// File path, `file://` or `http(s)://` URL.
+    pub cert: Option<String>,
+    pub cluster: ClusterTarget,
+}
+
+/// How to reach the controller through the API server (kubeseal's cluster flags).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterTarget {
+    pub kubeconfig: KubeconfigChoice,
+    pub controller_name: String,
+    pub controller_namespace: String,
+}
+
+impl ClusterTarget {
+    /// Every operation that needs the controller ends here until the controller lands.
+    pub fn unavailable(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{what} needs the controller {}/{} in a cluster, which this version of sealsync \
+             cannot reach yet: work offline with --cert FILE|URL (or SEALED_SECRETS_CERT) and \
+             --private-key/--recovery-private-key",
+            self.controller_namespace,
+            self.controller_name
+        )
+    }
+}
+
+impl CertSource {
+    pub fn load(&self) -> anyhow::Result<SealingCertificate> {
+        match &self.cert {
+            Some(location) => load_certificate(location),
+            None => Err(self.cluster.unavailable("fetching the certificate")),
+        }
+    }
+}
+
+/// `seal`: Secrets in, SealedSecrets out.
+#[derive(Debug, Clone)]
+pub struct SealJob {
+    pub input: Option<PathBuf>,
+    pub cert: CertSource,
+    pub scope: Option<Scope>,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+    pub merge_into: Option<PathBuf>,
+    pub raw: bool,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub from_files: Vec<String>,
+    pub allow_empty_data: bool,
+}
+
+impl SealJob {
+    pub fn run(&self) -> anyhow::Result<()> {
+        if self.raw {
+            return self.seal_raw();
+        }
+        let secrets = self.read_secrets()?;
+        let cert = self.cert.load()?;
+        let key = cert.public_key();
+        if let Some(target) = &self.merge_into {
+            let (text, source_name) = read_input(Some(target))?;
+            let mut existing: Vec<SealedSecret> =
+                parse_documents(&text, &source_name, "SealedSecret")?;
+            let [sealed] = existing.as_mut_slice() else {
+                bail!("{source_name}: --merge-into needs a file with exactly one SealedSecret");
+            };
+            for secret in &secrets {
+                merge_into(sealed, secret, key)?;
+            }
+            let format = detect_format(&text);
+            let out = to_document(&existing, format)?;
+            return write_atomically(target, out.as_bytes(), Sensitivity::Public);
+        }
+        let options = SealOptions {
+            scope: self.scope,
+            allow_empty_data: self.allow_empty_data,
+        };
+        let sealed = secrets
+            .iter()
+            .map(|secret| seal_secret(secret, key, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = to_document(&sealed, self.format)?;
+        write_output(self.output.as_deref(), out.as_bytes(), Sensitivity::Public)
+    }
+
+    /// The Secrets to seal, with their namespaces resolved as kubeseal does: the input's,
+    /// then `-n`, then the kubeconfig context's, then `default`.
+    fn read_secrets(&self) -> anyhow::Result<Vec<SecretManifest>> {
+        let mut secrets = if self.input.is_none() && !self.from_files.is_empty() {
+            vec![self.secret_from_files()?]
+        } else {
+            let (text, source_name) = read_input(self.input.as_deref())?;
+            parse_documents::<SecretManifest>(&text, &source_name, "Secret")?
+        };
+        let fallback = self.fallback_namespace()?;
+        for secret in &mut secrets {
+            match (&secret.metadata.namespace, &self.namespace) {
+                (Some(own), Some(flag)) if !own.is_empty() && own != flag => bail!(
+                    "Secret {} is in namespace {own:?} but -n says {flag:?}: drop -n or fix the input",
+                    secret.object_ref()
+                ),
+                (Some(own), _) if !own.is_empty() => {}
+                _ => secret.metadata.namespace = Some(fallback.clone()),
+            }
+            if self.merge_into.is_none() && secret.metadata.name.is_none() {
+                secret.metadata.name = self.name.clone();
+            }
+        }
+        Ok(secrets)
+    }
+
+    /// A Secret made of files, like `kubectl create secret generic --from-file`.
+    fn secret_from_files(&self) -> anyhow::Result<SecretManifest> {
+        let mut data = std::collections::BTreeMap::new();
+        for spec in &self.from_files {
+            let (key, value) = read_from_file(spec)?;
+            data.insert(key, value);
+        }
+        let metadata = k8s_openapi_meta(self.name.clone());
+        Ok(SecretManifest::new(metadata, data))
+    }
+
+    fn fallback_namespace(&self) -> anyhow::Result<String> {
+        if let Some(namespace) = &self.namespace {
+            return Ok(namespace.clone());
+        }
+        Ok(self
+            .cert
+            .cluster
+            .kubeconfig
+            .namespace()?
+            .unwrap_or_else(|| "default".into()))
+    }
+
+    /// `--raw`: one value, sealed and printed as base64 (for `encryptedData` or templates).
+    fn seal_raw(&self) -> anyhow::Result<()> {
+        let scope = self.scope.unwrap_or_default();
+        let namespace = self.fallback_namespace()?;
+        let name = self.name.clone().unwrap_or_default();
+        if scope == Scope::Strict && name.is_empty() {
+            bail!("--raw with strict scope needs --name: the value is bound to that name");
+        }
+        let value = match self.from_files.as_slice() {
+            [] => SecretBytes::from(read_input(None)?.0.as_bytes()),
+            [spec] => read_from_file(spec)?.1,
+            _ => bail!(
+                "--raw seals one value: give --from-file once, or the value on standard input"
+            ),
+        };
+        let cert = self.cert.load()?;
+        let sealed = seal_value(
+            cert.public_key(),
+            &scope.label(&namespace, &name),
+            value.expose(),
+        )?;
+        write_output(
+            self.output.as_deref(),
+            STANDARD.encode(sealed).as_bytes(),
+            Sensitivity::Public,
+        )
+    }
+}
+
+fn k8s_openapi_meta(name: Option<String>) -> sealsync_api::ObjectMeta {
+    sealsync_api::ObjectMeta {
+        name,
+        ..Default::default()
+    }
+}
+
+/// `[key=]path`: the key defaults to the file's name.
+fn read_from_file(spec: &str) -> anyhow::Result<(String, SecretBytes)> {
+    let (key, path) = match spec.split_once('=') {
+        Some((key, path)) => (key.to_string(), PathBuf::from(path)),
+        None => {
+            let path = PathBuf::from(spec);
+            let key = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("--from-file {spec}: cannot take a key from this path"))?
+                .to_string();
+            (key, path)
+        }
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((key, SecretBytes::from(bytes)))
+}
+
+fn detect_format(text: &str) -> Format {
+    if text.trim_start().starts_with('{') {
+        Format::Json
+    } else {
+        Format::Yaml
+    }
+}
+
+/// Reads SealedSecrets from the input.
+fn read_sealed(input: Option<&std::path::Path>) -> anyhow::Result<Vec<SealedSecret>> {
+    let (text, source_name) = read_input(input)?;
+    Ok(parse_documents(&text, &source_name, "SealedSecret")?)
+}
+
+/// `unseal` / `--recovery-unseal`: SealedSecrets back into Secrets with private keys.
+#[derive(Debug, Clone)]
+pub struct UnsealJob {
+    pub input: Option<PathBuf>,
+    pub private_keys: Vec<PathBuf>,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+}
+
+impl UnsealJob {
+    pub fn run(&self) -> anyhow::Result<()> {
+        let keyring = load_keyring(&self.private_keys)?;
+        let secrets = read_sealed(self.input.as_deref())?
+            .iter()
+            .map(|sealed| unseal(sealed, &keyring).map(|u| u.secret))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = to_document(&secrets, self.format)?;
+        write_output(self.output.as_deref(), out.as_bytes(), Sensitivity::Private)
+    }
+}
+
+/// `reencrypt` / `--re-encrypt`: SealedSecrets re-sealed to a new certificate.
+#[derive(Debug, Clone)]
+pub struct ReencryptJob {
+    pub input: Option<PathBuf>,
+    pub private_keys: Vec<PathBuf>,
+    pub cert: CertSource,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+}
+
+impl ReencryptJob {
+    pub fn run(&self) -> anyhow::Result<()> {
+        if self.private_keys.is_empty() {
+            return Err(self
+                .cert
+                .cluster
+                .unavailable("re-encryption without --private-key"));
+        }
+        let keyring = load_keyring(&self.private_keys)?;
+        let cert = self.cert.load()?;
+        let resealed = read_sealed(self.input.as_deref())?
+            .iter()
+            .map(|sealed| sealsync_api::reencrypt(sealed, &keyring, cert.public_key()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = to_document(&resealed, self.format)?;
+        write_output(self.output.as_deref(), out.as_bytes(), Sensitivity::Public)
+    }
+}
+
+/// `validate` / `--validate`: do the SealedSecrets open with these keys?
+#[derive(Debug, Clone)]
+pub struct ValidateJob {
+    pub input: Option<PathBuf>,
+    pub private_keys: Vec<PathBuf>,
+    pub cluster: ClusterTarget,
+    /// Print one line per valid object (kubeseal prints nothing on success).
+    pub report: bool,
+}
+
+impl ValidateJob {
+    pub fn run(&self) -> anyhow::Result<()> {
+        if self.private_keys.is_empty() {
+            return Err(self.cluster.unavailable("validation without --private-key"));
+        }
+        let keyring = load_keyring(&self.private_keys)?;
+        for sealed in read_sealed(self.input.as_deref())? {
+            let unsealed = unseal(&sealed, &keyring)?;
+            if self.report {
+                let keys: std::collections::BTreeSet<_> =
+                    unsealed.opened_by.values().map(|f| f.as_str()).collect();
+                println!(
+                    "{}: valid, {} values open with {}",
+                    sealed.object_ref(),
+                    unsealed.opened_by.len(),
+                    if keys.is_empty() {
+                        "no key needed".to_string()
+                    } else {
+                        keys.into_iter().collect::<Vec<_>>().join(", ")
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
+}

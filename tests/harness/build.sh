@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Build and cache the pinned real components used by sealsync integration tests.
+#
+#   build.sh [--print-env] [component...]
+#
+# Components: kubernetes etcd vault sealed-secrets helm moto (default: all).
+# Each lands in ${XDG_CACHE_HOME:-~/.cache}/sealsync/<component>-<version>/bin/
+# (override the root with SEALSYNC_CACHE_DIR). A component dir counts as built
+# only when its .complete stamp matches the current inputs (version, wrapper
+# go.mod/go.sum/tools.go or requirements.txt, Go/Python version, recipe);
+# anything else is deleted and rebuilt. Builds go to a temp dir that is renamed
+# into place, under a per-component flock, so concurrent callers are safe.
+#
+# Progress ("<component> <version>: cached" / "built in Ns") goes to stderr.
+# With --print-env, stdout gets SEALSYNC_*=/abs/path lines for the requested
+# components (see paths.sh), e.g.  eval "$(tests/harness/build.sh --print-env)"
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+print_env=0
+comps=()
+for a in "$@"; do
+  case "$a" in
+    --print-env) print_env=1 ;;
+    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -*) die "unknown option $a" ;;
+    *) component_version "$a" >/dev/null; comps+=("$a") ;;
+  esac
+done
+[[ ${#comps[@]} -gt 0 ]] || comps=("${ALL_COMPONENTS[@]}")
+
+log() { echo "$*" >&2; }
+
+# ---------------------------------------------------------------- inputs ----
+
+tool_fingerprint() { # what the build depends on besides the pinned files
+  if [[ "$1" == moto ]]; then
+    "${PYTHON:-python3}" -c 'import sys,platform; print(sys.version.split()[0], platform.machine())'
+  else
+    go env GOVERSION GOOS GOARCH
+  fi
+}
+
+input_files() {
+  if [[ "$1" == moto ]]; then
+    echo "$HARNESS_DIR/python/moto/requirements.txt"
+  else
+    printf '%s\n' "$HARNESS_DIR/go/$1/go.mod" "$HARNESS_DIR/go/$1/go.sum" "$HARNESS_DIR/go/$1/tools.go"
+  fi
+}
+
+expected_stamp() {
+  local comp="$1" h
+  h="$( { echo "recipe=$HARNESS_RECIPE"; tool_fingerprint "$comp"; input_files "$comp" | while IFS= read -r f; do cat "$f"; done; } | sha256sum | cut -d' ' -f1)"
+  printf 'component=%s\nversion=%s\ninputs_sha256=%s\n' "$comp" "$(component_version "$comp")" "$h"
+}
+
+# Fail early if versions.env and the committed wrapper files disagree.
+check_pins() {
+  local comp="$1" ver f
+  ver="$(component_version "$comp")"
+  while read -r f; do [[ -f "$f" ]] || die "$comp: missing $f (run gen-go-mods.sh $comp)"; done < <(input_files "$comp")
+  if [[ "$comp" == moto ]]; then
+    grep -qx "moto==$ver" "$HARNESS_DIR/python/moto/requirements.txt" ||
+      die "moto: python/moto/requirements.txt does not pin moto==$ver (run gen-go-mods.sh moto)"
+  else
+    local mod; mod="$(component_module "$comp")"
+    grep -qE "^(require)?[[:space:]]*${mod//./\\.} ${ver//./\\.}( |$)" "$HARNESS_DIR/go/$comp/go.mod" ||
+      die "$comp: go/$comp/go.mod does not require $mod $ver (run gen-go-mods.sh $comp)"
+  fi
+}
+
+is_built() { # dir expected-stamp
+  local comp="$1" dir="$2" stamp="$3" bin _
+  [[ -f "$dir/.complete" && "$(cat "$dir/.complete")" == "$stamp" ]] || return 1
+  while read -r bin _; do [[ -x "$dir/bin/$bin" ]] || return 1; done < <(component_binaries "$comp")
+  while read -r f; do [[ -e "$dir/$f" ]] || return 1; done < <(component_files "$comp")
+}
+
+# ---------------------------------------------------------------- builders --
+
+go_ldflags() { # component binary  (run inside go/<component>)
+  local comp="$1" bin="$2" v date
+  v="$(component_version "$comp")"
+  # Release commit time of the pinned module, for reproducible build dates.
+  date="$(go list -mod=readonly -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$(component_module "$comp")")"
+  case "$comp" in
+    kubernetes)
+      local mm="${v#v}" pkg; mm="${mm%.*}"
+      for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        printf -- "-X %s.%s=%s " "$pkg" gitVersion "$v" "$pkg" gitMajor "${mm%%.*}" \
+          "$pkg" gitMinor "${mm#*.}" "$pkg" gitTreeState clean "$pkg" buildDate "$date"
+      done ;;
+    vault) printf -- "-X github.com/hashicorp/vault/version.BuildDate=%s" "$date" ;;
+    sealed-secrets) printf -- "-X main.VERSION=%s" "$v" ;;
+    helm)
+      local hm k; hm="$(helm_module)"
+      k="$(go list -mod=readonly -m -f '{{.Version}}' k8s.io/client-go)"; k="${k#v0.}"; k="${k%%.*}"
+      printf -- "-X %s/internal/version.version=%s -X %s/internal/version.metadata= " "$hm" "$v" "$hm"
+      printf -- "-X %s/internal/version.gitTreeState=clean " "$hm"
+      # Default .Capabilities.KubeVersion for `helm template` (as helm's Makefile does).
+      printf -- "-X %s/pkg/lint/rules.k8sVersionMajor=1 -X %s/pkg/lint/rules.k8sVersionMinor=%s " "$hm" "$hm" "$k"
+      printf -- "-X %s/pkg/chartutil.k8sVersionMajor=1 -X %s/pkg/chartutil.k8sVersionMinor=%s" "$hm" "$hm" "$k" ;;
+  esac
+}
+
+build_go() { # component outdir
+  local comp="$1" out="$2" bin pkg src f
+  cd "$HARNESS_DIR/go/$comp"
+  while read -r bin pkg; do
+    log "  go build $pkg"
+    CGO_ENABLED=0 go build -mod=readonly -trimpath \
+      -ldflags "-s -w $(go_ldflags "$comp" "$bin")" -o "$out/bin/$bin" "$pkg"
+  done < <(component_binaries "$comp")
+  # Non-binary files shipped in the pinned module (e.g. the SealedSecret CRD).
+  src="$(go list -mod=readonly -m -f '{{.Dir}}' "$(component_module "$comp")")"
+  while read -r f; do
+    mkdir -p "$(dirname "$out/$f")"
+    cp -R "$src/${f#share/}" "$out/$f"
+    chmod -R u+w "$out/$f"
+  done < <(component_files "$comp")
+}
+
+build_moto() { # outdir
+  local out="$1"
+  "${PYTHON:-python3}" -m venv "$out"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$out/bin/python" -m pip install -q --no-deps \
+    -r "$HARNESS_DIR/python/moto/requirements.txt"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$out/bin/python" -m pip check
+  # pip's console scripts hard-code the venv path in their shebang, which breaks
+  # when the temp dir is renamed; replace the entry point with a relocatable one.
+  rm -f "$out/bin/moto_server"
+  cat > "$out/bin/moto_server" <<'EOF'
+#!/bin/sh
+# moto_server from this venv; relocatable (does not depend on the venv's path).
+here="$(cd "$(dirname "$(readlink -f "$0")")" && pwd)"
+exec "$here/python" -m moto.server "$@"
+EOF
+  chmod +x "$out/bin/moto_server"
+  "$out/bin/python" -c 'import moto.server' # import check
+}
+
+# ---------------------------------------------------------------- driver ----
+
+ensure() {
+  local comp="$1" ver dir stamp lockfd tmp logf start
+  ver="$(component_version "$comp")"; dir="$(component_dir "$comp")"
+  [[ "$comp" == moto ]] || command -v go >/dev/null || die "go not found on PATH"
+  check_pins "$comp"
+  stamp="$(expected_stamp "$comp")"
+  mkdir -p "$CACHE_ROOT/logs"
+  exec {lockfd}>"$CACHE_ROOT/.$comp.lock"
+  flock "$lockfd"
+  if is_built "$comp" "$dir" "$stamp"; then
+    log "$comp $ver: cached"
+    exec {lockfd}>&-; return 0
+  fi
+  if [[ -e "$dir" ]]; then log "$comp $ver: stale or incomplete, rebuilding"; rm -rf "$dir"; fi
+  rm -rf "$CACHE_ROOT/.tmp-$comp-$ver".* # leftovers of killed builds (we hold the lock)
+  tmp="$(mktemp -d "$CACHE_ROOT/.tmp-$comp-$ver.XXXXXX")"
+  logf="$CACHE_ROOT/logs/$comp-$ver.log"
+  log "$comp $ver: building (log: $logf)"
+  start=$SECONDS
+  mkdir -p "$tmp/bin"
+  # Not `if ! ( ... )`: errexit is ignored inside a subshell used as a condition.
+  local rc=0
+  set +e
+  (
+    set -euo pipefail
+    if [[ "$comp" == moto ]]; then build_moto "$tmp"; else build_go "$comp" "$tmp"; fi
+  ) >"$logf" 2>&1
+  rc=$?
+  set -e
+  printf '%s\n' "$stamp" > "$tmp/.complete"
+  if [[ $rc != 0 ]] || ! is_built "$comp" "$tmp" "$stamp"; then
+    tail -n 40 "$logf" >&2
+    rm -rf "$tmp"
+    die "$comp $ver: build failed (exit $rc; full log: $logf)"
+  fi
+  mv -T "$tmp" "$dir"
+  log "$comp $ver: built in $((SECONDS - start))s"
+  exec {lockfd}>&-
+}
+
+mkdir -p "$CACHE_ROOT"
+for c in "${comps[@]}"; do ensure "$c"; done
+
+if [[ $print_env == 1 ]]; then
+  "$HARNESS_DIR/paths.sh" "${comps[@]}"
+fi

@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools keeps the command packages built by tests/harness/build.sh
+// in the module graph so that `go mod tidy` retains their dependencies.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)

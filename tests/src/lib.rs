@@ -1,0 +1,20 @@
+//! Test harness of sealsync: real components started on loopback for integration tests.
+//!
+//! A Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager), moto for AWS
+//! Secrets Manager, a Vault dev server, and the upstream kubeseal, each built by
+//! `tests/harness/build.sh` and stopped (with its data removed) when dropped.
+
+mod bins;
+mod cluster;
+mod moto;
+mod netns;
+mod pki;
+mod process;
+mod vault;
+
+pub use bins::{Component, binary, project_binary};
+pub use cluster::TestCluster;
+pub use moto::Moto;
+pub use netns::NetNs;
+pub use process::{Process, free_port, wait_for};
+pub use vault::Vault;

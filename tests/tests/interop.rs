@@ -36,6 +36,13 @@ fn setup() -> tempfile::TempDir {
     dir
 }
 
+/// The unsealed Secret (JSON on stdout) carries `SECRET`'s values, byte for byte.
+fn assert_holds_the_original_values(out: &Output, scope: &str) {
+    let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==", "scope {scope}");
+    assert_eq!(secret["data"]["blob"], "AJ+Slv8=", "scope {scope}");
+}
+
 #[test]
 fn upstream_kubeseal_seals_and_sealsync_unseals() {
     let dir = setup();
@@ -59,9 +66,7 @@ fn upstream_kubeseal_seals_and_sealsync_unseals() {
             "-o",
             "json",
         ]));
-        let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(secret["data"]["password"], "aHVudGVyMg==", "scope {scope}");
-        assert_eq!(secret["data"]["blob"], "AJ+Slv8=", "scope {scope}");
+        assert_holds_the_original_values(&out, scope);
     }
 }
 
@@ -89,9 +94,7 @@ fn sealsync_seals_and_upstream_kubeseal_unseals() {
             "-o",
             "json",
         ]));
-        let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(secret["data"]["password"], "aHVudGVyMg==", "scope {scope}");
-        assert_eq!(secret["data"]["blob"], "AJ+Slv8=", "scope {scope}");
+        assert_holds_the_original_values(&out, scope);
     }
 }
 

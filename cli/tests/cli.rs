@@ -677,3 +677,68 @@ fn help_and_completions() {
     let out = ws.kubeseal(&["--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--recovery-private-key"));
 }
+
+#[test]
+fn certificate_from_an_http_url() {
+    use std::io::{Read, Write};
+    let ws = Workspace::new();
+    let cert = ws.read("cert.pem");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).unwrap();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-pem-file\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{cert}",
+            cert.len()
+        );
+        stream.write_all(response.as_bytes()).unwrap();
+    });
+    let url = format!("http://127.0.0.1:{port}/v1/cert.pem");
+    ws.run(&[
+        "seal",
+        "-f",
+        "secret.yaml",
+        "--cert",
+        &url,
+        "-w",
+        "sealed.yaml",
+    ]);
+    server.join().unwrap();
+    ws.run(&["validate", "-f", "sealed.yaml", "-k", "key.pem"]);
+
+    let out = ws
+        .sealsync(&["seal", "-f", "secret.yaml", "--cert", &url])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "cannot fetch certificate from http://127.0.0.1");
+}
+
+#[test]
+fn from_file_builds_a_secret_without_input() {
+    let ws = Workspace::new();
+    ws.write("password.txt", "hunter2");
+    ws.write("tls.crt", "not-really-a-cert");
+    let sealed = ws.run(&[
+        "seal",
+        "--cert",
+        "cert.pem",
+        "--name",
+        "files",
+        "-n",
+        "prod",
+        "--from-file",
+        "db-password=password.txt",
+        "--from-file",
+        "tls.crt",
+        "-w",
+        "-",
+    ]);
+    ws.write("files.yaml", &sealed);
+    let secret = ws.run(&["unseal", "-f", "files.yaml", "-k", "key.pem", "-o", "json"]);
+    let secret: serde_json::Value = serde_json::from_str(&secret).unwrap();
+    assert_eq!(secret["metadata"]["name"], "files");
+    assert_eq!(secret["data"]["db-password"], "aHVudGVyMg==");
+    assert_eq!(secret["data"]["tls.crt"], "bm90LXJlYWxseS1hLWNlcnQ=");
+}

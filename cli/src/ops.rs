@@ -6,8 +6,8 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sealsync_api::{
-    Format, SealOptions, SealedSecret, SecretManifest, merge_into, parse_documents, seal_secret,
-    to_document, unseal,
+    Format, ObjectMeta, SealOptions, SealedSecret, SecretManifest, merge_into, parse_documents,
+    seal_secret, to_document, unseal,
 };
 use sealsync_crypto::{Scope, SealingCertificate, SecretBytes, seal_value};
 
@@ -137,7 +137,10 @@ impl SealJob {
             let (key, value) = read_from_file(spec)?;
             data.insert(key, value);
         }
-        let metadata = k8s_openapi_meta(self.name.clone());
+        let metadata = ObjectMeta {
+            name: self.name.clone(),
+            ..ObjectMeta::default()
+        };
         Ok(SecretManifest::new(metadata, data))
     }
 
@@ -179,13 +182,6 @@ impl SealJob {
             STANDARD.encode(sealed).as_bytes(),
             Sensitivity::Public,
         )
-    }
-}
-
-fn k8s_openapi_meta(name: Option<String>) -> sealsync_api::ObjectMeta {
-    sealsync_api::ObjectMeta {
-        name,
-        ..Default::default()
     }
 }
 

@@ -10,10 +10,9 @@ use sealsync_crypto::{
     CertificateParams, DEFAULT_KEY_BITS, MIN_KEY_BITS, PrivateKey, Scope, SealingCertificate,
 };
 
-use crate::files::{
-    KubeconfigChoice, Sensitivity, read_certificate, write_atomically, write_output,
-};
-use crate::ops::{CertSource, ClusterTarget, ReencryptJob, SealJob, UnsealJob, ValidateJob};
+use crate::cluster::{ClusterTarget, KubeconfigChoice};
+use crate::files::{Sensitivity, read_certificate, write_atomically, write_output};
+use crate::ops::{CertSource, ReencryptJob, SealJob, UnsealJob, ValidateJob};
 
 /// Seal Kubernetes Secrets for Git, and recover, re-encrypt and check SealedSecrets offline.
 ///

@@ -136,36 +136,3 @@ pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
     }
     Ok(Keyring::new(keys))
 }
-
-/// Where the kubeconfig is and which context to use (kubectl's `--kubeconfig`, `--context`).
-#[derive(Debug, Clone, Default)]
-pub struct KubeconfigChoice {
-    pub path: Option<PathBuf>,
-    pub context: Option<String>,
-}
-
-impl KubeconfigChoice {
-    /// The namespace of the chosen context, if a kubeconfig exists and sets one.
-    pub fn namespace(&self) -> anyhow::Result<Option<String>> {
-        let config = match &self.path {
-            Some(path) => kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?,
-            None => match kube::config::Kubeconfig::read() {
-                Ok(config) => config,
-                // No kubeconfig at all is normal on a laptop that only seals offline.
-                Err(kube::config::KubeconfigError::ReadConfig(..))
-                | Err(kube::config::KubeconfigError::FindPath) => return Ok(None),
-                Err(e) => return Err(e).context("cannot read kubeconfig"),
-            },
-        };
-        let Some(context_name) = self.context.clone().or(config.current_context.clone()) else {
-            return Ok(None);
-        };
-        let context = config
-            .contexts
-            .iter()
-            .find(|c| c.name == context_name)
-            .with_context(|| format!("kubeconfig has no context named {context_name:?}"))?;
-        Ok(context.context.as_ref().and_then(|c| c.namespace.clone()))
-    }
-}

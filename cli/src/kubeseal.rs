@@ -6,8 +6,9 @@ use clap::{Parser, ValueEnum};
 use sealsync_api::Format;
 use sealsync_crypto::Scope;
 
-use crate::files::{KubeconfigChoice, Sensitivity, write_output};
-use crate::ops::{CertSource, ClusterTarget, ReencryptJob, SealJob, UnsealJob, ValidateJob};
+use crate::cluster::{ClusterTarget, KubeconfigChoice};
+use crate::files::{Sensitivity, write_output};
+use crate::ops::{CertSource, ReencryptJob, SealJob, UnsealJob, ValidateJob};
 
 /// kubeseal-compatible interface of sealsync: reads a Secret from standard input (or -f)
 /// and writes a SealedSecret, with kubeseal's flags and defaults.

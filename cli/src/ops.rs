@@ -11,9 +11,9 @@ use sealsync_api::{
 };
 use sealsync_crypto::{Scope, SealingCertificate, SecretBytes, seal_value};
 
+use crate::cluster::ClusterTarget;
 use crate::files::{
-    KubeconfigChoice, Sensitivity, load_certificate, load_keyring, read_input, write_atomically,
-    write_output,
+    Sensitivity, load_certificate, load_keyring, read_input, write_atomically, write_output,
 };
 
 /// Where the sealing certificate comes from.
@@ -24,32 +24,18 @@ pub struct CertSource {
     pub cluster: ClusterTarget,
 }
 
-/// How to reach the controller through the API server (kubeseal's cluster flags).
-#[derive(Debug, Clone, Default)]
-pub struct ClusterTarget {
-    pub kubeconfig: KubeconfigChoice,
-    pub controller_name: String,
-    pub controller_namespace: String,
-}
-
-impl ClusterTarget {
-    /// Every operation that needs the controller ends here until the controller lands.
-    pub fn unavailable(&self, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "{what} needs the controller {}/{} in a cluster, which this version of sealsync \
-             cannot reach yet: work offline with --cert FILE|URL (or SEALED_SECRETS_CERT) and \
-             --private-key/--recovery-private-key",
-            self.controller_namespace,
-            self.controller_name
-        )
-    }
-}
-
 impl CertSource {
     pub fn load(&self) -> anyhow::Result<SealingCertificate> {
         match &self.cert {
             Some(location) => load_certificate(location),
-            None => Err(self.cluster.unavailable("fetching the certificate")),
+            None => {
+                let pem = self.cluster.fetch_certificate()?;
+                let cert = SealingCertificate::from_pem(pem.as_bytes())
+                    .with_context(|| format!("certificate of controller {}", self.cluster))?;
+                cert.ensure_current()
+                    .with_context(|| format!("certificate of controller {}", self.cluster))?;
+                Ok(cert)
+            }
         }
     }
 }

@@ -450,7 +450,7 @@ fn bad_input_fails_with_one_clear_line() {
         ),
         (
             &["seal", "-f", "secret.yaml"],
-            "fetching the certificate needs the controller kube-system/sealed-secrets-controller",
+            "cannot fetch the certificate of controller kube-system/sealed-secrets-controller",
         ),
         (
             &["unseal", "-f", "secret.yaml", "-k", "key.pem"],

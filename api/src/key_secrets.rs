@@ -1,7 +1,10 @@
 //! Private keys as users keep them: PEM files, and upstream's key Secrets
 //! (`kubernetes.io/tls`, key in `tls.key`), alone or in a `v1.List` backup.
 
-use sealsync_crypto::PrivateKey;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sealsync_crypto::{Keyring, PrivateKey, SealingCertificate, SecretBytes};
 
 use crate::{ApiError, SecretManifest, parse_documents};
 
@@ -11,6 +14,83 @@ pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 pub const KEY_LABEL_ACTIVE: &str = "active";
 
 const TLS_KEY: &str = "tls.key";
+const TLS_CERT: &str = "tls.crt";
+/// `generateName` of key Secrets (upstream names them e.g. `sealed-secrets-keyx7k2p`).
+pub const KEY_SECRET_GENERATE_NAME: &str = "sealed-secrets-key";
+
+/// The Secret that keeps a sealing key in the controller's namespace, as the upstream
+/// controller writes it, so either controller can use the other's keys.
+pub fn key_secret(key: &PrivateKey, cert: &SealingCertificate, namespace: &str) -> SecretManifest {
+    let metadata = ObjectMeta {
+        generate_name: Some(KEY_SECRET_GENERATE_NAME.into()),
+        namespace: Some(namespace.into()),
+        labels: Some(BTreeMap::from([(
+            KEY_LABEL.into(),
+            KEY_LABEL_ACTIVE.into(),
+        )])),
+        ..ObjectMeta::default()
+    };
+    let data = BTreeMap::from([
+        (
+            TLS_CERT.to_string(),
+            SecretBytes::from(cert.pem().as_bytes()),
+        ),
+        (
+            TLS_KEY.to_string(),
+            SecretBytes::from(key.to_pkcs1_pem().as_bytes()),
+        ),
+    ]);
+    let mut secret = SecretManifest::new(metadata, data);
+    secret.type_ = Some("kubernetes.io/tls".into());
+    secret
+}
+
+/// The keyring of the active key Secrets (label value `active`; upstream marks retired
+/// keys otherwise), newest certificate first, and the certificate to seal with.
+pub fn keyring_from_key_secrets(
+    secrets: &[SecretManifest],
+) -> Result<(Keyring, Option<SealingCertificate>), ApiError> {
+    let mut keys = secrets
+        .iter()
+        .filter(|secret| {
+            secret
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(KEY_LABEL))
+                .map(String::as_str)
+                == Some(KEY_LABEL_ACTIVE)
+        })
+        .map(|secret| {
+            let invalid = |reason: String| ApiError::PrivateKey {
+                source_name: format!("key Secret {}", secret.object_ref()),
+                reason,
+            };
+            let field = |name: &str| {
+                secret
+                    .data
+                    .get(name)
+                    .and_then(|v| std::str::from_utf8(v.expose()).ok())
+                    .ok_or_else(|| invalid(format!("no PEM {name}")))
+            };
+            let key = PrivateKey::from_pem(field(TLS_KEY)?).map_err(|e| invalid(e.to_string()))?;
+            let cert = SealingCertificate::from_pem(field(TLS_CERT)?.as_bytes())
+                .map_err(|e| invalid(e.to_string()))?;
+            if cert.public_key() != key.public_key() {
+                return Err(invalid(format!(
+                    "{TLS_CERT} is not the certificate of {TLS_KEY}"
+                )));
+            }
+            Ok((cert, key))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    keys.sort_by_key(|(cert, _)| std::cmp::Reverse(cert.not_before()));
+    let newest_cert = keys.first().map(|(cert, _)| cert.clone());
+    Ok((
+        Keyring::new(keys.into_iter().map(|(_, key)| key).collect()),
+        newest_cert,
+    ))
+}
 
 /// Reads every private key in `text`: PEM blocks, or key Secrets in YAML or JSON.
 pub fn read_private_keys(text: &str, source_name: &str) -> Result<Vec<PrivateKey>, ApiError> {
@@ -83,6 +163,58 @@ mod tests {
         let keys = read_private_keys(&list, "backup.yaml").unwrap();
         assert_eq!(keys[0].fingerprint(), a.fingerprint());
         assert_eq!(keys[1].fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn key_secrets_round_trip_newest_first_and_skip_retired_keys() {
+        use sealsync_crypto::CertificateParams;
+        let made: Vec<_> = (0..3)
+            .map(|i| {
+                let key = PrivateKey::generate(MIN_KEY_BITS).unwrap();
+                let cert =
+                    SealingCertificate::generate(&key, &CertificateParams::default()).unwrap();
+                if i < 2 {
+                    // Certificates carry whole seconds: keep their NotBefore apart.
+                    std::thread::sleep(std::time::Duration::from_millis(1100));
+                }
+                let secret = key_secret(&key, &cert, "kube-system");
+                (key, secret)
+            })
+            .collect();
+        let mut secrets: Vec<_> = made.iter().map(|(_, s)| s.clone()).collect();
+        assert_eq!(secrets[0].type_.as_deref(), Some("kubernetes.io/tls"));
+        // A backup of these Secrets reads back with the recovery path too.
+        let backup = crate::to_document(&secrets, crate::Format::Yaml).unwrap();
+        assert_eq!(read_private_keys(&backup, "backup.yaml").unwrap().len(), 3);
+
+        secrets[0]
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(KEY_LABEL.into(), "compromised".into());
+        let (ring, cert) = keyring_from_key_secrets(&secrets).unwrap();
+        assert_eq!(ring.len(), 2);
+        assert_eq!(
+            ring.newest().unwrap().fingerprint(),
+            made[2].0.fingerprint()
+        );
+        assert_eq!(cert.unwrap().public_key(), made[2].0.public_key());
+    }
+
+    #[test]
+    fn a_key_secret_with_someone_elses_certificate_is_refused() {
+        use sealsync_crypto::CertificateParams;
+        let key = PrivateKey::generate(MIN_KEY_BITS).unwrap();
+        let other = PrivateKey::generate(MIN_KEY_BITS).unwrap();
+        let cert = SealingCertificate::generate(&other, &CertificateParams::default()).unwrap();
+        let mut secret = key_secret(&key, &cert, "kube-system");
+        secret.metadata.name = Some("sealed-secrets-keyabcde".into());
+        let err = keyring_from_key_secrets(&[secret]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "key Secret kube-system/sealed-secrets-keyabcde: tls.crt is not the certificate of tls.key"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ mod secret;
 pub use documents::{Format, parse_documents, to_document};
 pub use error::ApiError;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-pub use key_secrets::{KEY_LABEL, KEY_LABEL_ACTIVE, read_private_keys};
+pub use key_secrets::{
+    KEY_LABEL, KEY_LABEL_ACTIVE, KEY_SECRET_GENERATE_NAME, key_secret, keyring_from_key_secrets,
+    read_private_keys,
+};
 pub use sealed_secret::{
     SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, SecretTemplateSpec,
 };

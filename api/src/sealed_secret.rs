@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
     kind = "SealedSecret",
     plural = "sealedsecrets",
     namespaced,
+    doc = "A Secret sealed (encrypted) with the controller's key, safe to store in Git.",
     status = "SealedSecretStatus",
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[0].message"}"#,
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[0].status"}"#,
@@ -27,10 +28,12 @@ pub struct SealedSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<SecretTemplateSpec>,
     /// Sealed values by key, each base64 of the hybrid ciphertext.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
     pub encrypted_data: BTreeMap<String, String>,
-    /// Deprecated: a whole Secret sealed as one value.
+    /// Deprecated: a whole Secret sealed as one value. Use `encryptedData` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "byte"))]
     pub data: Option<String>,
 }
 
@@ -38,23 +41,45 @@ pub struct SealedSecretSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretTemplateSpec {
+    /// Metadata of the Secret (name, namespace, labels, annotations, ...); fields not
+    /// listed here are kept as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserve_unknown_object")]
+    #[schemars(schema_with = "template_metadata")]
     pub metadata: Option<ObjectMeta>,
+    /// Type of the Secret, e.g. `Opaque` or `kubernetes.io/tls`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
+    /// Whether the data of the Secret cannot be updated once it is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
     /// Go-template data rendered over the unsealed values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub data: BTreeMap<String, String>,
 }
 
-fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+/// Upstream's schema of the template's metadata: the usual fields typed, every other field
+/// (such as the `creationTimestamp: null` that kubeseal wrote) kept.
+fn template_metadata(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let string_map = schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": { "type": "string" }
+    });
     schemars::json_schema!({
         "type": "object",
         "nullable": true,
-        "x-kubernetes-preserve-unknown-fields": true
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {
+            "annotations": string_map,
+            "finalizers": { "type": "array", "items": { "type": "string" } },
+            "labels": string_map,
+            "name": { "type": "string" },
+            "namespace": { "type": "string" }
+        }
     })
 }
 
@@ -62,8 +87,10 @@ fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schem
 #[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretStatus {
+    /// The generation most recently observed by the controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The latest observations of the SealedSecret's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<SealedSecretCondition>,
 }
@@ -72,15 +99,23 @@ pub struct SealedSecretStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretCondition {
+    /// Type of the condition: `Synced`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// Status of the condition: `True`, `False` or `Unknown`.
     pub status: String,
+    /// When the condition was last updated (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_update_time: Option<String>,
+    /// When the condition last changed status (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_transition_time: Option<String>,
+    /// Machine-readable reason of the last transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Human-readable details of the last transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -107,5 +142,31 @@ impl SealedSecret {
             self.metadata.namespace.as_deref().unwrap_or_default(),
             self.metadata.name.as_deref().unwrap_or_default(),
         )
+    }
+}
+
+/// Reads an explicit `null` map (accepted by the CRD, written by some tools) as empty.
+fn null_as_empty<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_maps_read_as_empty() {
+        let sealed: SealedSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "bitnami.com/v1alpha1",
+            "kind": "SealedSecret",
+            "metadata": {"name": "x", "namespace": "y", "creationTimestamp": null},
+            "spec": {"encryptedData": null, "template": {"metadata": null, "data": null}}
+        }))
+        .unwrap();
+        assert!(sealed.spec.encrypted_data.is_empty());
+        assert!(sealed.spec.template.unwrap().data.is_empty());
     }
 }

@@ -389,6 +389,19 @@ impl TestCluster {
         namespace: &str,
         name: &str,
     ) -> anyhow::Result<Client> {
+        let token = self.service_account_token(namespace, name).await?;
+        let mut config = Config::new(self.server.parse()?);
+        config.root_cert = Some(vec![pem_to_der(&self.pki.ca.cert)?]);
+        config.auth_info.token = Some(token.into());
+        Ok(Client::try_from(config)?)
+    }
+
+    /// A fresh one-hour token of ServiceAccount `namespace/name` (TokenRequest API).
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<String> {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
         let request = TokenRequest {
             metadata: ObjectMeta::default(),
@@ -402,14 +415,19 @@ impl TestCluster {
             .create_subresource("token", name, &PostParams::default(), &request)
             .await
             .with_context(|| format!("cannot get a token for ServiceAccount {namespace}/{name}"))?;
-        let token = response
+        response
             .status
             .and_then(|s| s.token)
-            .context("the token request returned no token")?;
-        let mut config = Config::new(self.server.parse()?);
-        config.root_cert = Some(vec![pem_to_der(&self.pki.ca.cert)?]);
-        config.auth_info.token = Some(token.into());
-        Ok(Client::try_from(config)?)
+            .context("the token request returned no token")
+    }
+
+    /// Port of the API server on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.server
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the server URL ends with its port")
     }
 }
 

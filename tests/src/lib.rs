@@ -10,6 +10,7 @@ mod moto;
 mod netns;
 mod pki;
 mod process;
+mod upstream;
 mod vault;
 
 pub use bins::{Component, binary, project_binary};
@@ -17,4 +18,5 @@ pub use cluster::TestCluster;
 pub use moto::Moto;
 pub use netns::NetNs;
 pub use process::{Process, free_port, wait_for};
+pub use upstream::UpstreamController;
 pub use vault::Vault;

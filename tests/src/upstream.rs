@@ -1,0 +1,139 @@
+//! The upstream Sealed Secrets controller, as an interoperability peer on the real API
+//! server. It only knows in-cluster configuration, so it runs in a private mount namespace
+//! (`unshare`) where a ServiceAccount token is bind-mounted at the in-cluster path. Needs root.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use kube::api::{Api, ObjectMeta, PostParams};
+use tempfile::TempDir;
+
+use crate::TestCluster;
+use crate::bins::{Component, binary};
+use crate::process::{Process, free_port, wait_for};
+
+const IN_CLUSTER_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// A running upstream controller whose own namespace (keys included) is `namespace`.
+#[derive(Debug)]
+pub struct UpstreamController {
+    process: Process,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl UpstreamController {
+    pub async fn start(cluster: &TestCluster, namespace: &str) -> anyhow::Result<Self> {
+        let name = "sealed-secrets-controller";
+        let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client(), namespace);
+        let meta = |n: &str| ObjectMeta {
+            name: Some(n.into()),
+            ..ObjectMeta::default()
+        };
+        accounts
+            .create(
+                &PostParams::default(),
+                &ServiceAccount {
+                    metadata: meta(name),
+                    ..ServiceAccount::default()
+                },
+            )
+            .await?;
+        let bindings: Api<ClusterRoleBinding> = Api::all(cluster.client());
+        bindings
+            .create(
+                &PostParams::default(),
+                &ClusterRoleBinding {
+                    metadata: meta(&format!("upstream-sealed-secrets-{namespace}")),
+                    role_ref: RoleRef {
+                        api_group: Some("rbac.authorization.k8s.io".into()),
+                        kind: "ClusterRole".into(),
+                        name: "cluster-admin".into(),
+                    },
+                    subjects: Some(vec![Subject {
+                        kind: "ServiceAccount".into(),
+                        name: name.into(),
+                        namespace: Some(namespace.into()),
+                        ..Subject::default()
+                    }]),
+                },
+            )
+            .await?;
+
+        let dir = tempfile::Builder::new()
+            .prefix("sealsync-upstream-")
+            .tempdir()?;
+        let mount = dir.path().join("serviceaccount");
+        std::fs::create_dir_all(&mount)?;
+        std::fs::write(
+            mount.join("token"),
+            cluster.service_account_token(namespace, name).await?,
+        )?;
+        std::fs::write(mount.join("ca.crt"), cluster.ca_pem())?;
+        std::fs::write(mount.join("namespace"), namespace)?;
+        std::fs::create_dir_all(IN_CLUSTER_PATH)
+            .context("creating the in-cluster path needs root")?;
+
+        let port = free_port();
+        let mut process = Process::spawn(
+            "upstream-controller",
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(format!(
+                    "mount --bind \"$0\" {IN_CLUSTER_PATH} && exec \"$@\""
+                ))
+                .arg(&mount)
+                .arg(binary(
+                    Component::SealedSecrets,
+                    "SEALSYNC_UPSTREAM_CONTROLLER",
+                ))
+                .arg(format!("--listen-addr=127.0.0.1:{port}"))
+                .arg(format!("--listen-metrics-addr=127.0.0.1:{}", free_port()))
+                .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+                .env("KUBERNETES_SERVICE_PORT", cluster.port().to_string()),
+            dir.path(),
+        )?;
+        wait_for(
+            "the upstream controller's certificate",
+            Duration::from_secs(120),
+            Some(&mut process),
+            || async move { Ok(http_get(port, "/v1/cert.pem").is_ok()) },
+        )
+        .await?;
+        Ok(Self {
+            process,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// `GET /v1/cert.pem`.
+    pub fn certificate(&self) -> anyhow::Result<String> {
+        http_get(self.port, "/v1/cert.pem")
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1; the body when the status is 200.
+fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_string())
+}

@@ -17,6 +17,6 @@ pub use bins::{Component, binary, project_binary};
 pub use cluster::TestCluster;
 pub use moto::Moto;
 pub use netns::NetNs;
-pub use process::{Process, free_port, wait_for};
+pub use process::{Process, free_port, run_ok, wait_for};
 pub use upstream::UpstreamController;
 pub use vault::Vault;

@@ -90,6 +90,29 @@ impl NetNs {
         self.host_ip
     }
 
+    /// Serves the files under `root` over HTTP on `<namespace ip>:<port>` (a stand-in for a
+    /// pod's web server), logging into `log_dir`.
+    pub fn serve_files(
+        &self,
+        root: &std::path::Path,
+        port: u16,
+        log_dir: &std::path::Path,
+    ) -> anyhow::Result<crate::Process> {
+        crate::Process::spawn(
+            "http-server",
+            self.command("python3")
+                .args([
+                    "-m",
+                    "http.server",
+                    &port.to_string(),
+                    "--bind",
+                    &self.ip.to_string(),
+                ])
+                .current_dir(root),
+            log_dir,
+        )
+    }
+
     /// A command that runs `program` inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");

@@ -69,6 +69,17 @@ impl Drop for Process {
     }
 }
 
+/// Runs a command to completion and panics with its stderr unless it succeeded.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let out = command.output().expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use sealsync_api::SealedSecret;
-use sealsync_testkit::{NetNs, Process, TestCluster, wait_for};
+use sealsync_testkit::{NetNs, TestCluster, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn control_plane_behaves_like_a_cluster() -> anyhow::Result<()> {
@@ -86,20 +86,7 @@ async fn service_proxy_reaches_a_process_in_a_network_namespace() -> anyhow::Res
     let web_root = cluster.dir().join("web");
     std::fs::create_dir_all(&web_root)?;
     std::fs::write(web_root.join("hello.txt"), "hello from the namespace")?;
-    let mut server = Process::spawn(
-        "http-server",
-        netns
-            .command("python3")
-            .args([
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                &netns.ip().to_string(),
-            ])
-            .current_dir(&web_root),
-        cluster.dir(),
-    )?;
+    let mut server = netns.serve_files(&web_root, 8080, cluster.dir())?;
 
     cluster
         .route_service(&ns, "web", "http", 8080, netns.ip())

@@ -1,20 +1,10 @@
 //! `sealsync seal` and `kubeseal --fetch-cert` reach the controller's certificate the same
 //! way: the API server's service proxy to the controller's Service.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use sealsync_testkit::{Component, NetNs, Process, TestCluster, binary, project_binary, wait_for};
-
-fn run(command: &mut Command) -> Output {
-    let out = command.output().expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use sealsync_testkit::{Component, NetNs, TestCluster, binary, project_binary, run_ok, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_is_fetched_through_the_service_proxy() -> anyhow::Result<()> {
@@ -30,7 +20,7 @@ async fn certificate_is_fetched_through_the_service_proxy() -> anyhow::Result<()
             .args(args);
         command
     };
-    run(&mut sealsync(&[
+    run_ok(&mut sealsync(&[
         "keygen",
         "--bits",
         "2048",
@@ -43,20 +33,7 @@ async fn certificate_is_fetched_through_the_service_proxy() -> anyhow::Result<()
     // A stand-in controller serving its certificate at /v1/cert.pem, in a network namespace
     // behind a Service, as the real controller sits behind its Service in a cluster.
     let netns = NetNs::create()?;
-    let mut server = Process::spawn(
-        "cert-server",
-        netns
-            .command("python3")
-            .args([
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                &netns.ip().to_string(),
-            ])
-            .current_dir(&dir),
-        cluster.dir(),
-    )?;
+    let mut server = netns.serve_files(&dir, 8080, cluster.dir())?;
     cluster
         .route_service(&ns, "sealed-secrets-controller", "http", 8080, netns.ip())
         .await?;
@@ -70,7 +47,7 @@ async fn certificate_is_fetched_through_the_service_proxy() -> anyhow::Result<()
     .await?;
 
     // The upstream kubeseal fetches it through the proxy...
-    let upstream = run(
+    let upstream = run_ok(
         Command::new(binary(Component::SealedSecrets, "SEALSYNC_KUBESEAL"))
             .env("KUBECONFIG", cluster.kubeconfig())
             .args(["--fetch-cert", "--controller-namespace", &ns]),
@@ -85,7 +62,7 @@ async fn certificate_is_fetched_through_the_service_proxy() -> anyhow::Result<()
             "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {ns}}}\nstringData: {{password: pw}}\n"
         ),
     )?;
-    run(&mut sealsync(&[
+    run_ok(&mut sealsync(&[
         "seal",
         "-f",
         "secret.yaml",
@@ -94,7 +71,7 @@ async fn certificate_is_fetched_through_the_service_proxy() -> anyhow::Result<()
         "-w",
         "sealed.yaml",
     ]));
-    run(&mut sealsync(&[
+    run_ok(&mut sealsync(&[
         "validate",
         "-f",
         "sealed.yaml",
@@ -103,9 +80,11 @@ async fn certificate_is_fetched_through_the_service_proxy() -> anyhow::Result<()
     ]));
     let link = dir.join("kubeseal");
     std::os::unix::fs::symlink(project_binary("sealsync"), &link)?;
-    let fetched = run(Command::new(&link)
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .args(["--fetch-cert", "--controller-namespace", &ns]));
+    let fetched = run_ok(
+        Command::new(&link)
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .args(["--fetch-cert", "--controller-namespace", &ns]),
+    );
     assert_eq!(String::from_utf8(fetched.stdout)?, served);
 
     // A wrong controller name fails with one line that says what to set.

@@ -3,19 +3,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sealsync_testkit::{Component, binary, project_binary};
+use sealsync_testkit::{Component, binary, project_binary, run_ok};
 
 const SECRET: &str = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db","namespace":"prod"},"data":{"password":"aHVudGVyMg==","blob":"AJ+Slv8="}}"#;
-
-fn run(command: &mut Command) -> Output {
-    let out = command.output().expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn sealsync(dir: &Path) -> Command {
     let mut command = Command::new(project_binary("sealsync"));
@@ -32,7 +22,7 @@ fn kubeseal(dir: &Path) -> Command {
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secret.json"), SECRET).unwrap();
-    run(sealsync(dir.path()).args(["keygen", "--key-out", "key.pem", "--cert-out", "cert.pem"]));
+    run_ok(sealsync(dir.path()).args(["keygen", "--key-out", "key.pem", "--cert-out", "cert.pem"]));
     dir
 }
 
@@ -47,7 +37,7 @@ fn assert_holds_the_original_values(out: &Output, scope: &str) {
 fn upstream_kubeseal_seals_and_sealsync_unseals() {
     let dir = setup();
     for scope in ["strict", "namespace-wide", "cluster-wide"] {
-        run(kubeseal(dir.path()).args([
+        run_ok(kubeseal(dir.path()).args([
             "--cert",
             "cert.pem",
             "--scope",
@@ -57,7 +47,7 @@ fn upstream_kubeseal_seals_and_sealsync_unseals() {
             "-w",
             "sealed.json",
         ]));
-        let out = run(sealsync(dir.path()).args([
+        let out = run_ok(sealsync(dir.path()).args([
             "unseal",
             "-f",
             "sealed.json",
@@ -74,7 +64,7 @@ fn upstream_kubeseal_seals_and_sealsync_unseals() {
 fn sealsync_seals_and_upstream_kubeseal_unseals() {
     let dir = setup();
     for scope in ["strict", "namespace-wide", "cluster-wide"] {
-        run(sealsync(dir.path()).args([
+        run_ok(sealsync(dir.path()).args([
             "seal",
             "--cert",
             "cert.pem",
@@ -85,7 +75,7 @@ fn sealsync_seals_and_upstream_kubeseal_unseals() {
             "-w",
             "sealed.yaml",
         ]));
-        let out = run(kubeseal(dir.path()).args([
+        let out = run_ok(kubeseal(dir.path()).args([
             "--recovery-unseal",
             "--recovery-private-key",
             "key.pem",
@@ -102,7 +92,7 @@ fn sealsync_seals_and_upstream_kubeseal_unseals() {
 fn raw_values_interoperate() {
     let dir = setup();
     std::fs::write(dir.path().join("value.txt"), "raw-value").unwrap();
-    let upstream = run(kubeseal(dir.path()).args([
+    let upstream = run_ok(kubeseal(dir.path()).args([
         "--raw",
         "--cert",
         "cert.pem",
@@ -118,8 +108,9 @@ fn raw_values_interoperate() {
         String::from_utf8(upstream.stdout).unwrap()
     );
     std::fs::write(dir.path().join("raw.yaml"), doc).unwrap();
-    let out =
-        run(sealsync(dir.path()).args(["unseal", "-f", "raw.yaml", "-k", "key.pem", "-o", "json"]));
+    let out = run_ok(
+        sealsync(dir.path()).args(["unseal", "-f", "raw.yaml", "-k", "key.pem", "-o", "json"]),
+    );
     let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(secret["data"]["v"], "cmF3LXZhbHVl");
 }

@@ -1,0 +1,266 @@
+//! The ownership guard and the decision of what to do with a source's Secret, as pure
+//! functions of what is known (the plan, the existing Secret's metadata, what we last saw).
+
+use std::collections::BTreeMap;
+
+use crate::generator::{AppliedAction, Plan, WriteMode};
+use crate::{DIGEST_ANNOTATION, SOURCE_ANNOTATION};
+
+/// What the engine knows of an existing Secret without reading its data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExistingSecret {
+    pub resource_version: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// UID of the controlling ownerReference, if any.
+    pub controller_uid: Option<String>,
+    /// Whether another field manager wrote the Secret's data or type after our last write
+    /// (from managedFields): an edit made while nobody was watching.
+    pub changed_by_others: bool,
+}
+
+/// The source, as the guard needs to know it.
+#[derive(Debug, Clone)]
+pub struct SourceIdentity {
+    /// `<Kind>/<name>`, the value of [`SOURCE_ANNOTATION`].
+    pub source: String,
+    pub uid: Option<String>,
+}
+
+/// Annotations with which an existing Secret consents to be taken over (`value == "true"`).
+#[derive(Debug, Clone, Default)]
+pub struct Consent {
+    /// Take the Secret over and replace its data (sealed-secrets' `managed`).
+    pub adopt: Option<String>,
+    /// Merge the generated keys into the Secret (sealed-secrets' `patch`).
+    pub merge: Option<String>,
+}
+
+/// What to do with a source's Secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The Secret is up to date: open nothing, write nothing.
+    Skip,
+    Apply {
+        mode: WriteMode,
+        action: AppliedAction,
+    },
+    /// The Secret exists and is not ours; leave it.
+    Refuse { message: String },
+}
+
+/// Decides for `plan`. `last_seen` is the resourceVersion this process last wrote or
+/// checked, `None` after a start: then an edit is recognised from managedFields instead.
+pub fn decide(
+    plan: &Plan,
+    source: &SourceIdentity,
+    existing: Option<&ExistingSecret>,
+    last_seen: Option<&str>,
+    status_is_current: bool,
+    consent: &Consent,
+) -> Decision {
+    let Some(existing) = existing else {
+        return Decision::Apply {
+            mode: plan.write,
+            action: AppliedAction::Created,
+        };
+    };
+    let consents = |annotation: &Option<String>| {
+        annotation
+            .as_ref()
+            .and_then(|a| existing.annotations.get(a))
+            .is_some_and(|v| v == "true")
+    };
+    let mode = if consents(&consent.merge) {
+        WriteMode::Merge
+    } else {
+        plan.write
+    };
+    let ours = existing.annotations.get(SOURCE_ANNOTATION) == Some(&source.source)
+        || (existing.controller_uid.is_some() && existing.controller_uid == source.uid);
+    if !ours {
+        return if consents(&consent.adopt) || consents(&consent.merge) {
+            Decision::Apply {
+                mode,
+                action: AppliedAction::Adopted,
+            }
+        } else {
+            Decision::Refuse {
+                message: format!(
+                    "Resource \"{}\" already exists and is not managed by {}: delete it, or \
+                     annotate it {} to let it be taken over",
+                    plan.target.name,
+                    source.source.split('/').next().unwrap_or_default(),
+                    consent
+                        .adopt
+                        .as_deref()
+                        .map(|a| format!("{a}=true"))
+                        .unwrap_or_else(|| "as managed".into()),
+                ),
+            }
+        };
+    }
+    let action = if existing.annotations.get(DIGEST_ANNOTATION) != Some(&plan.input_digest) {
+        AppliedAction::Updated
+    } else if match last_seen {
+        Some(seen) => existing.resource_version.as_deref() != Some(seen),
+        None => existing.changed_by_others,
+    } {
+        AppliedAction::DriftReverted
+    } else if !status_is_current {
+        AppliedAction::Refreshed
+    } else {
+        return Decision::Skip;
+    };
+    Decision::Apply { mode, action }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretRef;
+
+    fn plan() -> Plan {
+        Plan {
+            target: SecretRef {
+                namespace: "ns".into(),
+                name: "db".into(),
+            },
+            input_digest: "d1".into(),
+            owner_reference: true,
+            write: WriteMode::Replace,
+        }
+    }
+
+    fn source() -> SourceIdentity {
+        SourceIdentity {
+            source: "SealedSecret/db".into(),
+            uid: Some("uid-1".into()),
+        }
+    }
+
+    fn consent() -> Consent {
+        Consent {
+            adopt: Some("example/managed".into()),
+            merge: Some("example/patch".into()),
+        }
+    }
+
+    fn ours(digest: &str, rv: &str) -> ExistingSecret {
+        ExistingSecret {
+            resource_version: Some(rv.into()),
+            annotations: [
+                (SOURCE_ANNOTATION.to_string(), "SealedSecret/db".to_string()),
+                (DIGEST_ANNOTATION.to_string(), digest.to_string()),
+            ]
+            .into(),
+            ..ExistingSecret::default()
+        }
+    }
+
+    fn decide_for(existing: Option<&ExistingSecret>, last_seen: Option<&str>) -> Decision {
+        decide(&plan(), &source(), existing, last_seen, true, &consent())
+    }
+
+    fn apply(mode: WriteMode, action: AppliedAction) -> Decision {
+        Decision::Apply { mode, action }
+    }
+
+    #[test]
+    fn a_missing_secret_is_created() {
+        assert_eq!(
+            decide_for(None, Some("7")),
+            apply(WriteMode::Replace, AppliedAction::Created)
+        );
+    }
+
+    #[test]
+    fn an_unchanged_secret_is_skipped_and_a_changed_source_updates_it() {
+        assert_eq!(
+            decide_for(Some(&ours("d1", "7")), Some("7")),
+            Decision::Skip
+        );
+        assert_eq!(
+            decide_for(Some(&ours("d0", "7")), Some("7")),
+            apply(WriteMode::Replace, AppliedAction::Updated)
+        );
+    }
+
+    #[test]
+    fn a_write_by_someone_else_is_drift() {
+        assert_eq!(
+            decide_for(Some(&ours("d1", "8")), Some("7")),
+            apply(WriteMode::Replace, AppliedAction::DriftReverted)
+        );
+        // After a restart nothing was seen yet: managedFields tell.
+        assert_eq!(decide_for(Some(&ours("d1", "8")), None), Decision::Skip);
+        let edited = ExistingSecret {
+            changed_by_others: true,
+            ..ours("d1", "8")
+        };
+        assert_eq!(
+            decide_for(Some(&edited), None),
+            apply(WriteMode::Replace, AppliedAction::DriftReverted)
+        );
+    }
+
+    #[test]
+    fn a_stale_status_regenerates_once() {
+        let decision = decide(
+            &plan(),
+            &source(),
+            Some(&ours("d1", "7")),
+            Some("7"),
+            false,
+            &consent(),
+        );
+        assert_eq!(
+            decision,
+            apply(WriteMode::Replace, AppliedAction::Refreshed)
+        );
+    }
+
+    #[test]
+    fn a_secret_owned_by_the_source_uid_is_ours_even_without_annotations() {
+        // Created by the upstream controller: ownerReference only.
+        let upstream = ExistingSecret {
+            controller_uid: Some("uid-1".into()),
+            resource_version: Some("3".into()),
+            ..ExistingSecret::default()
+        };
+        assert_eq!(
+            decide_for(Some(&upstream), None),
+            apply(WriteMode::Replace, AppliedAction::Updated)
+        );
+    }
+
+    #[test]
+    fn someone_elses_secret_is_refused_unless_it_consents() {
+        let foreign = ExistingSecret {
+            controller_uid: Some("other".into()),
+            ..ExistingSecret::default()
+        };
+        let Decision::Refuse { message } = decide_for(Some(&foreign), None) else {
+            panic!("must refuse");
+        };
+        assert!(message.contains("\"db\" already exists and is not managed by SealedSecret"));
+        assert!(message.contains("example/managed=true"));
+
+        let mut managed = foreign.clone();
+        managed
+            .annotations
+            .insert("example/managed".into(), "true".into());
+        assert_eq!(
+            decide_for(Some(&managed), None),
+            apply(WriteMode::Replace, AppliedAction::Adopted)
+        );
+        let mut patched = foreign;
+        patched
+            .annotations
+            .insert("example/patch".into(), "true".into());
+        assert_eq!(
+            decide_for(Some(&patched), None),
+            apply(WriteMode::Merge, AppliedAction::Adopted)
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! One convergence step for one source, independent of where Secrets live: plan, guard,
+//! generate only when needed, write, and remember what was written to recognise drift.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::Resource;
+
+use crate::generator::{AppliedAction, Generator, Outcome, ReasonedError, SecretRef};
+use crate::policy::{Consent, Decision, SourceIdentity, decide};
+use crate::target::{Owner, SecretTarget, SecretWrite};
+use crate::{DIGEST_ANNOTATION, MANAGED_BY_LABEL, SOURCE_ANNOTATION};
+
+/// Converges sources of one generator into one target.
+#[derive(Debug)]
+pub struct Syncer<G, T> {
+    generator: Arc<G>,
+    target: T,
+    field_manager: String,
+    consent: Consent,
+    /// The version of each Secret as this process last wrote or checked it.
+    last_seen: Mutex<HashMap<SecretRef, String>>,
+}
+
+/// `<Kind>/<name>`: the value of [`SOURCE_ANNOTATION`] for `source`.
+pub fn source_annotation<K: Resource<DynamicType = ()>>(source: &K) -> String {
+    format!(
+        "{}/{}",
+        K::kind(&()),
+        source.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+impl<G: Generator, T: SecretTarget> Syncer<G, T> {
+    pub fn new(generator: Arc<G>, target: T, field_manager: &str, consent: Consent) -> Self {
+        Self {
+            generator,
+            target,
+            field_manager: field_manager.into(),
+            consent,
+            last_seen: Mutex::default(),
+        }
+    }
+
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    pub fn generator(&self) -> &G {
+        &self.generator
+    }
+
+    /// Brings the Secret of `source` to its desired state, or says why not. Never deletes.
+    pub async fn sync(&self, source: &G::Source) -> Outcome<G::Report> {
+        let failed = |e: &dyn ReasonedError| Outcome::Failed {
+            reason: e.reason(),
+            message: e.to_string(),
+        };
+        let plan = match self.generator.plan(source) {
+            Ok(plan) => plan,
+            Err(e) => return failed(&e),
+        };
+        let existing = match self.target.existing(&plan.target).await {
+            Ok(existing) => existing,
+            Err(e) => return failed(&e),
+        };
+        let identity = SourceIdentity {
+            source: source_annotation(source),
+            uid: source.meta().uid.clone(),
+        };
+        let last_seen = self.last_seen(&plan.target);
+        let decision = decide(
+            &plan,
+            &identity,
+            existing.as_ref(),
+            last_seen.as_deref(),
+            self.generator.status_is_current(source),
+            &self.consent,
+        );
+        let (mode, action) = match decision {
+            Decision::Skip => {
+                if let Some(version) = existing.and_then(|e| e.resource_version) {
+                    self.remember(&plan.target, version);
+                }
+                return Outcome::Unchanged;
+            }
+            Decision::Refuse { message } => return Outcome::Refused { message },
+            Decision::Apply { mode, action } => (mode, action),
+        };
+        let (mut secret, report) = match self.generator.generate(source).await {
+            Ok(generated) => generated,
+            Err(e) => return failed(&e),
+        };
+        secret
+            .labels
+            .insert(MANAGED_BY_LABEL.into(), self.field_manager.clone());
+        secret
+            .annotations
+            .insert(SOURCE_ANNOTATION.into(), identity.source);
+        secret
+            .annotations
+            .insert(DIGEST_ANNOTATION.into(), plan.input_digest.clone());
+        let owner = plan.owner_reference.then(|| owner_of(source)).flatten();
+        let write = SecretWrite {
+            target: &plan.target,
+            secret: &secret,
+            owner: owner.as_ref(),
+            mode,
+        };
+        match self.target.apply(&write).await {
+            Ok(version) => {
+                self.remember(&plan.target, version);
+                Outcome::Applied { report, action }
+            }
+            Err(e) => failed(&e),
+        }
+    }
+
+    fn last_seen(&self, secret: &SecretRef) -> Option<String> {
+        self.last_seen
+            .lock()
+            .expect("last_seen lock")
+            .get(secret)
+            .cloned()
+    }
+
+    fn remember(&self, secret: &SecretRef, version: String) {
+        self.last_seen
+            .lock()
+            .expect("last_seen lock")
+            .insert(secret.clone(), version);
+    }
+
+    /// Forgets a Secret whose source is gone.
+    pub fn forget(&self, secret: &SecretRef) {
+        self.last_seen
+            .lock()
+            .expect("last_seen lock")
+            .remove(secret);
+    }
+}
+
+fn owner_of<K: Resource<DynamicType = ()>>(source: &K) -> Option<Owner> {
+    Some(Owner {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: source.meta().name.clone()?,
+        uid: source.meta().uid.clone()?,
+    })
+}
+
+impl AppliedAction {
+    /// How an event describes the action.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::DriftReverted => "restored after it was changed or deleted by someone else",
+            Self::Adopted => "taken over",
+            Self::Refreshed => "checked",
+        }
+    }
+}

@@ -14,7 +14,8 @@ use crate::cluster::{ClusterTarget, KubeconfigChoice};
 use crate::files::{Sensitivity, read_certificate, write_atomically, write_output};
 use crate::ops::{CertSource, ReencryptJob, SealJob, UnsealJob, ValidateJob};
 
-/// Seal Kubernetes Secrets for Git, and recover, re-encrypt and check SealedSecrets offline.
+/// Seal Kubernetes Secrets for Git, and recover, re-encrypt and check SealedSecrets, offline
+/// or through the controller.
 ///
 /// Output is compatible with Bitnami Sealed Secrets (bitnami.com/v1alpha1). Invoked as
 /// `kubeseal` (for example through a symlink), sealsync accepts kubeseal's flags instead.
@@ -31,9 +32,11 @@ enum Command {
     Seal(SealArgs),
     /// Recover Secrets from SealedSecrets with private keys (prints plaintext!).
     Unseal(UnsealArgs),
-    /// Re-encrypt SealedSecrets to a new certificate, offline, with the old private keys.
+    /// Re-encrypt SealedSecrets: offline to --cert with the old private keys, or without
+    /// them by the controller, to its newest key.
     Reencrypt(ReencryptArgs),
-    /// Check that SealedSecrets open with the given private keys, printing no value.
+    /// Check that SealedSecrets open, with the given private keys or else by asking the
+    /// controller, printing no value.
     Validate(ValidateArgs),
     /// Show a sealing certificate: fingerprint, subject, validity and key size.
     Cert(CertArgs),
@@ -258,17 +261,29 @@ impl Cli {
                 output: args.output.write,
             }
             .run(),
-            Command::Reencrypt(args) => ReencryptJob {
-                input: args.input.file,
-                private_keys: args.keys.private_keys,
-                cert: CertSource {
-                    cert: args.cert.cert,
-                    cluster: args.cluster.target(),
-                },
-                format: args.output.format.into(),
-                output: args.output.write,
+            Command::Reencrypt(args) => {
+                if args.keys.private_keys.is_empty() && args.cert.cert.is_some() {
+                    // Without old keys the controller re-encrypts to its own newest key: a
+                    // silently ignored --cert would leave the output sealed to another key
+                    // than the one asked for.
+                    bail!(
+                        "--cert (or SEALED_SECRETS_CERT) needs --private-key: without the old \
+                         keys the controller re-encrypts to its own newest key; add \
+                         --private-key, or drop --cert"
+                    );
+                }
+                ReencryptJob {
+                    input: args.input.file,
+                    private_keys: args.keys.private_keys,
+                    cert: CertSource {
+                        cert: args.cert.cert,
+                        cluster: args.cluster.target(),
+                    },
+                    format: args.output.format.into(),
+                    output: args.output.write,
+                }
+                .run()
             }
-            .run(),
             Command::Validate(args) => ValidateJob {
                 input: args.input.file,
                 private_keys: args.keys.private_keys,

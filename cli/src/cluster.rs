@@ -4,11 +4,14 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow, bail};
+use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::Service;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use sealsync_api::SealedSecret;
 
 /// Where the kubeconfig is and which context to use (kubectl's `--kubeconfig`, `--context`).
 #[derive(Debug, Clone, Default)]
@@ -51,7 +54,7 @@ impl KubeconfigChoice {
     }
 
     async fn client(&self) -> anyhow::Result<Client> {
-        let config = match self.read()? {
+        let mut config = match self.read()? {
             Some(kubeconfig) => {
                 let options = KubeConfigOptions {
                     context: self.context.clone(),
@@ -66,6 +69,9 @@ impl KubeconfigChoice {
                 "no kubeconfig found (KUBECONFIG, ~/.kube/config) and not running in a cluster",
             )?,
         };
+        // kube retries 503s for minutes by default: a controller that is down should fail
+        // at once. The 429s of the controller's rate limit are retried in `Controller::call`.
+        config.default_retry = false;
         Client::try_from(config).context("cannot make a Kubernetes client")
     }
 }
@@ -85,46 +91,191 @@ impl fmt::Display for ClusterTarget {
 }
 
 impl ClusterTarget {
-    /// Operations of the controller this version does not call yet.
-    pub fn unavailable(&self, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "{what} through the controller {self} is not supported by this version of sealsync \
-             yet: work offline with --private-key/--recovery-private-key (and --cert)"
-        )
+    /// The controller, for validation and re-encryption (the offline alternative: keys).
+    pub fn connect(&self) -> anyhow::Result<Controller> {
+        self.open().with_context(|| {
+            format!(
+                "cannot reach controller {self} through the API server (set \
+                 --controller-name/--controller-namespace, or give the private keys to work \
+                 offline)"
+            )
+        })
     }
 
     /// The controller's certificate, `GET /v1/cert.pem` through the service proxy.
     pub fn fetch_certificate(&self) -> anyhow::Result<String> {
+        let failed = || {
+            format!(
+                "cannot fetch the certificate of controller {self} through the API server \
+                 (set --controller-name/--controller-namespace, or pass --cert FILE|URL)"
+            )
+        };
+        let controller = self.open().with_context(failed)?;
+        controller
+            .call(Method::GET, "/v1/cert.pem", Vec::new())
+            .map_err(describe)
+            .with_context(failed)
+    }
+
+    fn open(&self) -> anyhow::Result<Controller> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        runtime
-            .block_on(self.proxy_get("/v1/cert.pem"))
-            .with_context(|| {
-                format!(
-                    "cannot fetch the certificate of controller {self} through the API server \
-                     (set --controller-name/--controller-namespace, or pass --cert FILE|URL)"
-                )
-            })
+        let (client, proxy_path) = runtime.block_on(self.locate())?;
+        Ok(Controller {
+            target: self.to_string(),
+            client,
+            proxy_path,
+            runtime,
+        })
     }
 
-    async fn proxy_get(&self, path: &str) -> anyhow::Result<String> {
+    /// A client and the service proxy path of the controller's HTTP port.
+    async fn locate(&self) -> anyhow::Result<(Client, String)> {
         let client = self.kubeconfig.client().await?;
         let services: Api<Service> = Api::namespaced(client.clone(), &self.controller_namespace);
         // Like kubeseal: the Service's first port, by name.
-        let service = services.get(&self.controller_name).await?;
+        let service = services
+            .get(&self.controller_name)
+            .await
+            .map_err(describe)?;
         let port = service
             .spec
             .and_then(|spec| spec.ports)
             .and_then(|ports| ports.into_iter().next())
             .context("the controller's Service has no port")?;
         let port = port.name.unwrap_or_else(|| port.port.to_string());
-        let url = format!(
-            "/api/v1/namespaces/{}/services/http:{}:{port}/proxy{path}",
+        let proxy_path = format!(
+            "/api/v1/namespaces/{}/services/http:{}:{port}/proxy",
             self.controller_namespace, self.controller_name
         );
-        let request = http::Request::get(url).body(Vec::new())?;
-        Ok(client.request_text(request).await?)
+        Ok((client, proxy_path))
+    }
+}
+
+/// The controller's HTTP API (`/v1/...`) through the service proxy, callable from
+/// synchronous code.
+pub struct Controller {
+    target: String,
+    client: Client,
+    proxy_path: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl fmt::Debug for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("target", &self.target)
+            .field("proxy_path", &self.proxy_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// `POST /v1/verify`: fails unless one of the controller's keys opens `sealed`.
+    pub fn verify(&self, sealed: &SealedSecret) -> anyhow::Result<()> {
+        let object = sealed.object_ref();
+        match self.call(Method::POST, "/v1/verify", to_json(sealed)?) {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(StatusCode::CONFLICT) => bail!(
+                "unable to decrypt sealed secret {object}: no key of controller {} opens it \
+                 (sealed to another certificate, damaged, or renamed, moved or re-scoped after \
+                 sealing)",
+                self.target
+            ),
+            Err(e) => Err(describe(e)).with_context(|| {
+                format!(
+                    "cannot validate sealed secret {object} through controller {}",
+                    self.target
+                )
+            }),
+        }
+    }
+
+    /// `POST /v1/rotate`: `sealed` re-encrypted by the controller to its newest key.
+    pub fn rotate(&self, sealed: &SealedSecret) -> anyhow::Result<SealedSecret> {
+        let object = sealed.object_ref();
+        let failed = || {
+            format!(
+                "cannot re-encrypt sealed secret {object} through controller {}",
+                self.target
+            )
+        };
+        let body = match self.call(Method::POST, "/v1/rotate", to_json(sealed)?) {
+            Ok(body) => body,
+            // The controller answers a bare 500 to anything it cannot re-encrypt, mostly
+            // because none of its keys opens the object.
+            Err(kube::Error::Api(status))
+                if status.code == StatusCode::INTERNAL_SERVER_ERROR.as_u16()
+                    && status.message.is_empty() =>
+            {
+                bail!(
+                    "{}: it failed (HTTP 500), usually because none of its keys opens it; \
+                     validate it to check",
+                    failed()
+                )
+            }
+            Err(e) => return Err(describe(e)).with_context(failed),
+        };
+        serde_json::from_str(&body)
+            .with_context(|| format!("{}: its answer is not a SealedSecret", failed()))
+    }
+
+    /// One request through the service proxy, retried while the controller's rate limit
+    /// (on `/v1/verify`, 2 per second by default) answers 429.
+    fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Result<String, kube::Error> {
+        self.runtime.block_on(async {
+            let mut pause = Duration::from_millis(500);
+            let mut retries = 5;
+            loop {
+                let request = http::Request::builder()
+                    .method(method.clone())
+                    .uri(format!("{}{path}", self.proxy_path))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+                    .map_err(kube::Error::HttpError)?;
+                match self.client.request_text(request).await {
+                    Err(e)
+                        if status_of(&e) == Some(StatusCode::TOO_MANY_REQUESTS) && retries > 0 =>
+                    {
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                        retries -= 1;
+                    }
+                    result => return result,
+                }
+            }
+        })
+    }
+}
+
+/// The JSON the controller reads. SealedSecrets hold only ciphertext: nothing to zeroize.
+fn to_json(sealed: &SealedSecret) -> anyhow::Result<Vec<u8>> {
+    serde_json::to_vec(sealed)
+        .with_context(|| format!("cannot serialize sealed secret {}", sealed.object_ref()))
+}
+
+fn status_of(error: &kube::Error) -> Option<StatusCode> {
+    match error {
+        kube::Error::Api(status) => StatusCode::from_u16(status.code).ok(),
+        _ => None,
+    }
+}
+
+/// A one-line description of a failed API call: the server's message and the HTTP status.
+fn describe(error: kube::Error) -> anyhow::Error {
+    match error {
+        kube::Error::Api(status) => {
+            let code = StatusCode::from_u16(status.code)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|_| status.code.to_string());
+            if status.message.is_empty() {
+                anyhow!("HTTP {code}")
+            } else {
+                anyhow!("{} (HTTP {code})", status.message)
+            }
+        }
+        other => other.into(),
     }
 }

@@ -1,6 +1,6 @@
 //! kubeseal's flat flag set, for drop-in use as `kubeseal` (a symlink to sealsync).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use sealsync_api::Format;
@@ -18,13 +18,14 @@ pub struct Kubeseal {
     /// Certificate / public key file or URL to use for encryption.
     #[arg(long, env = "SEALED_SECRETS_CERT", value_name = "FILE|URL")]
     cert: Option<String>,
-    /// Output format for the sealed secret.
+    /// Output format for the sealed secret (a .yaml or .yml output file is always YAML).
     #[arg(short = 'o', long = "format", value_enum, default_value = "json")]
     format: KubesealFormat,
     /// Secret file to seal (default: standard input).
     #[arg(short = 'f', long = "secret-file", value_name = "FILE")]
     secret_file: Option<PathBuf>,
-    /// Sealed secret file to write (default: standard output).
+    /// Sealed secret file to write (default: standard output; with --re-encrypt, the -f
+    /// file, in place).
     #[arg(short = 'w', long = "sealed-secret-file", value_name = "FILE")]
     sealed_secret_file: Option<PathBuf>,
     /// Scope: strict, namespace-wide or cluster-wide (default: the Secret's annotations).
@@ -51,8 +52,8 @@ pub struct Kubeseal {
     /// Decrypt a SealedSecret with the private keys (--recovery-private-key).
     #[arg(long)]
     recovery_unseal: bool,
-    /// Private key file(s) for --recovery-unseal, --re-encrypt and --validate; repeatable or
-    /// comma-separated.
+    /// Private key file(s) for --recovery-unseal, and to --re-encrypt and --validate offline
+    /// (without them, the controller does); repeatable or comma-separated.
     #[arg(long = "recovery-private-key", value_delimiter = ',')]
     recovery_private_key: Vec<PathBuf>,
     /// Re-encrypt the given SealedSecret to the newest key.
@@ -94,7 +95,20 @@ impl Kubeseal {
             controller_name: self.controller_name.clone(),
             controller_namespace: self.controller_namespace.clone(),
         };
+        // kubeseal re-encrypts a file given with -f in place unless -w says otherwise (#405),
+        // and writes YAML into any .yaml/.yml file whatever -o says.
+        let output = match (&self.sealed_secret_file, &self.secret_file) {
+            (None, Some(input)) if self.re_encrypt && input.as_os_str() != "-" => {
+                Some(input.clone())
+            }
+            (output, _) => output.clone(),
+        };
+        let yaml_file = output
+            .as_deref()
+            .and_then(Path::extension)
+            .is_some_and(|ext| ext == "yaml" || ext == "yml");
         let format = match self.format {
+            _ if yaml_file => Format::Yaml,
             KubesealFormat::Json => Format::Json,
             KubesealFormat::Yaml => Format::Yaml,
         };
@@ -105,7 +119,7 @@ impl Kubeseal {
         if self.fetch_cert {
             let cert = cert.load()?;
             return write_output(
-                self.sealed_secret_file.as_deref(),
+                output.as_deref(),
                 cert.pem().as_bytes(),
                 Sensitivity::Public,
             );
@@ -115,7 +129,7 @@ impl Kubeseal {
                 input: self.secret_file,
                 private_keys: self.recovery_private_key,
                 format,
-                output: self.sealed_secret_file,
+                output,
             }
             .run();
         }
@@ -125,7 +139,7 @@ impl Kubeseal {
                 private_keys: self.recovery_private_key,
                 cert,
                 format,
-                output: self.sealed_secret_file,
+                output,
             }
             .run();
         }
@@ -143,7 +157,7 @@ impl Kubeseal {
             cert,
             scope: self.scope,
             format,
-            output: self.sealed_secret_file,
+            output,
             merge_into: self.merge_into,
             raw: self.raw,
             name: self.name,

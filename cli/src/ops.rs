@@ -224,7 +224,8 @@ impl UnsealJob {
     }
 }
 
-/// `reencrypt` / `--re-encrypt`: SealedSecrets re-sealed to a new certificate.
+/// `reencrypt` / `--re-encrypt`: SealedSecrets re-sealed to a new key: offline to `cert`
+/// with the old private keys, or by the controller to its newest key when none is given.
 #[derive(Debug, Clone)]
 pub struct ReencryptJob {
     pub input: Option<PathBuf>,
@@ -236,24 +237,28 @@ pub struct ReencryptJob {
 
 impl ReencryptJob {
     pub fn run(&self) -> anyhow::Result<()> {
-        if self.private_keys.is_empty() {
-            return Err(self
-                .cert
-                .cluster
-                .unavailable("re-encryption without --private-key"));
-        }
-        let keyring = load_keyring(&self.private_keys)?;
-        let cert = self.cert.load()?;
-        let resealed = read_sealed(self.input.as_deref())?
-            .iter()
-            .map(|sealed| sealsync_api::reencrypt(sealed, &keyring, cert.public_key()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let resealed = if self.private_keys.is_empty() {
+            let sealed = read_sealed(self.input.as_deref())?;
+            let controller = self.cert.cluster.connect()?;
+            sealed
+                .iter()
+                .map(|sealed| controller.rotate(sealed))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            let keyring = load_keyring(&self.private_keys)?;
+            let cert = self.cert.load()?;
+            read_sealed(self.input.as_deref())?
+                .iter()
+                .map(|sealed| sealsync_api::reencrypt(sealed, &keyring, cert.public_key()))
+                .collect::<Result<Vec<_>, _>>()?
+        };
         let out = to_document(&resealed, self.format)?;
         write_output(self.output.as_deref(), out.as_bytes(), Sensitivity::Public)
     }
 }
 
-/// `validate` / `--validate`: do the SealedSecrets open with these keys?
+/// `validate` / `--validate`: do the SealedSecrets open, with these keys or, when none is
+/// given, with the controller's?
 #[derive(Debug, Clone)]
 pub struct ValidateJob {
     pub input: Option<PathBuf>,
@@ -266,7 +271,7 @@ pub struct ValidateJob {
 impl ValidateJob {
     pub fn run(&self) -> anyhow::Result<()> {
         if self.private_keys.is_empty() {
-            return Err(self.cluster.unavailable("validation without --private-key"));
+            return self.validate_through_controller();
         }
         let keyring = load_keyring(&self.private_keys)?;
         for sealed in read_sealed(self.input.as_deref())? {
@@ -283,6 +288,24 @@ impl ValidateJob {
                     } else {
                         keys.into_iter().collect::<Vec<_>>().join(", ")
                     }
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the controller (`/v1/verify`) about each object, stopping at the first it
+    /// cannot open.
+    fn validate_through_controller(&self) -> anyhow::Result<()> {
+        let sealed = read_sealed(self.input.as_deref())?;
+        let controller = self.cluster.connect()?;
+        for sealed in &sealed {
+            controller.verify(sealed)?;
+            if self.report {
+                println!(
+                    "{}: valid, opens with the keys of controller {}",
+                    sealed.object_ref(),
+                    self.cluster
                 );
             }
         }

@@ -378,6 +378,65 @@ fn reencrypt_moves_sealed_secrets_to_a_new_key_offline() {
     assert_clean_failure(&out, "no key could decrypt it");
     let secret = ws.run(&["unseal", "-f", "resealed.yaml", "-k", "new-key.pem"]);
     assert!(secret.contains("password: aHVudGVyMg=="));
+
+    // Without the old keys the controller re-encrypts to its own key, so a --cert would be
+    // ignored: refused, and the output file is not written.
+    let out = ws
+        .sealsync(&[
+            "reencrypt",
+            "-f",
+            "sealed.yaml",
+            "--cert",
+            "new-cert.pem",
+            "-w",
+            "ignored.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "--cert (or SEALED_SECRETS_CERT) needs --private-key");
+    assert!(!ws.path("ignored.yaml").exists());
+}
+
+#[test]
+fn without_private_keys_validate_and_reencrypt_ask_the_controller() {
+    let ws = Workspace::new();
+    ws.run(&[
+        "seal",
+        "-f",
+        "secret.yaml",
+        "--cert",
+        "cert.pem",
+        "-w",
+        "sealed.yaml",
+    ]);
+    // There is no kubeconfig here: the error names the controller and the way out.
+    for args in [
+        &[
+            "validate",
+            "-f",
+            "sealed.yaml",
+            "--controller-namespace",
+            "sealing",
+        ][..],
+        &[
+            "reencrypt",
+            "-f",
+            "sealed.yaml",
+            "--controller-namespace",
+            "sealing",
+        ][..],
+    ] {
+        let out = ws.sealsync(args).output().unwrap();
+        assert_clean_failure(&out, "controller sealing/sealed-secrets-controller");
+        assert!(stderr(&out).contains("private keys to work offline"));
+    }
+    for flag in ["--validate", "--re-encrypt"] {
+        let out = ws
+            .kubeseal(&[flag, "-f", "sealed.yaml", "--controller-name", "ss"])
+            .output()
+            .unwrap();
+        assert_clean_failure(&out, "controller kube-system/ss");
+    }
 }
 
 #[test]
@@ -652,6 +711,56 @@ fn kubeseal_mode_speaks_kubeseal_flags() {
     assert_clean_failure(&out, "controller sealing/sealed-secrets-controller");
     let out = ws.kubeseal(&["--no-such-flag"]).output().unwrap();
     assert!(!out.status.success());
+}
+
+#[test]
+fn kubeseal_mode_re_encrypts_in_place_and_writes_yaml_to_yaml_files() {
+    let ws = Workspace::new();
+    ws.keygen("key2.pem", "cert2.pem");
+    // -o json, but a .yaml file gets YAML, as kubeseal writes it.
+    ws.kubeseal(&[
+        "--cert",
+        "cert.pem",
+        "-f",
+        "secret.yaml",
+        "-w",
+        "sealed.yaml",
+        "-o",
+        "json",
+    ])
+    .assert()
+    .success();
+    let sealed = ws.read("sealed.yaml");
+    assert!(
+        sealed.starts_with("apiVersion: bitnami.com/v1alpha1"),
+        "{sealed}"
+    );
+    // --re-encrypt with -f and no -w rewrites the input file, still as YAML, and prints
+    // nothing.
+    let out = ws
+        .kubeseal(&[
+            "--re-encrypt",
+            "--recovery-private-key",
+            "key.pem",
+            "--cert",
+            "cert2.pem",
+            "-f",
+            "sealed.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        stderr(&out)
+    );
+    let rotated = ws.read("sealed.yaml");
+    assert!(
+        rotated.starts_with("apiVersion: bitnami.com/v1alpha1"),
+        "{rotated}"
+    );
+    assert_ne!(rotated, sealed);
+    ws.run(&["validate", "-f", "sealed.yaml", "-k", "key2.pem"]);
 }
 
 #[test]

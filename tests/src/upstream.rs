@@ -3,7 +3,7 @@
 //! (`unshare`) where a ServiceAccount token is bind-mounted at the in-cluster path. Needs root.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,23 +13,57 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{Api, ObjectMeta, PostParams};
 use tempfile::TempDir;
 
-use crate::TestCluster;
 use crate::bins::{Component, binary};
 use crate::process::{Process, free_port, wait_for};
+use crate::{NetNs, TestCluster};
 
 const IN_CLUSTER_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The Service name kubeseal looks for by default, and the name of the controller's account.
+const NAME: &str = "sealed-secrets-controller";
 
 /// A running upstream controller whose own namespace (keys included) is `namespace`.
 #[derive(Debug)]
 pub struct UpstreamController {
     process: Process,
-    port: u16,
+    addr: SocketAddrV4,
     _dir: TempDir,
 }
 
 impl UpstreamController {
+    /// Starts the controller with its HTTP server on the host's loopback.
     pub async fn start(cluster: &TestCluster, namespace: &str) -> anyhow::Result<Self> {
-        let name = "sealed-secrets-controller";
+        Self::start_listening(
+            cluster,
+            namespace,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()),
+        )
+        .await
+    }
+
+    /// Starts the controller behind Service `namespace/sealed-secrets-controller` (port
+    /// `http`), reachable through the API server's service proxy as kubeseal reaches it in
+    /// a cluster. The proxy refuses loopback endpoints, so the controller listens on the
+    /// host's end of `netns`'s link, a non-loopback address of the host that still reaches
+    /// the API server on 127.0.0.1.
+    pub async fn start_behind_service(
+        cluster: &TestCluster,
+        namespace: &str,
+        netns: &NetNs,
+    ) -> anyhow::Result<Self> {
+        let addr = SocketAddrV4::new(netns.host_ip(), 8080);
+        let controller = Self::start_listening(cluster, namespace, addr).await?;
+        cluster
+            .route_service(namespace, NAME, "http", addr.port(), *addr.ip())
+            .await?;
+        Ok(controller)
+    }
+
+    async fn start_listening(
+        cluster: &TestCluster,
+        namespace: &str,
+        addr: SocketAddrV4,
+    ) -> anyhow::Result<Self> {
         let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client(), namespace);
         let meta = |n: &str| ObjectMeta {
             name: Some(n.into()),
@@ -39,7 +73,7 @@ impl UpstreamController {
             .create(
                 &PostParams::default(),
                 &ServiceAccount {
-                    metadata: meta(name),
+                    metadata: meta(NAME),
                     ..ServiceAccount::default()
                 },
             )
@@ -57,7 +91,7 @@ impl UpstreamController {
                     },
                     subjects: Some(vec![Subject {
                         kind: "ServiceAccount".into(),
-                        name: name.into(),
+                        name: NAME.into(),
                         namespace: Some(namespace.into()),
                         ..Subject::default()
                     }]),
@@ -72,14 +106,13 @@ impl UpstreamController {
         std::fs::create_dir_all(&mount)?;
         std::fs::write(
             mount.join("token"),
-            cluster.service_account_token(namespace, name).await?,
+            cluster.service_account_token(namespace, NAME).await?,
         )?;
         std::fs::write(mount.join("ca.crt"), cluster.ca_pem())?;
         std::fs::write(mount.join("namespace"), namespace)?;
         std::fs::create_dir_all(IN_CLUSTER_PATH)
             .context("creating the in-cluster path needs root")?;
 
-        let port = free_port();
         let mut process = Process::spawn(
             "upstream-controller",
             Command::new("unshare")
@@ -92,7 +125,7 @@ impl UpstreamController {
                     Component::SealedSecrets,
                     "SEALSYNC_UPSTREAM_CONTROLLER",
                 ))
-                .arg(format!("--listen-addr=127.0.0.1:{port}"))
+                .arg(format!("--listen-addr={addr}"))
                 .arg(format!("--listen-metrics-addr=127.0.0.1:{}", free_port()))
                 .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
                 .env("KUBERNETES_SERVICE_PORT", cluster.port().to_string()),
@@ -102,19 +135,19 @@ impl UpstreamController {
             "the upstream controller's certificate",
             Duration::from_secs(120),
             Some(&mut process),
-            || async move { Ok(http_get(port, "/v1/cert.pem").is_ok()) },
+            || async move { Ok(http_get(addr, "/v1/cert.pem").is_ok()) },
         )
         .await?;
         Ok(Self {
             process,
-            port,
+            addr,
             _dir: dir,
         })
     }
 
     /// `GET /v1/cert.pem`.
     pub fn certificate(&self) -> anyhow::Result<String> {
-        http_get(self.port, "/v1/cert.pem")
+        http_get(self.addr, "/v1/cert.pem")
     }
 
     pub fn process(&mut self) -> &mut Process {
@@ -122,11 +155,11 @@ impl UpstreamController {
     }
 }
 
-/// A plain HTTP/1.0 GET on 127.0.0.1; the body when the status is 200.
-fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+/// A plain HTTP/1.0 GET; the body when the status is 200.
+fn http_get(addr: SocketAddrV4, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response

@@ -93,6 +93,10 @@ pub struct SealedSecretStatus {
     /// The latest observations of the SealedSecret's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<SealedSecretCondition>,
+    /// Fingerprints (OpenSSH SHA256) of the keys that opened its values when it was last
+    /// unsealed, so that auditors can see which SealedSecrets still depend on an old key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_fingerprints: Vec<String>,
 }
 
 /// A condition of a SealedSecret (upstream has one type: `Synced`).

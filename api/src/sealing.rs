@@ -157,6 +157,10 @@ pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<Unsealed, ApiE
                 .map(|o| (key.clone(), o.plaintext, o.key.clone()))
                 .map_err(|e| fail(key, explain(sealed, keyring, &bytes, e)))
         })
+        .collect::<Vec<_>>()
+        // The first failing key in key order, so that the same input always gets the
+        // same message.
+        .into_iter()
         .collect::<Result<_, _>>()?;
 
     let mut data = BTreeMap::new();

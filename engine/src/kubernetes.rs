@@ -46,10 +46,11 @@ impl std::fmt::Debug for KubeTarget {
     }
 }
 
-/// A Secret could not be written.
+/// A Secret could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write Secret {secret}: {source}")]
+#[error("cannot {action} Secret {secret}: {}", api_message(.source))]
 pub struct KubeTargetError {
+    action: &'static str,
     secret: SecretRef,
     source: kube::Error,
 }
@@ -60,19 +61,39 @@ impl ReasonedError for KubeTargetError {
     }
 }
 
+/// The API server's own message (it never quotes Secret values), not the whole status.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 impl SecretTarget for KubeTarget {
     type Error = KubeTargetError;
 
     async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, Self::Error> {
         let key = ObjectRef::new(&secret.name).within(&secret.namespace);
-        Ok(self
-            .store
-            .get(&key)
-            .map(|meta| existing_from(&meta.metadata, &self.field_manager)))
+        if let Some(meta) = self.store.get(&key) {
+            return Ok(Some(existing_from(&meta.metadata, &self.field_manager)));
+        }
+        // Not one of ours (the cache holds only labelled Secrets): someone else's Secret of
+        // that name must be found before anything is created.
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &secret.namespace);
+        let meta = api
+            .get_metadata_opt(&secret.name)
+            .await
+            .map_err(|source| KubeTargetError {
+                action: "read",
+                secret: secret.clone(),
+                source,
+            })?;
+        Ok(meta.map(|meta| existing_from(&meta.metadata, &self.field_manager)))
     }
 
     async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, Self::Error> {
         let failed = |source| KubeTargetError {
+            action: "write",
             secret: write.target.clone(),
             source,
         };
@@ -84,7 +105,7 @@ impl SecretTarget for KubeTarget {
             // An immutable Secret (or one of another type) cannot change in place: it is
             // ours, so it is replaced.
             Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("immutable") => {
-                api.delete(name, &DeleteParams::foreground())
+                api.delete(name, &DeleteParams::background())
                     .await
                     .map_err(failed)?;
                 api.patch_metadata(name, &params, &body).await

@@ -60,9 +60,14 @@ pub fn decide(
     consent: &Consent,
 ) -> Decision {
     let Some(existing) = existing else {
+        // Gone although this process wrote or saw it: deleted by someone else.
+        let action = match last_seen {
+            Some(_) => AppliedAction::DriftReverted,
+            None => AppliedAction::Created,
+        };
         return Decision::Apply {
             mode: plan.write,
-            action: AppliedAction::Created,
+            action,
         };
     };
     let consents = |annotation: &Option<String>| {
@@ -167,10 +172,14 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_secret_is_created() {
+    fn a_missing_secret_is_created_or_restored() {
+        assert_eq!(
+            decide_for(None, None),
+            apply(WriteMode::Replace, AppliedAction::Created)
+        );
         assert_eq!(
             decide_for(None, Some("7")),
-            apply(WriteMode::Replace, AppliedAction::Created)
+            apply(WriteMode::Replace, AppliedAction::DriftReverted)
         );
     }
 

@@ -272,10 +272,9 @@ impl SecretTarget for LocalDirTarget {
             && let Some((stored, _)) = Self::read(&path)?
         {
             for (key, encoded) in stored.data {
-                if !data.contains_key(&key) {
-                    let value = STANDARD.decode(encoded.trim()).unwrap_or_default();
-                    data.insert(key, SecretBytes::from(value));
-                }
+                data.entry(key).or_insert_with(|| {
+                    SecretBytes::from(STANDARD.decode(encoded.trim()).unwrap_or_default())
+                });
             }
         }
         let text = zeroize::Zeroizing::new(

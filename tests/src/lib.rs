@@ -6,6 +6,7 @@
 
 mod bins;
 mod cluster;
+mod controller;
 mod moto;
 mod netns;
 mod pki;
@@ -15,8 +16,9 @@ mod vault;
 
 pub use bins::{Component, binary, project_binary};
 pub use cluster::TestCluster;
+pub use controller::SealsyncController;
 pub use moto::Moto;
 pub use netns::NetNs;
-pub use process::{Process, free_port, run_ok, wait_for};
+pub use process::{Process, free_port, http_get, run_ok, wait_for};
 pub use upstream::UpstreamController;
 pub use vault::Vault;

@@ -2,19 +2,18 @@
 //! server. It only knows in-cluster configuration, so it runs in a private mount namespace
 //! (`unshare`) where a ServiceAccount token is bind-mounted at the in-cluster path. Needs root.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{Api, ObjectMeta, PostParams};
 use tempfile::TempDir;
 
 use crate::bins::{Component, binary};
-use crate::process::{Process, free_port, wait_for};
+use crate::process::{Process, free_port, http_get, wait_for};
 use crate::{NetNs, TestCluster};
 
 const IN_CLUSTER_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -153,20 +152,4 @@ impl UpstreamController {
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
-}
-
-/// A plain HTTP/1.0 GET; the body when the status is 200.
-fn http_get(addr: SocketAddrV4, path: &str) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
-    }
-    Ok(body.to_string())
 }

@@ -1,0 +1,255 @@
+//! The sealing keys: upstream-format key Secrets in the controller's namespace, watched so
+//! that an added, relabelled or deleted key takes effect at once; generated when none
+//! exists, renewed on a period or a cutoff time, and on demand (SIGUSR1), by the leader only.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::runtime::{WatchStreamExt, reflector};
+use sealsync_api::{KEY_LABEL, SecretManifest, key_secret, keyring_from_key_secrets};
+use sealsync_crypto::{CertificateParams, Keyring, PrivateKey, SealingCertificate};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+/// The keys in use at one moment.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    pub keyring: Keyring,
+    /// The certificate new SealedSecrets are sealed to (the newest key's).
+    pub newest: Option<SealingCertificate>,
+}
+
+/// The current key set, shared by the unsealer and the HTTP API, replaced on every change.
+#[derive(Debug)]
+pub struct KeyStore {
+    current: RwLock<Arc<KeySet>>,
+    /// Counts key set changes; subscribers re-examine what failed before.
+    generation: watch::Sender<u64>,
+}
+
+impl Default for KeyStore {
+    fn default() -> Self {
+        Self {
+            current: RwLock::default(),
+            generation: watch::Sender::new(0),
+        }
+    }
+}
+
+impl KeyStore {
+    pub fn current(&self) -> Arc<KeySet> {
+        self.current.read().expect("key store lock").clone()
+    }
+
+    /// Notified after each change of the key set.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn replace(&self, keys: KeySet) {
+        *self.current.write().expect("key store lock") = Arc::new(keys);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Waits until the key set has been loaded once and holds at least one key.
+    pub async fn wait_for_a_key(&self) {
+        let mut changes = self.subscribe();
+        while self.current().newest.is_none() {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps `store` equal to the active key Secrets of `namespace`, forever.
+pub async fn watch_keys(client: Client, namespace: String, store: Arc<KeyStore>) {
+    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    let (reader, writer) = reflector::store();
+    let mut events = watcher(api, watcher::Config::default().labels(KEY_LABEL))
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Init | Event::InitApply(_)) => {}
+            Ok(_) => {
+                let secrets: Vec<SecretManifest> = reader
+                    .state()
+                    .iter()
+                    .filter_map(|s| serde_json::to_value(s.as_ref()).ok())
+                    .filter_map(|v| serde_json::from_value(v).ok())
+                    .collect();
+                let keys = load_key_set(&secrets);
+                info!(
+                    namespace = %namespace,
+                    keys = keys.keyring.len(),
+                    sealing_key = keys.newest.as_ref().map(|c| c.public_key().fingerprint().to_string()),
+                    "key set loaded"
+                );
+                store.replace(keys);
+            }
+            Err(e) => warn!(error = %e, "watch of key Secrets interrupted"),
+        }
+    }
+}
+
+/// The key set of `secrets`; a broken key Secret is reported and skipped, not fatal.
+fn load_key_set(secrets: &[SecretManifest]) -> KeySet {
+    let usable: Vec<SecretManifest> = secrets
+        .iter()
+        .filter(
+            |secret| match keyring_from_key_secrets(std::slice::from_ref(*secret)) {
+                Ok(_) => true,
+                Err(e) => {
+                    warn!(error = %e, "key Secret ignored");
+                    false
+                }
+            },
+        )
+        .cloned()
+        .collect();
+    let (keyring, newest) = keyring_from_key_secrets(&usable).unwrap_or_default();
+    KeySet { keyring, newest }
+}
+
+/// How the leader makes keys.
+#[derive(Debug, Clone)]
+pub struct KeyPolicy {
+    pub prefix: String,
+    pub bits: usize,
+    pub certificate: CertificateParams,
+    /// Zero: never renew.
+    pub renew_period: Duration,
+    pub cutoff: Option<OffsetDateTime>,
+}
+
+/// Key creation and renewal in `namespace`, run by the leader.
+#[derive(Debug, Clone)]
+pub struct KeyManager {
+    api: Api<Secret>,
+    namespace: String,
+    policy: KeyPolicy,
+}
+
+/// A key could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot list the key Secrets of namespace {namespace}: {source}")]
+    List {
+        namespace: String,
+        source: kube::Error,
+    },
+    #[error("cannot create a key Secret in namespace {namespace}: {source}")]
+    Create {
+        namespace: String,
+        source: kube::Error,
+    },
+    #[error("cannot generate a key: {0}")]
+    Generate(String),
+}
+
+impl KeyManager {
+    pub fn new(client: Client, namespace: &str, policy: KeyPolicy) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
+            policy,
+        }
+    }
+
+    /// When the newest active key was made, read from the API server (not a cache, so that
+    /// a new leader never doubles a key its predecessor just made).
+    async fn newest_key_time(&self) -> Result<Option<OffsetDateTime>, KeyError> {
+        let secrets = self
+            .api
+            .list(&ListParams::default().labels(KEY_LABEL))
+            .await
+            .map_err(|source| KeyError::List {
+                namespace: self.namespace.clone(),
+                source,
+            })?;
+        let manifests: Vec<SecretManifest> = secrets
+            .items
+            .iter()
+            .filter_map(|s| serde_json::from_value(serde_json::to_value(s).ok()?).ok())
+            .collect();
+        Ok(load_key_set(&manifests).newest.map(|c| c.not_before()))
+    }
+
+    async fn create_key(&self, why: &str) -> Result<(), KeyError> {
+        let policy = self.policy.clone();
+        let namespace = self.namespace.clone();
+        let manifest = tokio::task::spawn_blocking(move || {
+            let key = PrivateKey::generate(policy.bits).map_err(|e| e.to_string())?;
+            let cert = SealingCertificate::generate(&key, &policy.certificate)
+                .map_err(|e| e.to_string())?;
+            let mut secret = key_secret(&key, &cert, &namespace);
+            secret.metadata.generate_name = Some(policy.prefix.clone());
+            Ok::<_, String>((secret, cert.public_key().fingerprint().to_string()))
+        })
+        .await
+        .map_err(|e| KeyError::Generate(e.to_string()))?
+        .map_err(KeyError::Generate)?;
+        let (manifest, fingerprint) = manifest;
+        let secret: Secret = serde_json::from_value(
+            serde_json::to_value(&manifest).expect("a key Secret serializes"),
+        )
+        .expect("a key Secret is a Secret");
+        let created = self
+            .api
+            .create(&PostParams::default(), &secret)
+            .await
+            .map_err(|source| KeyError::Create {
+                namespace: self.namespace.clone(),
+                source,
+            })?;
+        info!(
+            secret = created.metadata.name.as_deref().unwrap_or_default(),
+            %fingerprint,
+            reason = why,
+            "new sealing key"
+        );
+        Ok(())
+    }
+
+    /// Makes a key now if there is none or the newest is older than the cutoff time; then
+    /// renews on the period and whenever `rotate` is notified. Runs until an error.
+    pub async fn run(&self, rotate: Arc<Notify>) -> Result<(), KeyError> {
+        loop {
+            let newest = self.newest_key_time().await?;
+            let due = match newest {
+                None => Some("no key yet"),
+                Some(made) if self.policy.cutoff.is_some_and(|cutoff| made < cutoff) => {
+                    Some("the newest key is older than --key-cutoff-time")
+                }
+                Some(made) if !self.policy.renew_period.is_zero() => {
+                    let age = OffsetDateTime::now_utc() - made;
+                    (age >= self.policy.renew_period).then_some("renewal period elapsed")
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = due {
+                self.create_key(why).await?;
+                continue;
+            }
+            let made = newest.expect("a key exists");
+            let wait = if self.policy.renew_period.is_zero() {
+                Duration::MAX
+            } else {
+                let age = (OffsetDateTime::now_utc() - made).unsigned_abs();
+                self.policy.renew_period.saturating_sub(age)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400 * 365))) => {}
+                _ = rotate.notified() => self.create_key("rotation requested").await?,
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! sealsync's sealing controller: unseals SealedSecrets into Secrets through the sync
+//! engine, keeps the sealing keys, and serves upstream's HTTP API and metrics.
+
+mod args;
+mod generator;
+mod http;
+mod keys;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use kube::Client;
+use prometheus_client::registry::Registry;
+use sealsync_crypto::CertificateParams;
+use sealsync_engine::kubernetes::{EngineConfig, run as run_engine};
+use sealsync_engine::leader::LeaderElection;
+use sealsync_engine::metrics::EngineMetrics;
+use sealsync_engine::policy::Consent;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tracing::{error, info};
+
+pub use args::{Args, LogFormat};
+pub use generator::SealedSecretGenerator;
+use keys::{KeyManager, KeyPolicy, KeyStore, watch_keys};
+
+/// Field manager of the Secrets and statuses this controller writes.
+pub const FIELD_MANAGER: &str = "sealsync-controller";
+const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Runs the controller until SIGTERM (or Ctrl-C), or until it loses the leader lease.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("cannot connect to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let namespace = match args.controller_namespace.clone() {
+        Some(namespace) => namespace,
+        None => std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
+            .map(|n| n.trim().to_string())
+            .unwrap_or_else(|_| "kube-system".into()),
+    };
+    info!(%namespace, version = env!("CARGO_PKG_VERSION"), "sealsync-controller starting");
+
+    let mut registry = Registry::default();
+    let controller_metrics = metrics::ControllerMetrics::register(&mut registry);
+    let engine_metrics = EngineMetrics::register(&mut registry, FIELD_MANAGER);
+    let registry = Arc::new(Mutex::new(registry));
+
+    let keys = Arc::new(KeyStore::default());
+    tokio::spawn(watch_keys(client.clone(), namespace.clone(), keys.clone()));
+
+    let api_state = Arc::new(http::ApiState::new(
+        keys.clone(),
+        controller_metrics.clone(),
+    ));
+    serve(args.listen_addr, http::api_router(api_state), "API").await?;
+    serve(
+        args.listen_metrics_addr,
+        http::metrics_router(registry),
+        "metrics",
+    )
+    .await?;
+
+    let shutdown = Arc::new(Notify::new());
+    tokio::spawn(notify_on_termination(shutdown.clone()));
+
+    let identity = format!(
+        "{}_{:08x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "sealsync-controller".into()),
+        fastrand::u32(..)
+    );
+    let election = LeaderElection::new(
+        client.clone(),
+        &namespace,
+        &args.leader_election_lease,
+        &identity,
+    );
+    tokio::select! {
+        () = election.acquire() => {}
+        () = shutdown.notified() => return Ok(()),
+    }
+
+    let rotate = Arc::new(Notify::new());
+    tokio::spawn(notify_on_signal(
+        SignalKind::user_defined1(),
+        rotate.clone(),
+    ));
+    let manager = KeyManager::new(
+        client.clone(),
+        &namespace,
+        KeyPolicy {
+            prefix: args.key_prefix.clone(),
+            bits: args.key_size,
+            certificate: CertificateParams {
+                common_name: args.my_cn.clone(),
+                validity: args.key_ttl,
+            },
+            renew_period: args.key_renew_period,
+            cutoff: args.key_cutoff_time,
+        },
+    );
+    let key_task = tokio::spawn(async move { manager.run(rotate).await });
+    keys.wait_for_a_key().await;
+
+    let config = EngineConfig {
+        field_manager: FIELD_MANAGER.into(),
+        resync: args.resync_period,
+        concurrency: args
+            .concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u16)),
+        consent: Consent {
+            adopt: Some(generator::MANAGED.into()),
+            merge: Some(generator::PATCH.into()),
+        },
+        backoff: (Duration::from_millis(500), Duration::from_secs(300)),
+        reporter: FIELD_MANAGER.into(),
+    };
+    let generator = Arc::new(SealedSecretGenerator::new(keys.clone(), controller_metrics));
+    let key_changes = changes(keys.subscribe());
+    let stop = shutdown.clone();
+    let engine = run_engine(
+        client,
+        generator,
+        config,
+        engine_metrics,
+        key_changes,
+        async move { stop.notified().await },
+    );
+    let outcome = tokio::select! {
+        () = engine => Ok(()),
+        lost = election.hold() => Err(anyhow::Error::new(lost)),
+        keys = key_task => match keys {
+            Ok(Err(e)) => Err(anyhow::Error::new(e)),
+            _ => Err(anyhow::anyhow!("the key manager stopped")),
+        },
+    };
+    if let Err(e) = &outcome {
+        error!(error = %e, "stopping");
+    }
+    election.release().await;
+    info!("sealsync-controller stopped");
+    outcome
+}
+
+/// One item per change of the key set.
+fn changes(receiver: tokio::sync::watch::Receiver<u64>) -> impl futures::Stream<Item = ()> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
+}
+
+async fn serve(address: SocketAddr, router: axum::Router, what: &str) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {what}"))?;
+    info!(%address, "{what} listening");
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
+            error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn notify_on_termination(shutdown: Arc<Notify>) {
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("termination requested");
+    shutdown.notify_waiters();
+    // A second notification for whoever starts waiting after the first.
+    shutdown.notify_one();
+}
+
+async fn notify_on_signal(kind: SignalKind, notify: Arc<Notify>) {
+    let Ok(mut signals) = signal(kind) else {
+        return;
+    };
+    while signals.recv().await.is_some() {
+        notify.notify_one();
+    }
+}

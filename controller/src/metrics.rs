@@ -1,0 +1,114 @@
+//! Upstream's metric names (`sealed_secrets_controller_*`), so existing dashboards and
+//! alerts keep working, plus a count of values opened (to show that resyncs open nothing).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sealsync_api::SealedSecret;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Metrics of the sealing controller.
+#[derive(Debug, Clone)]
+pub struct ControllerMetrics {
+    unseal_requests: Counter,
+    unseal_errors: Family<Labels, Counter>,
+    values_opened: Counter,
+    condition_info: Family<Labels, Gauge>,
+    http_requests: Family<Labels, Counter>,
+    http_duration: Family<Labels, Histogram>,
+}
+
+impl ControllerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            unseal_requests: Counter::default(),
+            unseal_errors: Family::default(),
+            values_opened: Counter::default(),
+            condition_info: Family::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
+        };
+        let sub = registry.sub_registry_with_prefix("sealed_secrets_controller");
+        let build_info = Family::<Labels, Gauge>::default();
+        build_info
+            .get_or_create(&vec![("revision", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        sub.register("build_info", "Build information", build_info);
+        sub.register(
+            "unseal_requests",
+            "Total number of sealed secret unseal requests",
+            metrics.unseal_requests.clone(),
+        );
+        sub.register(
+            "unseal_errors",
+            "Total number of sealed secret unseal errors by reason",
+            metrics.unseal_errors.clone(),
+        );
+        sub.register(
+            "condition_info",
+            "Current SealedSecret condition status: 1 true, -1 false, 0 unknown",
+            metrics.condition_info.clone(),
+        );
+        sub.register(
+            "http_requests",
+            "Total number of HTTP requests by handler and code",
+            metrics.http_requests.clone(),
+        );
+        sub.register(
+            "http_request_duration_seconds",
+            "HTTP request latencies by handler",
+            metrics.http_duration.clone(),
+        );
+        registry.sub_registry_with_prefix("sealsync").register(
+            "values_opened",
+            "Sealed values opened (RSA decryptions) by the controller",
+            metrics.values_opened.clone(),
+        );
+        metrics
+    }
+
+    pub fn unseal_requested(&self, values: usize) {
+        self.unseal_requests.inc();
+        self.values_opened.inc_by(values as u64);
+    }
+
+    pub fn unseal_failed(&self, reason: &str, namespace: &str) {
+        self.unseal_errors
+            .get_or_create(&vec![
+                ("reason", reason.to_string()),
+                ("namespace", namespace.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn condition(&self, sealed: &SealedSecret, synced: bool) {
+        let labels = vec![
+            ("name", sealed.metadata.name.clone().unwrap_or_default()),
+            (
+                "namespace",
+                sealed.metadata.namespace.clone().unwrap_or_default(),
+            ),
+            ("condition", "Synced".to_string()),
+        ];
+        self.condition_info
+            .get_or_create(&labels)
+            .set(if synced { 1 } else { -1 });
+    }
+
+    pub fn http_request(&self, handler: &str, code: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("handler", handler.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
+        self.http_duration
+            .get_or_create(&vec![("handler", handler.to_string())])
+            .observe(seconds);
+    }
+}

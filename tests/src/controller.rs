@@ -1,0 +1,113 @@
+//! sealsync's own controller (`sealsync-controller`, built by cargo) on the harness's API
+//! server, with the administrator's kubeconfig, optionally behind its Service.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::bins::project_binary;
+use crate::process::{Process, free_port, http_get, wait_for};
+use crate::{NetNs, TestCluster};
+
+/// Name of the controller's Service, as kubeseal expects it by default.
+const NAME: &str = "sealed-secrets-controller";
+
+/// A running `sealsync-controller` whose namespace (keys, lease) is `namespace`.
+#[derive(Debug)]
+pub struct SealsyncController {
+    process: Process,
+    api: SocketAddrV4,
+    metrics: SocketAddrV4,
+}
+
+impl SealsyncController {
+    /// Starts a controller listening on loopback, with `args` added to its command line,
+    /// and waits until it serves a certificate.
+    pub async fn start(
+        cluster: &TestCluster,
+        namespace: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let api = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+        Self::start_listening(cluster, namespace, api, args).await
+    }
+
+    /// Starts a controller behind Service `namespace/sealed-secrets-controller` (port
+    /// `http`), reachable through the API server's service proxy (see
+    /// [`crate::UpstreamController::start_behind_service`] for why it listens on the host's
+    /// end of `netns`'s link).
+    pub async fn start_behind_service(
+        cluster: &TestCluster,
+        namespace: &str,
+        netns: &NetNs,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let api = SocketAddrV4::new(netns.host_ip(), 8080);
+        let controller = Self::start_listening(cluster, namespace, api, args).await?;
+        cluster
+            .route_service(namespace, NAME, "http", api.port(), *api.ip())
+            .await?;
+        Ok(controller)
+    }
+
+    async fn start_listening(
+        cluster: &TestCluster,
+        namespace: &str,
+        api: SocketAddrV4,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+        let mut process = Process::spawn(
+            &format!("sealsync-controller-{}", api.port()),
+            Command::new(project_binary("sealsync-controller"))
+                .env("KUBECONFIG", cluster.kubeconfig())
+                .env("RUST_LOG", "info,sealsync_engine=debug")
+                .arg(format!("--controller-namespace={namespace}"))
+                .arg(format!("--listen-addr={api}"))
+                .arg(format!("--listen-metrics-addr={metrics}"))
+                .args(args),
+            cluster.dir(),
+        )?;
+        wait_for(
+            "sealsync-controller's certificate",
+            Duration::from_secs(120),
+            Some(&mut process),
+            || async move { Ok(http_get(api, "/v1/cert.pem").is_ok()) },
+        )
+        .await?;
+        Ok(Self {
+            process,
+            api,
+            metrics,
+        })
+    }
+
+    /// `GET /v1/cert.pem`.
+    pub fn certificate(&self) -> anyhow::Result<String> {
+        http_get(self.api, "/v1/cert.pem")
+    }
+
+    /// The value of a metric sample, e.g. `sealsync_values_opened_total`, summed over
+    /// label sets whose labels contain `labels` (e.g. `result="applied"`).
+    pub fn metric(&self, name: &str, labels: &str) -> anyhow::Result<f64> {
+        let text = http_get(self.metrics, "/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                (metric == name && rest.contains(labels)).then(|| value.parse::<f64>().ok())?
+            })
+            .sum())
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    /// Address of the HTTP API.
+    pub fn api(&self) -> SocketAddrV4 {
+        self.api
+    }
+}

@@ -1,0 +1,236 @@
+//! sealsync-controller on the real API server: SealedSecrets become Secrets, drift is
+//! reverted, bad input is reported without touching anything, resyncs open nothing.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret};
+use sealsync_crypto::SealingCertificate;
+use sealsync_testkit::{SealsyncController, TestCluster, wait_for};
+use serde_json::json;
+
+const PLAINTEXTS: [&str; 3] = [
+    "s3cr3t-user-value",
+    "s3cr3t-pass-value",
+    "s3cr3t-other-value",
+];
+
+fn secret(namespace: &str, name: &str) -> anyhow::Result<SecretManifest> {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\ntype: kubernetes.io/basic-auth\n\
+         metadata: {{name: {name}, namespace: {namespace}, labels: {{app: shop}}}}\n\
+         stringData: {{username: {}, password: {}, other: {}}}\n",
+        PLAINTEXTS[0], PLAINTEXTS[1], PLAINTEXTS[2]
+    );
+    Ok(parse_documents::<SecretManifest>(&yaml, "test", "Secret")?.remove(0))
+}
+
+fn value(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+async fn synced(api: &Api<SealedSecret>, name: &str) -> anyhow::Result<Option<(String, String)>> {
+    let Some(sealed) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    Ok(sealed.status.and_then(|s| {
+        let condition = s.conditions.into_iter().find(|c| c.type_ == "Synced")?;
+        Some((condition.status, condition.message.unwrap_or_default()))
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let controller_ns = cluster.namespace("controller").await?;
+    let ns = cluster.namespace("app").await?;
+    let mut controller =
+        SealsyncController::start(&cluster, &controller_ns, &["--resync-period=2s"]).await?;
+    let cert = SealingCertificate::from_pem(controller.certificate()?.as_bytes())?;
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    let seal = |name: &str| -> anyhow::Result<SealedSecret> {
+        Ok(seal_secret(
+            &secret(&ns, name)?,
+            cert.public_key(),
+            &SealOptions::default(),
+        )?)
+    };
+
+    // A SealedSecret becomes its Secret: values, type, template labels, ownerReference.
+    let sealed = sealed_api
+        .create(&PostParams::default(), &seal("db")?)
+        .await?;
+    wait_for(
+        "the Secret db",
+        Duration::from_secs(60),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move { Ok(secrets.get_opt("db").await?.is_some()) }
+        },
+    )
+    .await?;
+    let db = secrets.get("db").await?;
+    assert_eq!(value(&db, "password").as_deref(), Some(PLAINTEXTS[1]));
+    assert_eq!(db.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(db.metadata.labels.as_ref().unwrap()["app"], "shop");
+    let owner = &db.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.uid, sealed.metadata.uid.clone().unwrap());
+    assert_eq!(owner.controller, Some(true));
+    wait_for(
+        "status Synced=True",
+        Duration::from_secs(30),
+        Some(controller.process()),
+        || {
+            let api = sealed_api.clone();
+            async move { Ok(synced(&api, "db").await?.is_some_and(|(s, _)| s == "True")) }
+        },
+    )
+    .await?;
+    let status = sealed_api.get("db").await?.status.unwrap();
+    assert_eq!(status.observed_generation, sealed.metadata.generation);
+    assert_eq!(
+        status.key_fingerprints,
+        vec![cert.public_key().fingerprint().to_string()],
+        "the status names the key that opened it"
+    );
+
+    // A resync where nothing changed opens nothing.
+    let opened = controller.metric("sealsync_values_opened_total", "")?;
+    let unchanged = controller.metric("sealsync_reconciles_total", "result=\"unchanged\"")?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        controller.metric("sealsync_reconciles_total", "result=\"unchanged\"")? > unchanged,
+        "resyncs ran"
+    );
+    assert_eq!(
+        controller.metric("sealsync_values_opened_total", "")?,
+        opened
+    );
+
+    // A manual edit of a value, then a deletion, are reverted.
+    secrets
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": "edited"}})),
+        )
+        .await?;
+    wait_for(
+        "the edit reverted",
+        Duration::from_secs(30),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                Ok(value(&secrets.get("db").await?, "password").as_deref() == Some(PLAINTEXTS[1]))
+            }
+        },
+    )
+    .await?;
+    secrets.delete("db", &DeleteParams::default()).await?;
+    wait_for(
+        "the deleted Secret restored",
+        Duration::from_secs(30),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                Ok(secrets
+                    .get_opt("db")
+                    .await?
+                    .is_some_and(|s| s.metadata.deletion_timestamp.is_none()))
+            }
+        },
+    )
+    .await?;
+    assert!(controller.metric("sealsync_secret_writes_total", "drift_reverted")? >= 2.0);
+
+    // A corrupted value: Synced=False naming the key, and no Secret.
+    let mut corrupted = seal("corrupted")?;
+    let value_of_other = corrupted.spec.encrypted_data.get_mut("other").unwrap();
+    *value_of_other = format!("AgB{}", &value_of_other[3..value_of_other.len() - 8]) + "AAAAAAA=";
+    sealed_api
+        .create(&PostParams::default(), &corrupted)
+        .await?;
+    // Sealed for another name: the scope does not match.
+    let mut renamed = seal("original-name")?;
+    renamed.metadata.name = Some("renamed".into());
+    sealed_api.create(&PostParams::default(), &renamed).await?;
+    // Same name as a Secret nobody manages: refused, the Secret left alone.
+    let foreign: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "taken", "namespace": ns},
+        "stringData": {"mine": "keep-me"}
+    }))?;
+    secrets.create(&PostParams::default(), &foreign).await?;
+    sealed_api
+        .create(&PostParams::default(), &seal("taken")?)
+        .await?;
+
+    for (name, expected) in [
+        ("corrupted", "\"other\""),
+        ("renamed", "scope"),
+        ("taken", "already exists and is not managed"),
+    ] {
+        wait_for(
+            &format!("{name}: Synced=False"),
+            Duration::from_secs(30),
+            Some(controller.process()),
+            || {
+                let api = sealed_api.clone();
+                async move { Ok(synced(&api, name).await?.is_some_and(|(s, _)| s == "False")) }
+            },
+        )
+        .await?;
+        let (_, message) = synced(&sealed_api, name).await?.unwrap();
+        assert!(message.contains(expected), "{name}: {message}");
+        for plaintext in PLAINTEXTS {
+            assert!(!message.contains(plaintext));
+        }
+    }
+    assert!(secrets.get_opt("corrupted").await?.is_none());
+    assert!(secrets.get_opt("renamed").await?.is_none());
+    assert_eq!(
+        value(&secrets.get("taken").await?, "mine").as_deref(),
+        Some("keep-me")
+    );
+
+    // Once the Secret says it may be managed, it is taken over.
+    secrets
+        .patch(
+            "taken",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"sealedsecrets.bitnami.com/managed": "true"}}}),
+            ),
+        )
+        .await?;
+    wait_for(
+        "the managed Secret taken over",
+        Duration::from_secs(90),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                Ok(value(&secrets.get("taken").await?, "password").as_deref()
+                    == Some(PLAINTEXTS[1]))
+            }
+        },
+    )
+    .await?;
+    assert_eq!(
+        value(&secrets.get("taken").await?, "mine"),
+        None,
+        "a taken-over Secret holds exactly the sealed keys"
+    );
+
+    // No value in the controller's log.
+    let log = controller.process().log_tail();
+    for plaintext in PLAINTEXTS {
+        assert!(!log.contains(plaintext), "the log shows a value");
+    }
+    Ok(())
+}

@@ -29,6 +29,7 @@ pub struct TestCluster {
     controller_manager: Process,
     apiserver: Process,
     etcd: Process,
+    apiserver_args: Vec<String>,
     client: Client,
     server: String,
     kubeconfig: PathBuf,
@@ -89,56 +90,30 @@ impl TestCluster {
 
         let api_port = free_port();
         let server = format!("https://127.0.0.1:{api_port}");
-        let mut apiserver = Process::spawn(
-            "kube-apiserver",
-            Command::new(binary(Component::Kubernetes, "SEALSYNC_KUBE_APISERVER"))
-                .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
-                .arg("--bind-address=127.0.0.1")
-                .arg(format!("--secure-port={api_port}"))
-                .arg("--advertise-address=127.0.0.1")
-                // The "kubernetes" Service would point at loopback, which Endpoints refuse.
-                .arg("--endpoint-reconciler-type=none")
-                .arg(format!("--tls-cert-file={}", serving_cert.display()))
-                .arg(format!("--tls-private-key-file={}", serving_key.display()))
-                .arg(format!("--client-ca-file={}", ca_cert.display()))
-                .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-                .arg(format!("--service-account-key-file={}", sa_pub.display()))
-                .arg(format!(
-                    "--service-account-signing-key-file={}",
-                    sa_key.display()
-                ))
-                .arg("--service-cluster-ip-range=10.0.0.0/24")
-                .arg("--authorization-mode=RBAC")
-                .arg(format!(
-                    "--cert-dir={}",
-                    root.join("apiserver-certs").display()
-                )),
-            root,
-        )?;
+        let apiserver_args: Vec<String> = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            "--advertise-address=127.0.0.1".into(),
+            // The "kubernetes" Service would point at loopback, which Endpoints refuse.
+            "--endpoint-reconciler-type=none".into(),
+            format!("--tls-cert-file={}", serving_cert.display()),
+            format!("--tls-private-key-file={}", serving_key.display()),
+            format!("--client-ca-file={}", ca_cert.display()),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", sa_pub.display()),
+            format!("--service-account-signing-key-file={}", sa_key.display()),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            format!("--cert-dir={}", root.join("apiserver-certs").display()),
+        ];
+        let mut apiserver = spawn_apiserver(&apiserver_args, root)?;
         let admin_kubeconfig = file(
             "admin.kubeconfig",
             &kubeconfig_yaml(&server, &pki.ca.cert, &pki.admin),
         )?;
         let client = client_from(&admin_kubeconfig).await?;
-        {
-            let client = client.clone();
-            wait_for(
-                "kube-apiserver /readyz",
-                STARTUP,
-                Some(&mut apiserver),
-                move || {
-                    let client = client.clone();
-                    async move {
-                        let request = http_get("/readyz")?;
-                        Ok(client
-                            .request_text(request)
-                            .await
-                            .map(|body| body.trim() == "ok")?)
-                    }
-                },
-            )
-            .await?;
-        }
+        wait_until_ready(&client, &mut apiserver).await?;
 
         let kcm_kubeconfig = file(
             "kcm.kubeconfig",
@@ -178,6 +153,7 @@ impl TestCluster {
             controller_manager,
             apiserver,
             etcd,
+            apiserver_args,
             client,
             server,
             kubeconfig: admin_kubeconfig,
@@ -214,6 +190,15 @@ impl TestCluster {
     }
 
     /// The process handles, to kill or inspect one (fault tests).
+    /// Stops kube-apiserver (SIGKILL) and starts it again on the same port and etcd, as a
+    /// crash or an upgrade would; returns once it is ready. Watches of clients break.
+    pub async fn restart_apiserver(&mut self, down_for: std::time::Duration) -> anyhow::Result<()> {
+        self.apiserver.kill();
+        tokio::time::sleep(down_for).await;
+        self.apiserver = spawn_apiserver(&self.apiserver_args, self.dir.path())?;
+        wait_until_ready(&self.client, &mut self.apiserver).await
+    }
+
     pub fn apiserver_process(&mut self) -> &mut Process {
         &mut self.apiserver
     }
@@ -456,4 +441,31 @@ fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     use base64::Engine;
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     Ok(base64::engine::general_purpose::STANDARD.decode(body)?)
+}
+
+fn spawn_apiserver(args: &[String], dir: &Path) -> anyhow::Result<Process> {
+    Process::spawn(
+        "kube-apiserver",
+        Command::new(binary(Component::Kubernetes, "SEALSYNC_KUBE_APISERVER")).args(args),
+        dir,
+    )
+}
+
+async fn wait_until_ready(client: &Client, apiserver: &mut Process) -> anyhow::Result<()> {
+    wait_for(
+        "kube-apiserver /readyz",
+        STARTUP,
+        Some(apiserver),
+        move || {
+            let client = client.clone();
+            async move {
+                let request = http_get("/readyz")?;
+                Ok(client
+                    .request_text(request)
+                    .await
+                    .map(|body| body.trim() == "ok")?)
+            }
+        },
+    )
+    .await
 }

@@ -38,9 +38,14 @@ impl Process {
         })
     }
 
+    /// Everything the process printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines of the process's output, for error messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(25)..].join("\n")
     }
@@ -51,6 +56,11 @@ impl Process {
             bail!("{} exited with {status}:\n{}", self.name, self.log_tail());
         }
         Ok(())
+    }
+
+    /// How the process ended, if it has.
+    pub fn exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 
     pub fn id(&self) -> u32 {

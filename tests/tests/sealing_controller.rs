@@ -228,7 +228,7 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     );
 
     // No value in the controller's log.
-    let log = controller.process().log_tail();
+    let log = controller.process().log();
     for plaintext in PLAINTEXTS {
         assert!(!log.contains(plaintext), "the log shows a value");
     }

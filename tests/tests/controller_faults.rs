@@ -1,0 +1,125 @@
+//! sealsync-controller through faults: an API server restart in the middle of a sync, and
+//! a graceful stop on SIGTERM that hands the leader lease over.
+
+use std::process::Command;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, PostParams};
+use sealsync_api::{
+    KEY_LABEL, SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret,
+};
+use sealsync_crypto::SealingCertificate;
+use sealsync_testkit::{SealsyncController, TestCluster, wait_for};
+
+const COUNT: usize = 60;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn converges_after_an_api_server_restart_mid_sync_and_stops_gracefully() -> anyhow::Result<()>
+{
+    let mut cluster = TestCluster::start().await?;
+    let controller_ns = cluster.namespace("faults").await?;
+    let ns = cluster.namespace("apps").await?;
+    let mut controller = SealsyncController::start(&cluster, &controller_ns, &[]).await?;
+    let cert = SealingCertificate::from_pem(controller.certificate()?.as_bytes())?;
+
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
+    let sealed: Vec<SealedSecret> = (0..COUNT)
+        .map(|i| {
+            let yaml = format!(
+                "kind: Secret\nmetadata: {{name: s{i}, namespace: {ns}}}\nstringData: {{a: a{i}, b: b{i}}}\n"
+            );
+            let secret = parse_documents::<SecretManifest>(&yaml, "test", "Secret")?.remove(0);
+            Ok(seal_secret(&secret, cert.public_key(), &SealOptions::default())?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    futures::stream::iter(&sealed)
+        .map(|s| {
+            let api = sealed_api.clone();
+            async move { api.create(&PostParams::default(), s).await }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // The API server goes away while the controller is working through them.
+    cluster.restart_apiserver(Duration::from_secs(3)).await?;
+
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    wait_for(
+        "every Secret after the restart",
+        Duration::from_secs(120),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move { Ok(secrets.list(&ListParams::default()).await?.items.len() == COUNT) }
+        },
+    )
+    .await?;
+    wait_for(
+        "every SealedSecret Synced",
+        Duration::from_secs(60),
+        Some(controller.process()),
+        || {
+            let api = sealed_api.clone();
+            async move {
+                let list = api.list(&ListParams::default()).await?;
+                Ok(list.items.iter().all(|s| {
+                    s.status.as_ref().is_some_and(|st| {
+                        st.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Synced" && c.status == "True")
+                    })
+                }))
+            }
+        },
+    )
+    .await?;
+    let keys: Api<Secret> = Api::namespaced(cluster.client(), &controller_ns);
+    assert_eq!(
+        keys.list(&ListParams::default().labels(KEY_LABEL))
+            .await?
+            .items
+            .len(),
+        1,
+        "no second key after the restart"
+    );
+
+    // SIGTERM: a clean exit that gives the lease up.
+    let leases: Api<Lease> = Api::namespaced(cluster.client(), &controller_ns);
+    let held = |lease: &Lease| {
+        lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .is_some_and(|h| !h.is_empty())
+    };
+    assert!(held(&leases.get("sealed-secrets-controller").await?));
+    let status = Command::new("kill")
+        .args(["-TERM", &controller.process().id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = controller.process().exit_status()?;
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = exited.expect("the controller stops within 10 s of SIGTERM");
+    assert!(
+        exited.success(),
+        "{exited}:\n{}",
+        controller.process().log_tail()
+    );
+    assert!(
+        !held(&leases.get("sealed-secrets-controller").await?),
+        "lease released"
+    );
+    Ok(())
+}

@@ -41,6 +41,14 @@ pub enum ApiError {
         key: String,
         reason: String,
     },
+    /// `problem` is built from the template text and gtmpl's errors with every part that
+    /// could quote a value left out; see `template::describe_exec_error`.
+    #[error("cannot render template.data key {key:?} of SealedSecret {object}: {problem}")]
+    Template {
+        object: String,
+        key: String,
+        problem: String,
+    },
     #[error("{source_name}: {reason}")]
     PrivateKey { source_name: String, reason: String },
     #[error("cannot write {format}: {reason}")]

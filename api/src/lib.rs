@@ -7,6 +7,7 @@ mod key_secrets;
 mod sealed_secret;
 mod sealing;
 mod secret;
+mod template;
 
 pub use documents::{Format, parse_documents, to_document};
 pub use error::ApiError;
@@ -20,3 +21,4 @@ pub use sealed_secret::{
 };
 pub use sealing::{SealOptions, Unsealed, merge_into, reencrypt, seal_secret, unseal};
 pub use secret::SecretManifest;
+pub use template::render_template_data;

@@ -10,7 +10,10 @@ use sealsync_crypto::{
     CryptoError, Fingerprint, Keyring, PublicKey, Scope, SecretBytes, seal_value,
 };
 
-use crate::{ApiError, SealedSecret, SealedSecretSpec, SecretManifest, SecretTemplateSpec};
+use crate::{
+    ApiError, SealedSecret, SealedSecretSpec, SecretManifest, SecretTemplateSpec,
+    render_template_data,
+};
 
 /// Annotation kubectl leaves on applied objects; it may hold the plaintext Secret.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -112,18 +115,19 @@ fn template_of(secret: &SecretManifest, scope: Scope) -> SecretTemplateSpec {
 }
 
 /// Re-seals every value of `sealed` to `key`, keeping its name, scope and template; the
-/// deprecated `spec.data` form comes out as `encryptedData`.
+/// deprecated `spec.data` form comes out as `encryptedData`. Template keys are not sealed:
+/// the kept template renders them again at unseal.
 pub fn reencrypt(
     sealed: &SealedSecret,
     keyring: &Keyring,
     key: &PublicKey,
 ) -> Result<SealedSecret, ApiError> {
-    let unsealed = unseal(sealed, keyring)?;
+    let opened = open_values(sealed, keyring)?;
+    let values = opened.values.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut resealed = sealed.clone();
     resealed.spec.data = None;
     resealed.status = None;
-    resealed.spec.encrypted_data =
-        seal_values(sealed, sealed.scope(), unsealed.secret.values(), key)?;
+    resealed.spec.encrypted_data = seal_values(sealed, sealed.scope(), values, key)?;
     Ok(resealed)
 }
 
@@ -131,13 +135,43 @@ pub fn reencrypt(
 #[derive(Debug)]
 pub struct Unsealed {
     pub secret: SecretManifest,
-    /// Which key opened each value.
+    /// Which key opened each `encryptedData` value (rendered template keys have none).
     pub opened_by: BTreeMap<String, Fingerprint>,
 }
 
 /// Opens every value of `sealed` with `keyring`: all or nothing. The first key that fails
 /// is reported with the reason, including a scope mismatch when another scope's label opens it.
+/// Then `spec.template.data` is rendered over the values, its keys overriding theirs.
 pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<Unsealed, ApiError> {
+    let OpenedValues {
+        values: mut data,
+        opened_by,
+    } = open_values(sealed, keyring)?;
+    let template = sealed.spec.template.clone().unwrap_or_default();
+    data.extend(render_template_data(
+        &sealed.object_ref(),
+        &template.data,
+        &data,
+    )?);
+
+    let mut metadata = template.metadata.unwrap_or_default();
+    metadata.name = sealed.metadata.name.clone();
+    metadata.namespace = sealed.metadata.namespace.clone();
+    let mut secret = SecretManifest::new(metadata, data);
+    secret.type_ = template.type_;
+    secret.immutable = template.immutable;
+    Ok(Unsealed { secret, opened_by })
+}
+
+/// The sealed values of a SealedSecret, opened.
+struct OpenedValues {
+    /// Deprecated `spec.data`'s values, then `encryptedData`'s over them.
+    values: BTreeMap<String, SecretBytes>,
+    /// The key that opened each `encryptedData` value.
+    opened_by: BTreeMap<String, Fingerprint>,
+}
+
+fn open_values(sealed: &SealedSecret, keyring: &Keyring) -> Result<OpenedValues, ApiError> {
     let label = sealed.label();
     let fail = |key: &str, reason: String| ApiError::Unseal {
         object: sealed.object_ref(),
@@ -172,15 +206,10 @@ pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<Unsealed, ApiE
         data.insert(key.clone(), plaintext);
         opened_by.insert(key, fingerprint);
     }
-
-    let template = sealed.spec.template.clone().unwrap_or_default();
-    let mut metadata = template.metadata.unwrap_or_default();
-    metadata.name = sealed.metadata.name.clone();
-    metadata.namespace = sealed.metadata.namespace.clone();
-    let mut secret = SecretManifest::new(metadata, data);
-    secret.type_ = template.type_;
-    secret.immutable = template.immutable;
-    Ok(Unsealed { secret, opened_by })
+    Ok(OpenedValues {
+        values: data,
+        opened_by,
+    })
 }
 
 /// Deprecated `spec.data`: a whole Secret, JSON, sealed as one value.
@@ -375,5 +404,61 @@ mod tests {
         let msg = unseal(&sealed, keyring()).unwrap_err().to_string();
         assert!(msg.contains("key \"broken\""), "{msg}");
         assert!(msg.contains("truncated or malformed"), "{msg}");
+    }
+
+    fn with_templates(templates: &[(&str, &str)]) -> SealedSecret {
+        let mut sealed =
+            seal_secret(&secret(SECRET), public_key(), &SealOptions::default()).unwrap();
+        let template = sealed.spec.template.as_mut().unwrap();
+        for (key, text) in templates {
+            template.data.insert(key.to_string(), text.to_string());
+        }
+        sealed
+    }
+
+    #[test]
+    fn template_data_is_rendered_over_the_unsealed_values() {
+        let sealed = with_templates(&[
+            (
+                "dsn",
+                "postgres://{{ .username }}:{{ .password }}@db/{{ .missing | default \"app\" }}",
+            ),
+            ("password", "{{ .password | upper }}"),
+        ]);
+        let unsealed = unseal(&sealed, keyring()).unwrap();
+        let data = &unsealed.secret.data;
+        assert_eq!(data["dsn"].expose(), b"postgres://admin:hunter2@db/app");
+        assert_eq!(data["password"].expose(), b"HUNTER2", "templates override");
+        assert_eq!(data["username"].expose(), b"admin");
+        assert_eq!(
+            unsealed.opened_by.keys().collect::<Vec<_>>(),
+            ["password", "username"],
+            "only sealed keys are opened by a key"
+        );
+    }
+
+    #[test]
+    fn a_broken_template_fails_the_unseal_without_showing_values() {
+        let sealed = with_templates(&[("bad", "{{ lt .password 3 }}")]);
+        let msg = unseal(&sealed, keyring()).unwrap_err().to_string();
+        assert!(
+            msg.contains("template.data key \"bad\" of SealedSecret prod/db"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn reencrypt_keeps_templates_and_does_not_seal_their_output() {
+        let sealed = with_templates(&[("dsn", "{{ .username }}")]);
+        let new_key = PrivateKey::generate(MIN_KEY_BITS).unwrap();
+        let resealed = reencrypt(&sealed, keyring(), new_key.public_key()).unwrap();
+        assert_eq!(
+            resealed.spec.encrypted_data.keys().collect::<Vec<_>>(),
+            ["password", "username"]
+        );
+        assert_eq!(resealed.spec.template, sealed.spec.template);
+        let unsealed = unseal(&resealed, &Keyring::new(vec![new_key])).unwrap();
+        assert_eq!(unsealed.secret.data["dsn"].expose(), b"admin");
     }
 }

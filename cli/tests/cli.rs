@@ -143,6 +143,41 @@ fn seal_then_unseal_round_trips_without_leaking_plaintext() {
 }
 
 #[test]
+fn unseal_renders_template_data_over_the_values() {
+    let ws = Workspace::new();
+    let sealed = ws.run(&["seal", "-f", "secret.yaml", "--cert", "cert.pem"]);
+    let template = "  template:\n    data:\n      \
+                    dsn: 'postgres://{{ .username }}:{{ .password | upper }}@db'\n";
+    ws.write(
+        "sealed.yaml",
+        &sealed.replacen("  template:\n", template, 1),
+    );
+
+    let secret = ws.run(&["unseal", "-f", "sealed.yaml", "-k", "key.pem", "-o", "json"]);
+    let secret: serde_json::Value = serde_json::from_str(&secret).unwrap();
+    // base64 of postgres://admin-user:HUNTER2@db
+    assert_eq!(
+        secret["data"]["dsn"],
+        "cG9zdGdyZXM6Ly9hZG1pbi11c2VyOkhVTlRFUjJAZGI="
+    );
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
+
+    ws.write(
+        "broken.yaml",
+        &sealed.replacen(
+            "  template:\n",
+            "  template:\n    data:\n      dsn: '{{ lt .password 1 }}'\n",
+            1,
+        ),
+    );
+    let out = ws
+        .sealsync(&["unseal", "-f", "broken.yaml", "-k", "key.pem"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "template.data key \"dsn\" of SealedSecret prod/db");
+}
+
+#[test]
 fn several_documents_and_json_output() {
     let ws = Workspace::new();
     ws.write(

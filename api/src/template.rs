@@ -1,0 +1,411 @@
+//! Rendering of a SealedSecret's `spec.template.data`: each entry is a Go template run over
+//! the unsealed values, and its output becomes that key's value in the generated Secret.
+
+mod actions;
+mod sprig;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+
+use gtmpl::error::{ExecError, ParseError};
+use gtmpl::{Context, FuncError, Template, Value};
+use sealsync_crypto::SecretBytes;
+use zeroize::Zeroizing;
+
+use crate::ApiError;
+
+/// Most bytes a template may produce or pad to: a Secret holds at most 1 MiB, and a
+/// template must not make the controller allocate without bound.
+const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// Said instead of the message of a Go builtin's error: those quote the arguments, which
+/// may be secret values.
+const WITHHELD: &str = "a builtin function (eq, lt, len, index, printf, ...) rejected its \
+                        arguments; details withheld, as they may quote secret values";
+
+/// Renders each template of `templates` over `values`, as upstream does: `.key` and
+/// `index . "key"` are a value as text, and Go's builtins and common sprig functions apply.
+///
+/// Values that are not UTF-8 text are left out of what templates see, and a template that
+/// names one is refused: Go would pass the raw bytes through, which a `String` cannot, and
+/// a lossy copy would corrupt the Secret silently. Errors name `object` and the template's
+/// key, never a value.
+pub fn render_template_data(
+    object: &str,
+    templates: &BTreeMap<String, String>,
+    values: &BTreeMap<String, SecretBytes>,
+) -> Result<BTreeMap<String, SecretBytes>, ApiError> {
+    if templates.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let (context, binary_keys) = context_of(values);
+    templates
+        .iter()
+        .map(|(key, text)| {
+            render(key, text, &context, &binary_keys)
+                .map(|rendered| (key.clone(), rendered))
+                .map_err(|problem| ApiError::Template {
+                    object: object.to_string(),
+                    key: key.clone(),
+                    problem,
+                })
+        })
+        .collect()
+}
+
+/// The templates' `.`: a map of key to text, and the keys left out for not being UTF-8.
+/// gtmpl takes ownership of the copies and clones them as it runs, so they cannot be
+/// wiped; the rendered output can.
+fn context_of(values: &BTreeMap<String, SecretBytes>) -> (Context, Vec<&str>) {
+    let mut map = HashMap::with_capacity(values.len());
+    let mut binary_keys = Vec::new();
+    for (key, value) in values {
+        match std::str::from_utf8(value.expose()) {
+            Ok(text) => {
+                map.insert(key.clone(), Value::String(text.to_owned()));
+            }
+            Err(_) => binary_keys.push(key.as_str()),
+        }
+    }
+    (Context::from(Value::Map(map)), binary_keys)
+}
+
+fn render(
+    key: &str,
+    text: &str,
+    context: &Context,
+    binary_keys: &[&str],
+) -> Result<SecretBytes, String> {
+    let text = actions::normalise(text)?;
+    check_binary_keys(&text, binary_keys)?;
+    let mut template = Template::with_name(key);
+    template.add_funcs(sprig::FUNCTIONS);
+    template.parse(text).map_err(|e| describe_parse_error(&e))?;
+    let mut rendered = Output::default();
+    template
+        .execute(&mut rendered, context)
+        .map_err(|e| describe_exec_error(&e))?;
+    Ok(SecretBytes::from(rendered.0))
+}
+
+/// Where a template's output goes: wiped on drop (also each buffer it outgrows), and
+/// refusing to grow past what a Secret can hold, whatever loops the template runs.
+#[derive(Default)]
+struct Output(Zeroizing<Vec<u8>>);
+
+impl io::Write for Output {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let needed = self.0.len() + bytes.len();
+        if needed > MAX_OUTPUT_BYTES {
+            return Err(io::Error::other(format!(
+                "the output would exceed {MAX_OUTPUT_BYTES} bytes, the most a Secret holds"
+            )));
+        }
+        if needed > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(2 * self.0.capacity())));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses a template that names a value left out for not being UTF-8.
+fn check_binary_keys(text: &str, binary_keys: &[&str]) -> Result<(), String> {
+    match binary_keys.iter().find(|key| names_key(text, key)) {
+        Some(key) => Err(format!(
+            "it uses key {key:?}, whose value is not UTF-8 text; templates can only use text values"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether `text` mentions `key` as a field (`.key`) or a quoted name (`"key"`). Erring
+/// towards yes only turns a would-be `<no value>` into an error.
+fn names_key(text: &str, key: &str) -> bool {
+    text.match_indices(key).any(|(at, _)| {
+        let after = text[at + key.len()..].chars().next();
+        match text[..at].chars().next_back() {
+            Some('.') => !after.is_some_and(|c| c.is_alphanumeric() || c == '_'),
+            Some(quote @ ('"' | '`')) => after == Some(quote),
+            _ => false,
+        }
+    })
+}
+
+/// Parse errors quote only the template's own text, which is not secret. gtmpl's line
+/// numbers are left out: it counts one line per action and text, not per newline.
+fn describe_parse_error(error: &ParseError) -> String {
+    match error {
+        ParseError::WithContext(_, message) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// gtmpl's execution errors without anything that could quote a value. No wildcard arm:
+/// a gtmpl upgrade that adds a variant must not build until someone has checked it.
+fn describe_exec_error(error: &ExecError) -> String {
+    use ExecError as E;
+    match error {
+        E::FuncError(inner) => describe_function_error(inner),
+        E::NoFiledFor(field, receiver) => {
+            format!("no field {field:?} in {}", sprig::kind(receiver))
+        }
+        E::InvalidRange(value) => format!("cannot range over {}", sprig::kind(value)),
+        E::Utf8ConversionFailed(_) => "the output is not UTF-8 text".into(),
+        // These quote only the template's text, names and counts.
+        E::IncompleteTemplate(_)
+        | E::IOError(_)
+        | E::UnknownNode(_)
+        | E::ExpectedIfOrWith(_)
+        | E::EmptyStack
+        | E::VarContextToSmall(_)
+        | E::PipelineMustYieldString
+        | E::TemplateNotDefined(_)
+        | E::MaxTemplateDepth
+        | E::ErrorEvaluatingPipe(_)
+        | E::NoArgsForCommandNode(_)
+        | E::CannotEvaluateCommand(_)
+        | E::FieldChainWithoutFields
+        | E::NotAFunctionButArguments(_)
+        | E::NoFieldsInEvalChainNode
+        | E::NullInChain(_)
+        | E::InvalidArgument(_)
+        | E::UndefinedFunction(_)
+        | E::ArgumentForNonFunction(_)
+        | E::OnlyMapsAndObjectsHaveFields
+        | E::VariableNotFound(_) => error.to_string(),
+    }
+}
+
+/// Our sprig functions' errors pass; the builtins' are withheld, as they quote arguments.
+fn describe_function_error(error: &FuncError) -> String {
+    match error {
+        FuncError::Other(inner) => inner
+            .downcast_ref::<sprig::FunctionError>()
+            .map_or_else(|| WITHHELD.to_string(), ToString::to_string),
+        FuncError::UnableToConvertFromValue
+        | FuncError::AtLeastXArgs(..)
+        | FuncError::ExactlyXArgs(..) => error.to_string(),
+        FuncError::Generic(_) => WITHHELD.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OBJECT: &str = "prod/db";
+
+    fn values() -> BTreeMap<String, SecretBytes> {
+        BTreeMap::from([
+            ("username".into(), SecretBytes::from(b"admin".to_vec())),
+            ("password".into(), SecretBytes::from(b"hunter2".to_vec())),
+            ("api-key".into(), SecretBytes::from(b"k-123".to_vec())),
+            (
+                "keystore".into(),
+                SecretBytes::from(vec![0xfe, 0xed, 0xfe, 0xed]),
+            ),
+        ])
+    }
+
+    fn render_one(text: &str) -> Result<String, ApiError> {
+        let templates = BTreeMap::from([("out".to_string(), text.to_string())]);
+        let rendered = render_template_data(OBJECT, &templates, &values())?;
+        Ok(String::from_utf8(rendered["out"].expose().to_vec()).unwrap())
+    }
+
+    #[test]
+    fn a_realistic_config_file_renders() {
+        let text = "database:\n  user: {{ .username | quote }}\n  password: {{ .password | b64enc }}\n  \
+                    api: {{ index . \"api-key\" | upper }}\n{{- if hasPrefix \"admin\" .username }}\n  \
+                    role: {{ .role | default \"owner\" }}\n{{- end }}\n  \
+                    checksum: {{ .password | sha256sum | trunc 8 }}\n";
+        assert_eq!(
+            render_one(text).unwrap(),
+            "database:\n  user: \"admin\"\n  password: aHVudGVyMg==\n  api: K-123\n  \
+             role: owner\n  checksum: f52fbd32\n"
+        );
+    }
+
+    #[test]
+    fn every_template_renders_and_none_means_nothing_to_do() {
+        let templates = BTreeMap::from([
+            ("a".to_string(), "{{ .username }}".to_string()),
+            ("b".to_string(), "plain".to_string()),
+        ]);
+        let rendered = render_template_data(OBJECT, &templates, &values()).unwrap();
+        assert_eq!(rendered["a"].expose(), b"admin");
+        assert_eq!(rendered["b"].expose(), b"plain");
+        let none = render_template_data(OBJECT, &BTreeMap::new(), &values()).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_missing_key_prints_no_value_as_go_does() {
+        assert_eq!(render_one("{{ .nope }}").unwrap(), "<no value>");
+    }
+
+    #[test]
+    fn non_utf8_values_are_refused_where_named_and_harmless_elsewhere() {
+        for text in ["{{ .keystore }}", "{{ index . \"keystore\" | b64enc }}"] {
+            let msg = render_one(text).unwrap_err().to_string();
+            assert!(
+                msg.contains("key \"keystore\", whose value is not UTF-8"),
+                "{msg}"
+            );
+        }
+        assert_eq!(render_one("{{ .username }}").unwrap(), "admin");
+        assert_eq!(
+            render_one("{{ keys . | join \",\" }}").unwrap(),
+            "api-key,password,username"
+        );
+    }
+
+    #[test]
+    fn ranging_over_all_values_is_refused_and_keys_is_the_stable_way() {
+        for text in [
+            "{{ range . }}x{{ end }}",
+            "{{- range $k, $v := $ -}}{{ $k }}{{ end }}",
+        ] {
+            let msg = render_one(text).unwrap_err().to_string();
+            assert!(msg.contains("range $key := keys ."), "{msg}");
+        }
+        let text = "{{ range $k := keys . }}{{ $k }}={{ index $ $k }};{{ end }}";
+        assert_eq!(
+            render_one(text).unwrap(),
+            "api-key=k-123;password=hunter2;username=admin;"
+        );
+    }
+
+    #[test]
+    fn output_and_printf_padding_are_bounded() {
+        let text = "{{ range $i := keys . }}{{ repeat 1048576 \"x\" }}{{ end }}";
+        let msg = render_one(text).unwrap_err().to_string();
+        assert!(msg.contains("exceed 1048576 bytes"), "{msg}");
+        for text in [
+            "{{ printf \"%0999999999d\" 1 }}",
+            "{{ printf \"%.9999f\" 1.5 }}",
+        ] {
+            let msg = render_one(text).unwrap_err().to_string();
+            assert!(msg.contains("printf: widths and precisions"), "{msg}");
+        }
+        assert_eq!(
+            render_one("{{ printf \"%5d|%-3s|%.2f\" 42 \"a\" 1.5 }}").unwrap(),
+            "   42|a  |1.50"
+        );
+    }
+
+    #[test]
+    fn functions_that_reach_outside_are_absent() {
+        for name in ["env", "expandenv", "getHostByName"] {
+            let msg = render_one(&format!("{{{{ {name} \"HOME\" }}}}"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(name), "{msg}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_object_key_and_place() {
+        let msg = render_one("ok\n{{ .username ").unwrap_err().to_string();
+        assert!(
+            msg.contains("template.data key \"out\" of SealedSecret prod/db"),
+            "{msg}"
+        );
+        assert!(msg.ends_with("line 2: unclosed action"), "{msg}");
+        let msg = render_one("{{ if .username }}\n{{ nofunc }}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.ends_with("prod/db: function nofunc not defined"),
+            "{msg}"
+        );
+    }
+
+    /// gtmpl alone loops forever on the first and panics on the second.
+    #[test]
+    fn text_that_trips_gtmpl_is_handled_before_it() {
+        assert!(render_one("{{ .username  ").is_err());
+        assert_eq!(render_one("café {{- .username }}").unwrap(), "caféadmin");
+    }
+
+    /// gtmpl's own messages quote values: `lt` says "unable to compare hunter2 and 1".
+    #[test]
+    fn no_error_ever_shows_a_value() {
+        let raw = gtmpl::template(
+            "{{ lt .password 1 }}",
+            Value::Map(HashMap::from([(
+                "password".to_string(),
+                Value::from("hunter2"),
+            )])),
+        );
+        assert!(raw.unwrap_err().to_string().contains("hunter2"), "premise");
+
+        let failing = [
+            "{{ lt .password 1 }}",
+            "{{ ge .password 1 }}",
+            "{{ index .password 1 }}",
+            "{{ len 3 | lt .password }}",
+            "{{ printf \"%d\" .password }}",
+            "{{ range .password }}{{ end }}",
+            "{{ .password.field }}",
+            "{{ call .password }}",
+            "{{ b64dec .password }}",
+            "{{ upper . }}",
+            "{{ indent .password .password }}",
+            "{{ repeat 2000000 .password }}",
+            "{{ .password | trunc }}",
+            "{{ default 1 2 .password }}",
+            "{{ toJson .password .username }}",
+            "{{ template \"x\" .password }}",
+            "{{ .password | nosuchfunction }}",
+            "{{ .password ",
+        ];
+        for text in failing {
+            let err = render_one(text).expect_err(text);
+            let msg = err.to_string();
+            assert!(
+                !msg.contains("hunter2") && !msg.contains("admin"),
+                "{text}: {msg}"
+            );
+            assert!(!format!("{err:?}").contains("hunter2"), "{text}");
+            assert!(msg.contains("prod/db"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn our_functions_explain_themselves() {
+        let msg = render_one("{{ b64dec .password }}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("b64dec: the argument is not valid base64"),
+            "{msg}"
+        );
+        let msg = render_one("{{ .nope | upper }}").unwrap_err().to_string();
+        assert!(msg.contains("upper: argument 1 has no value"), "{msg}");
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, rendering ends with output or an error: gtmpl alone hangs or
+        /// panics on some of these.
+        #[test]
+        fn any_text_renders_or_fails_cleanly(parts in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "{{", "}}", "{{- ", " -}}", "/*", "*/", " ", "\n", ".", ".username", "$", ":=",
+                "\"", "`", "'", "\\", "|", "(", ")", "-", "1", "é", "{", "}", "range ", "if ",
+                "end", "else", "with ", "define \"t\"", "template \"t\"", "printf ", "upper ",
+                "default ", "index ", "keys ", "x", "\\x4", "\\u12", "\\U", "\\n", "'\\x41'",
+            ]),
+            0..24,
+        )) {
+            let _ = render_one(&parts.concat());
+        }
+    }
+}

@@ -60,9 +60,12 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     };
 
     // A SealedSecret becomes its Secret: values, type, template labels, ownerReference.
-    let sealed = sealed_api
-        .create(&PostParams::default(), &seal("db")?)
-        .await?;
+    let mut db = seal("db")?;
+    db.spec.template.as_mut().unwrap().data.insert(
+        "dsn".into(),
+        "postgres://{{ .username }}:{{ .password | urlquery }}@db".into(),
+    );
+    let sealed = sealed_api.create(&PostParams::default(), &db).await?;
     wait_for(
         "the Secret db",
         Duration::from_secs(60),
@@ -75,6 +78,11 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     .await?;
     let db = secrets.get("db").await?;
     assert_eq!(value(&db, "password").as_deref(), Some(PLAINTEXTS[1]));
+    assert_eq!(
+        value(&db, "dsn"),
+        Some(format!("postgres://{}:{}@db", PLAINTEXTS[0], PLAINTEXTS[1])),
+        "template.data rendered over the values"
+    );
     assert_eq!(db.type_.as_deref(), Some("kubernetes.io/basic-auth"));
     assert_eq!(db.metadata.labels.as_ref().unwrap()["app"], "shop");
     let owner = &db.metadata.owner_references.as_ref().unwrap()[0];

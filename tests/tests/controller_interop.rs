@@ -81,18 +81,35 @@ async fn upstream_kubeseal_fetches_the_certificate_and_this_controller_unseals()
                 "sealed.json",
             ]),
     );
-    run_ok(
-        Command::new(project_binary("sealsync"))
+    let sealsync = |args: &[&str]| {
+        let mut command = Command::new(project_binary("sealsync"));
+        command
             .current_dir(&dir)
             .env("KUBECONFIG", cluster.kubeconfig())
-            .args([
-                "validate",
-                "--controller-namespace",
-                &ns,
-                "-f",
-                "sealed.json",
-            ]),
-    );
+            .args(args)
+            .args(["--controller-namespace", &ns]);
+        command
+    };
+    run_ok(&mut sealsync(&["validate", "-f", "sealed.json"]));
+    // Re-encrypted by the controller, still valid; renamed, no longer valid.
+    run_ok(&mut sealsync(&[
+        "reencrypt",
+        "-f",
+        "sealed.json",
+        "-o",
+        "json",
+        "-w",
+        "rotated.json",
+    ]));
+    run_ok(&mut sealsync(&["validate", "-f", "rotated.json"]));
+    std::fs::write(
+        dir.join("renamed.json"),
+        text.replace("\"api-token\"", "\"other-name\""),
+    )?;
+    let refused = sealsync(&["validate", "-f", "renamed.json"]).output()?;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("other-name"), "{stderr}");
     Ok(())
 }
 

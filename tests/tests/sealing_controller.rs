@@ -235,6 +235,19 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         "a taken-over Secret holds exactly the sealed keys"
     );
 
+    // Deleting a SealedSecret deletes its Secret (ownerReference, garbage collector).
+    sealed_api.delete("db", &DeleteParams::default()).await?;
+    wait_for(
+        "db garbage-collected",
+        Duration::from_secs(60),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move { Ok(secrets.get_opt("db").await?.is_none()) }
+        },
+    )
+    .await?;
+
     // No value in the controller's log.
     let log = controller.process().log();
     for plaintext in PLAINTEXTS {

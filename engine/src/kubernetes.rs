@@ -131,6 +131,22 @@ impl SecretTarget for KubeTarget {
     }
 }
 
+/// kubectl's copy of the last applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Reduces the managedFields of a cached Secret to what [`existing_from`] reads: who wrote
+/// which content field when. Keeps the cache small when there are many Secrets.
+fn keep_content_ownership(meta: &mut ObjectMeta) {
+    for entry in meta.managed_fields.iter_mut().flatten() {
+        if let Some(fields) = entry.fields_v1.as_mut()
+            && let Some(object) = fields.0.as_object_mut()
+        {
+            object.retain(|key, _| CONTENT_FIELDS.contains(&key.as_str()));
+            object.values_mut().for_each(|v| *v = json!({}));
+        }
+    }
+}
+
 /// Fields that make up a Secret's content (not its metadata).
 const CONTENT_FIELDS: [&str; 4] = ["f:data", "f:stringData", "f:type", "f:immutable"];
 
@@ -230,6 +246,7 @@ pub async fn run<G>(
         watcher::Config::default().labels(&selector),
     )
     .default_backoff()
+    .modify(|secret| keep_content_ownership(&mut secret.metadata))
     .reflect(secret_writer)
     .touched_objects();
     let kind = G::Source::kind(&()).into_owned();
@@ -246,6 +263,13 @@ pub async fn run<G>(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(|source| {
+        // Bookkeeping the engine never reads, often as large as the spec.
+        source.meta_mut().managed_fields = None;
+        if let Some(annotations) = source.meta_mut().annotations.as_mut() {
+            annotations.remove(LAST_APPLIED);
+        }
+    })
     .reflect(source_writer)
     .applied_objects()
     .predicate_filter(declared_state, Default::default());

@@ -71,6 +71,11 @@ pub struct Args {
     )]
     pub leader_election_lease: String,
 
+    /// This replica's name in the leader Lease (default: $HOSTNAME, i.e. the pod name,
+    /// with a random suffix so that a restarted process counts as a new candidate).
+    #[arg(long, env = "SEALED_SECRETS_LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
+
     /// Log format.
     #[arg(long, env = "SEALED_SECRETS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -120,11 +125,13 @@ mod tests {
             "--key-renew-period=0",
             "--key-cutoff-time=Mon, 02 Jan 2006 15:04:05 -0700",
             "--listen-addr=:9090",
+            "--leader-election-identity=replica-a",
         ])
         .unwrap();
         assert_eq!(args.key_renew_period, Duration::ZERO);
         assert_eq!(args.key_cutoff_time.unwrap().year(), 2006);
         assert_eq!(args.listen_addr.port(), 9090);
+        assert_eq!(args.leader_election_identity.as_deref(), Some("replica-a"));
         assert_eq!(args.key_ttl, Duration::from_secs(87600 * 3600));
     }
 }

@@ -222,13 +222,17 @@ impl KeyManager {
     /// Makes a key now if there is none or the newest is older than the cutoff time; then
     /// renews on the period and whenever `rotate` is notified. Runs until an error.
     pub async fn run(&self, rotate: Arc<Notify>) -> Result<(), KeyError> {
+        let mut cutoff = self.policy.cutoff;
         loop {
             let newest = self.newest_key_time().await?;
+            // Checked once, at start, as upstream does: a key made now is still older than
+            // a cutoff time in the future, so checking again would make keys without end.
+            let before_cutoff = cutoff
+                .take()
+                .is_some_and(|cutoff| newest.is_some_and(|made| made < cutoff));
             let due = match newest {
                 None => Some("no key yet"),
-                Some(made) if self.policy.cutoff.is_some_and(|cutoff| made < cutoff) => {
-                    Some("the newest key is older than --key-cutoff-time")
-                }
+                Some(_) if before_cutoff => Some("the newest key is older than --key-cutoff-time"),
                 Some(made) if !self.policy.renew_period.is_zero() => {
                     let age = OffsetDateTime::now_utc() - made;
                     (age >= self.policy.renew_period).then_some("renewal period elapsed")

@@ -8,6 +8,7 @@ mod keys;
 mod metrics;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,9 +20,9 @@ use sealsync_engine::kubernetes::{EngineConfig, run as run_engine};
 use sealsync_engine::leader::LeaderElection;
 use sealsync_engine::metrics::EngineMetrics;
 use sealsync_engine::policy::Consent;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use args::{Args, LogFormat};
 pub use generator::SealedSecretGenerator;
@@ -33,6 +34,16 @@ const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccoun
 
 /// Runs the controller until SIGTERM (or Ctrl-C), or until it loses the leader lease.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // Listened to from the start: SIGUSR1's default action would end the process.
+    let rotation_requests =
+        signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
+    let leading = Arc::new(AtomicBool::new(false));
+    let rotate = Arc::new(Notify::new());
+    tokio::spawn(rotate_on_request(
+        rotation_requests,
+        leading.clone(),
+        rotate.clone(),
+    ));
     let client = Client::try_default()
         .await
         .context("cannot connect to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -67,11 +78,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = Arc::new(Notify::new());
     tokio::spawn(notify_on_termination(shutdown.clone()));
 
-    let identity = format!(
-        "{}_{:08x}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "sealsync-controller".into()),
-        fastrand::u32(..)
-    );
+    let identity = args.leader_election_identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}_{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "sealsync-controller".into()),
+            fastrand::u32(..)
+        )
+    });
     let election = LeaderElection::new(
         client.clone(),
         &namespace,
@@ -82,12 +95,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         () = election.acquire() => {}
         () = shutdown.notified() => return Ok(()),
     }
+    leading.store(true, Ordering::Release);
 
-    let rotate = Arc::new(Notify::new());
-    tokio::spawn(notify_on_signal(
-        SignalKind::user_defined1(),
-        rotate.clone(),
-    ));
     let manager = KeyManager::new(
         client.clone(),
         &namespace,
@@ -181,11 +190,13 @@ async fn notify_on_termination(shutdown: Arc<Notify>) {
     shutdown.notify_one();
 }
 
-async fn notify_on_signal(kind: SignalKind, notify: Arc<Notify>) {
-    let Ok(mut signals) = signal(kind) else {
-        return;
-    };
-    while signals.recv().await.is_some() {
-        notify.notify_one();
+/// SIGUSR1 asks for a new key; only the leader makes keys, so a standby ignores it.
+async fn rotate_on_request(mut requests: Signal, leading: Arc<AtomicBool>, rotate: Arc<Notify>) {
+    while requests.recv().await.is_some() {
+        if leading.load(Ordering::Acquire) {
+            rotate.notify_one();
+        } else {
+            warn!("SIGUSR1 ignored: this replica does not lead; signal the Lease holder");
+        }
     }
 }

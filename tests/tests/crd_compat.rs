@@ -57,6 +57,10 @@ fn printer_columns(version: &Value) -> Vec<Value> {
 }
 
 /// Properties that every custom resource has whether its schema lists them or not.
+/// Fields only sealsync's controller writes (in the status subresource, never in Git): an
+/// upstream object cannot carry them, so typing them rejects nothing users write.
+const SEALSYNC_ONLY: [&str; 1] = ["status.keyFingerprints"];
+
 const IMPLICIT_ROOT_PROPERTIES: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
 /// Keywords that narrow what a schema accepts: ours may only carry those upstream has.
@@ -147,7 +151,8 @@ fn check_accepts(
         }
     }
     for name in our_properties.keys() {
-        if !upstream_properties.contains_key(name) {
+        if !upstream_properties.contains_key(name) && !SEALSYNC_ONLY.contains(&join(name).as_str())
+        {
             problems.push(format!(
                 "{}: ours types a property upstream does not have",
                 join(name)

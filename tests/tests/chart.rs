@@ -1,0 +1,379 @@
+//! The Helm chart (charts/sealsync) renders objects the real API server accepts, RBAC that
+//! lets the controller's ServiceAccount do what the controller does (as the API server's
+//! authorizer decides it), and settings the controller's flag parser accepts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::{CommandFactory, Parser};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Scope, pinned_kind};
+use kube::{Client, ResourceExt};
+use sealsync_testkit::{Component, TestCluster, binary, run_ok};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// kubeseal's default --controller-name; the chart's default fullname.
+const NAME: &str = "sealed-secrets-controller";
+const FIELD_MANAGER: &str = "sealsync-chart-test";
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .join("charts/sealsync")
+}
+
+fn helm() -> Command {
+    Command::new(binary(Component::Helm, "SEALSYNC_HELM"))
+}
+
+/// `helm template` of the chart (CRDs included) into `namespace`, one JSON value per object.
+fn render(namespace: &str, set: &[&str]) -> Vec<Value> {
+    let mut command = helm();
+    command.args(["template", "sealsync"]).arg(chart()).args([
+        "--namespace",
+        namespace,
+        "--include-crds",
+    ]);
+    for value in set {
+        command.args(["--set", value]);
+    }
+    let out = run_ok(&mut command);
+    let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).expect("helm renders valid YAML"))
+        .filter(|object| !object.is_null())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    match find(objects, kind).as_slice() {
+        [object] => object,
+        other => panic!("expected one {kind}, found {}", other.len()),
+    }
+}
+
+/// Server-side applies every object, as `helm install` would send it; the API server
+/// validates each one (schema, RBAC escalation rules, the Deployment's pod template).
+async fn apply_all(client: &Client, namespace: &str, objects: &[Value]) -> anyhow::Result<()> {
+    for value in objects {
+        let object: DynamicObject = serde_json::from_value(value.clone())?;
+        let types = object.types.as_ref().expect("rendered objects have a kind");
+        let gvk = GroupVersionKind::try_from(types)?;
+        let (resource, capabilities) = pinned_kind(client, &gvk).await?;
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Namespaced => {
+                let object_namespace = object.namespace();
+                assert_eq!(
+                    object_namespace.as_deref(),
+                    Some(namespace),
+                    "{} {} is rendered into the release namespace",
+                    gvk.kind,
+                    object.name_any()
+                );
+                Api::namespaced_with(client.clone(), namespace, &resource)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        let name = object.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the API server refused {} {name}: {e}", gvk.kind))?;
+    }
+    Ok(())
+}
+
+/// One access decision of the API server's authorizer (RBAC) for `user` in `groups`.
+struct Access<'a> {
+    user: &'a str,
+    groups: Vec<String>,
+}
+
+impl Access<'_> {
+    async fn allowed(
+        &self,
+        client: &Client,
+        verb: &str,
+        (group, resource): (&str, &str),
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((resource, sub)) => (resource, Some(sub.to_string())),
+            None => (resource, None),
+        };
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(self.user.to_string()),
+                groups: Some(self.groups.clone()),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    subresource,
+                    namespace: namespace.map(Into::into),
+                    name: name.map(Into::into),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+        let answer = reviews.create(&PostParams::default(), &review).await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}
+
+/// Verb, (API group, resource or resource/subresource), namespace, object name.
+type Check<'a> = (
+    &'a str,
+    (&'a str, &'a str),
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+async fn assert_access(
+    access: &Access<'_>,
+    client: &Client,
+    expected: bool,
+    checks: &[Check<'_>],
+) -> anyhow::Result<()> {
+    for &(verb, resource, namespace, name) in checks {
+        let allowed = access
+            .allowed(client, verb, resource, namespace, name)
+            .await?;
+        assert_eq!(
+            allowed, expected,
+            "{} {verb} {resource:?} in {namespace:?} named {name:?}: allowed = {allowed}, \
+             expected {expected}",
+            access.user
+        );
+    }
+    Ok(())
+}
+
+/// The controller's command line as the Deployment gives it (environment turned into the
+/// flags that read it), parsed by the controller's own parser.
+fn controller_args(deployment: &Value, namespace: &str) -> sealsync_controller::Args {
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let command = sealsync_controller::Args::command();
+    let mut argv = vec!["sealsync-controller".to_string()];
+    for variable in container["env"].as_array().expect("the container has env") {
+        let name = variable["name"].as_str().expect("env vars have names");
+        if !name.starts_with("SEALED_SECRETS_") {
+            continue;
+        }
+        let flag = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|env| env == name))
+            .and_then(|a| a.get_long())
+            .unwrap_or_else(|| panic!("the controller reads no variable {name}"));
+        let value = match variable["value"].as_str() {
+            Some(value) => value,
+            // The downward API: the pod's namespace.
+            None if variable["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace" => {
+                namespace
+            }
+            None => panic!("unexpected env var {variable}"),
+        };
+        argv.push(format!("--{flag}={value}"));
+    }
+    for arg in container["args"].as_array().into_iter().flatten() {
+        argv.push(arg.as_str().expect("args are strings").to_string());
+    }
+    sealsync_controller::Args::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("the controller refuses {argv:?}: {e}"))
+}
+
+#[test]
+fn helm_lint_passes() {
+    let out = run_ok(helm().args(["lint", "--strict"]).arg(chart()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 chart(s) failed"), "{text}");
+}
+
+#[test]
+fn service_monitor_is_optional() {
+    let objects = render("monitoring", &[]);
+    assert!(find(&objects, "ServiceMonitor").is_empty());
+    let objects = render("monitoring", &["metrics.serviceMonitor.enabled=true"]);
+    let monitor = only(&objects, "ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chart_installs_on_a_real_api_server() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+
+    // Each case in its own namespace; the ClusterRoleBinding (cluster-wide, one per
+    // cluster) follows the latest, so access is checked right after each apply.
+    for (set, replicas) in [(&[][..], 2), (&["replicaCount=1"][..], 1)] {
+        let namespace = cluster.namespace("chart").await?;
+        let objects = render(&namespace, set);
+
+        let service = only(&objects, "Service");
+        assert_eq!(service["metadata"]["name"], NAME, "kubeseal's default name");
+        let ports = service["spec"]["ports"].as_array().expect("ports");
+        // kubeseal proxies to the Service's first port.
+        assert_eq!(
+            ports[0]["name"], "http",
+            "the HTTP API is the Service's first port"
+        );
+        assert_eq!(ports[0]["port"], 8080);
+        assert!(
+            ports
+                .iter()
+                .any(|p| p["name"] == "metrics" && p["port"] == 8081)
+        );
+
+        let deployment = only(&objects, "Deployment");
+        assert_eq!(deployment["spec"]["replicas"], replicas);
+        assert_eq!(
+            find(&objects, "PodDisruptionBudget").len(),
+            usize::from(replicas > 1),
+            "a PodDisruptionBudget only with more than one replica"
+        );
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            container["securityContext"]["capabilities"]["drop"],
+            serde_json::json!(["ALL"])
+        );
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["livenessProbe"]["httpGet"]["port"], "http");
+        assert!(
+            container["volumeMounts"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["mountPath"] == "/tmp"))
+        );
+
+        let args = controller_args(deployment, &namespace);
+        assert_eq!(
+            args.controller_namespace.as_deref(),
+            Some(namespace.as_str())
+        );
+        assert_eq!(args.leader_election_lease, NAME);
+        assert_eq!(args.listen_addr.port(), 8080);
+        assert_eq!(args.listen_metrics_addr.port(), 8081);
+        assert_eq!(args.key_renew_period.as_secs(), 720 * 3600);
+        assert_eq!(args.log_format, sealsync_controller::LogFormat::Json);
+
+        assert!(!find(&objects, "CustomResourceDefinition").is_empty());
+        apply_all(&client, &namespace, &objects).await?;
+
+        let service_account = only(&objects, "ServiceAccount");
+        let account = service_account["metadata"]["name"].as_str().expect("named");
+        let user = format!("system:serviceaccount:{namespace}:{account}");
+        let controller = Access {
+            user: &user,
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ],
+        };
+        let ns = Some(namespace.as_str());
+        let elsewhere = Some("some-app");
+        let sealed = ("bitnami.com", "sealedsecrets");
+        let status = ("bitnami.com", "sealedsecrets/status");
+        let secrets = ("", "secrets");
+        let leases = ("coordination.k8s.io", "leases");
+        assert_access(
+            &controller,
+            &client,
+            true,
+            &[
+                // Cluster-wide watches of SealedSecrets and of its Secrets' metadata.
+                ("list", sealed, None, None),
+                ("watch", sealed, None, None),
+                ("list", secrets, None, None),
+                ("watch", secrets, None, None),
+                // Status by server-side apply; Secrets by server-side apply (create+patch).
+                ("patch", status, elsewhere, Some("db")),
+                ("get", secrets, elsewhere, Some("db")),
+                ("create", secrets, elsewhere, None),
+                ("patch", secrets, elsewhere, Some("db")),
+                ("delete", secrets, elsewhere, Some("db")),
+                ("create", ("events.k8s.io", "events"), elsewhere, None),
+                (
+                    "patch",
+                    ("events.k8s.io", "events"),
+                    elsewhere,
+                    Some("db.1"),
+                ),
+                ("create", ("", "events"), elsewhere, None),
+                // Its keys and its Lease.
+                ("create", secrets, ns, None),
+                ("list", secrets, ns, None),
+                ("create", leases, ns, None),
+                ("get", leases, ns, Some(NAME)),
+                ("update", leases, ns, Some(NAME)),
+            ],
+        )
+        .await?;
+        assert_access(
+            &controller,
+            &client,
+            false,
+            &[
+                ("create", leases, elsewhere, None),
+                ("update", leases, ns, Some("someone-elses-lease")),
+                ("delete", sealed, elsewhere, Some("db")),
+                ("list", ("", "configmaps"), None, None),
+            ],
+        )
+        .await?;
+
+        // kubeseal users reach the controller through the service proxy: GET on the
+        // first port (kubeseal) or the port by name (sealsync), POST for verify/rotate.
+        let user = Access {
+            user: "alice",
+            groups: vec!["system:authenticated".into()],
+        };
+        let proxy = ("", "services/proxy");
+        let by_default = format!("http:{NAME}:");
+        let by_port = format!("http:{NAME}:http");
+        assert_access(
+            &user,
+            &client,
+            true,
+            &[
+                ("get", ("", "services"), ns, Some(NAME)),
+                ("get", proxy, ns, Some(&by_default)),
+                ("get", proxy, ns, Some(&by_port)),
+                ("create", proxy, ns, Some(&by_default)),
+                ("get", proxy, ns, Some(NAME)),
+            ],
+        )
+        .await?;
+        assert_access(
+            &user,
+            &client,
+            false,
+            &[
+                ("get", proxy, ns, Some("http:another-service:")),
+                ("get", secrets, ns, None),
+                ("list", sealed, ns, None),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,924 @@
+//! How fast a Sealed Secrets controller brings a cluster in sync, and how much memory it
+//! holds: the upstream controller v0.36.0 and `sealsync-controller`, in the same run, each
+//! alone on its own fresh control plane (a benchmark, never a test; see docs/benchmarks.md).
+//!
+//! ```sh
+//! cargo bench -p sealsync-testkit --bench controller_sync -- [--secrets N] [--memory-objects M] [--runs R]
+//! ```
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::{ByteString, NamespaceResourceScope};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
+use kube::{Resource, ResourceExt};
+use sealsync_api::{SealOptions, SealedSecret, SecretManifest, key_secret, seal_secret};
+use sealsync_crypto::{
+    CertificateParams, DEFAULT_KEY_BITS, PrivateKey, SealingCertificate, SecretBytes,
+};
+use sealsync_testkit::{Process, TestCluster, UpstreamController, free_port};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+/// Namespace of the controller and its key Secret.
+const CONTROLLER_NS: &str = "sealed-secrets";
+/// Namespace of the SealedSecrets and the Secrets unsealed from them.
+const WORK_NS: &str = "bench";
+/// Namespace of the unrelated Secrets of the memory case.
+const UNRELATED_NS: &str = "bench-unrelated";
+/// Label on the SealedSecrets and, through their template, on the Secrets unsealed from them.
+const LABEL: &str = "sealsync-bench=sealed";
+/// Values per SealedSecret.
+const VALUES: usize = 3;
+/// Prometheus counter of RSA decryptions on sealsync-controller's `/metrics`. Provisional: the
+/// controller is being written; align the name with it when its metrics exist.
+const SEALSYNC_DECRYPTIONS_METRIC: &str = "sealsync_values_opened_total";
+
+#[derive(Parser, Debug)]
+#[command(about = "Initial sync and memory of Sealed Secrets controllers on a real API server")]
+struct Args {
+    /// SealedSecrets in the initial-sync case.
+    #[arg(long, default_value_t = 1000)]
+    secrets: usize,
+    /// SealedSecrets, and as many unrelated Secrets, in the memory case.
+    #[arg(long, default_value_t = 5000)]
+    memory_objects: usize,
+    /// Size of the one value of each unrelated Secret, in bytes.
+    #[arg(long, default_value_t = 1024)]
+    unrelated_bytes: usize,
+    /// Runs of each case and controller (median and range are over runs).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Which cases to run.
+    #[arg(long, value_enum, default_value_t = Cases::All)]
+    cases: Cases,
+    /// Controllers to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Which::Upstream, Which::Sealsync])]
+    controllers: Vec<Which>,
+    /// Objects created concurrently while filling a cluster.
+    #[arg(long, default_value_t = 24)]
+    in_flight: usize,
+    /// Give up on a controller that has not synced after this many seconds.
+    #[arg(long, default_value_t = 7200)]
+    timeout_secs: u64,
+    /// After the Secrets, how long to wait for every status to read Synced=True.
+    #[arg(long, default_value_t = 120)]
+    status_grace_secs: u64,
+    /// Pause between the end of the sync and the memory reading.
+    #[arg(long, default_value_t = 10)]
+    settle_secs: u64,
+    /// How long a restarted sealsync-controller gets for its resync before its decryptions
+    /// are read.
+    #[arg(long, default_value_t = 30)]
+    resync_settle_secs: u64,
+    /// Added by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Cases {
+    All,
+    Sync,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Upstream,
+    Sealsync,
+}
+
+/// A controller under test and how to start it.
+#[derive(Debug, Clone)]
+enum Controller {
+    /// Upstream v0.36.0 with its default flags (client QPS 5, burst 10; all namespaces).
+    Upstream,
+    Sealsync(PathBuf),
+}
+
+impl Controller {
+    fn name(&self) -> &'static str {
+        match self {
+            Controller::Upstream => "upstream",
+            Controller::Sealsync(_) => "sealsync",
+        }
+    }
+
+    async fn start(&self, cluster: &TestCluster) -> anyhow::Result<Running> {
+        match self {
+            Controller::Upstream => Ok(Running::Upstream(
+                UpstreamController::start(cluster, CONTROLLER_NS).await?,
+            )),
+            Controller::Sealsync(binary) => {
+                let metrics_port = free_port();
+                let process = Process::spawn(
+                    "sealsync-controller",
+                    Command::new(binary)
+                        .env("KUBECONFIG", cluster.kubeconfig())
+                        .args(["--controller-namespace", CONTROLLER_NS])
+                        .arg("--listen-addr")
+                        .arg(format!("127.0.0.1:{}", free_port()))
+                        .arg("--listen-metrics-addr")
+                        .arg(format!("127.0.0.1:{metrics_port}")),
+                    cluster.dir(),
+                )?;
+                Ok(Running::Sealsync {
+                    process,
+                    metrics_port,
+                })
+            }
+        }
+    }
+}
+
+/// A started controller; stopped when dropped.
+#[derive(Debug)]
+enum Running {
+    Upstream(UpstreamController),
+    Sealsync { process: Process, metrics_port: u16 },
+}
+
+impl Running {
+    fn process(&mut self) -> &mut Process {
+        match self {
+            Running::Upstream(controller) => controller.process(),
+            Running::Sealsync { process, .. } => process,
+        }
+    }
+
+    /// The controller's own process: upstream runs behind `unshare` and `sh -c ... exec`,
+    /// which normally keep the pid; children are followed in case they did not.
+    fn pid(&mut self) -> anyhow::Result<u32> {
+        let mut pid = self.process().id();
+        for _ in 0..3 {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))?;
+            if !matches!(comm.trim(), "unshare" | "sh") {
+                return Ok(pid);
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
+            pid = children
+                .split_whitespace()
+                .next()
+                .context("the wrapper has no child")?
+                .parse()?;
+        }
+        bail!(
+            "cannot find the controller under pid {}",
+            self.process().id()
+        )
+    }
+
+    /// Hook for (c): RSA decryptions so far, from the controller's `/metrics`. Upstream
+    /// counts none (its `unseal_requests_total` counts attempts, not decryptions).
+    fn decryptions(&self) -> Option<anyhow::Result<f64>> {
+        match self {
+            Running::Upstream(_) => None,
+            Running::Sealsync { metrics_port, .. } => Some(
+                http_get(*metrics_port, "/metrics")
+                    .and_then(|text| metric_sum(&text, SEALSYNC_DECRYPTIONS_METRIC)),
+            ),
+        }
+    }
+}
+
+/// What a controller finds in the cluster when it starts: a key Secret and SealedSecrets
+/// sealed to it, made once and created again in every fresh cluster.
+struct Fixture {
+    key_secret: Secret,
+    sync: Vec<SealedSecret>,
+    memory: Vec<SealedSecret>,
+    unrelated: Vec<Secret>,
+}
+
+impl Fixture {
+    fn make(args: &Args) -> anyhow::Result<Self> {
+        let key = PrivateKey::generate(DEFAULT_KEY_BITS)?;
+        let cert = SealingCertificate::generate(&key, &CertificateParams::default())?;
+        let key_secret = serde_json::from_value(serde_json::to_value(key_secret(
+            &key,
+            &cert,
+            CONTROLLER_NS,
+        ))?)?;
+        let seal_all = |count: usize| {
+            (0..count)
+                .map(|i| sealed_secret(i, &cert))
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let (sync, memory) = match args.cases {
+            Cases::All => (seal_all(args.secrets)?, seal_all(args.memory_objects)?),
+            Cases::Sync => (seal_all(args.secrets)?, Vec::new()),
+            Cases::Memory => (Vec::new(), seal_all(args.memory_objects)?),
+        };
+        let unrelated = match args.cases {
+            Cases::Sync => Vec::new(),
+            _ => (0..args.memory_objects)
+                .map(|i| unrelated_secret(i, args.unrelated_bytes))
+                .collect(),
+        };
+        Ok(Self {
+            key_secret,
+            sync,
+            memory,
+            unrelated,
+        })
+    }
+}
+
+fn object_name(i: usize) -> String {
+    format!("s-{i:05}")
+}
+
+fn value_name(j: usize) -> String {
+    format!("value-{j}")
+}
+
+/// The plaintext of value `j` of the Secret named `name`, so a Secret's data can be checked
+/// without keeping the plaintexts.
+fn plaintext(name: &str, j: usize) -> String {
+    format!("plaintext {j} of {name} (benchmark)")
+}
+
+fn sealed_secret(i: usize, cert: &SealingCertificate) -> anyhow::Result<SealedSecret> {
+    let name = object_name(i);
+    let (label_key, label_value) = LABEL.split_once('=').expect("LABEL is key=value");
+    let labels = [(label_key.to_string(), label_value.to_string())];
+    let data = (0..VALUES)
+        .map(|j| {
+            (
+                value_name(j),
+                SecretBytes::from(plaintext(&name, j).as_bytes()),
+            )
+        })
+        .collect();
+    let secret = SecretManifest::new(
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(WORK_NS.into()),
+            labels: Some(labels.clone().into()),
+            ..ObjectMeta::default()
+        },
+        data,
+    );
+    let mut sealed = seal_secret(&secret, cert.public_key(), &SealOptions::default())?;
+    sealed.metadata.labels = Some(labels.into());
+    Ok(sealed)
+}
+
+fn unrelated_secret(i: usize, bytes: usize) -> Secret {
+    // Not compressible, not random: a cheap xorshift from the index.
+    let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let value = (0..bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("other-{i:05}")),
+            namespace: Some(UNRELATED_NS.into()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some([("blob".to_string(), ByteString(value))].into()),
+        ..Secret::default()
+    }
+}
+
+/// The Secret unsealed from `s-i` with the right values.
+fn secret_is_right(secret: &Secret) -> bool {
+    let name = secret.name_any();
+    let data = secret.data.as_ref();
+    data.is_some_and(|data| {
+        data.len() == VALUES
+            && (0..VALUES).all(|j| {
+                data.get(&value_name(j))
+                    .is_some_and(|v| v.0 == plaintext(&name, j).as_bytes())
+            })
+    })
+}
+
+fn is_synced(sealed: &SealedSecret) -> bool {
+    sealed.status.as_ref().is_some_and(|status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Synced" && c.status == "True")
+    })
+}
+
+/// A fresh control plane holding the key Secret, `sealed` and `unrelated`.
+async fn fill_cluster(
+    fixture: &Fixture,
+    sealed: &[SealedSecret],
+    unrelated: &[Secret],
+    in_flight: usize,
+) -> anyhow::Result<TestCluster> {
+    let cluster = TestCluster::start().await?;
+    let namespaces: Api<Namespace> = Api::all(cluster.client());
+    for name in [CONTROLLER_NS, WORK_NS, UNRELATED_NS] {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await?;
+    }
+    let key_secrets: Api<Secret> = Api::namespaced(cluster.client(), CONTROLLER_NS);
+    key_secrets
+        .create(&PostParams::default(), &fixture.key_secret)
+        .await?;
+    create_all(
+        Api::namespaced(cluster.client(), WORK_NS),
+        sealed,
+        in_flight,
+    )
+    .await?;
+    create_all(
+        Api::namespaced(cluster.client(), UNRELATED_NS),
+        unrelated,
+        in_flight,
+    )
+    .await?;
+    Ok(cluster)
+}
+
+async fn create_all<K>(api: Api<K>, objects: &[K], in_flight: usize) -> anyhow::Result<()>
+where
+    K: Resource + Clone + serde::Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    futures::stream::iter(objects)
+        .map(|object| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), object)
+                    .await
+                    .with_context(|| format!("cannot create {}", object.name_any()))
+            }
+        })
+        .buffer_unordered(in_flight)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+}
+
+/// Counts, from a list and then a watch of the labelled objects of [`WORK_NS`], how many
+/// satisfy a condition, and notes the moment `target` of them do.
+struct Tally {
+    count: Arc<AtomicUsize>,
+    reached: JoinHandle<anyhow::Result<Instant>>,
+}
+
+impl Tally {
+    /// Returns once the initial list is in, so that nothing the controller does is missed.
+    async fn start<K>(api: Api<K>, target: usize, condition: fn(&K) -> bool) -> anyhow::Result<Self>
+    where
+        K: Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let count = Arc::new(AtomicUsize::new(0));
+        let (mut satisfied, mut version) = list_satisfied(&api, condition).await?;
+        count.store(satisfied.len(), Ordering::Relaxed);
+        let progress = count.clone();
+        let reached = tokio::spawn(async move {
+            loop {
+                if satisfied.len() >= target {
+                    return Ok(Instant::now());
+                }
+                let params = WatchParams::default().labels(LABEL);
+                let mut events = Box::pin(api.watch(&params, &version).await?);
+                while let Some(event) = events.try_next().await? {
+                    match event {
+                        WatchEvent::Added(object) | WatchEvent::Modified(object) => {
+                            version = object.resource_version().unwrap_or_default();
+                            if condition(&object) {
+                                satisfied.insert(object.name_any());
+                            } else {
+                                satisfied.remove(&object.name_any());
+                            }
+                        }
+                        WatchEvent::Deleted(object) => {
+                            version = object.resource_version().unwrap_or_default();
+                            satisfied.remove(&object.name_any());
+                        }
+                        WatchEvent::Bookmark(bookmark) => {
+                            version = bookmark.metadata.resource_version;
+                        }
+                        WatchEvent::Error(e) if e.code == 410 => {
+                            (satisfied, version) = list_satisfied(&api, condition).await?;
+                            break;
+                        }
+                        WatchEvent::Error(e) => bail!("watch failed: {e:?}"),
+                    }
+                    progress.store(satisfied.len(), Ordering::Relaxed);
+                    if satisfied.len() >= target {
+                        return Ok(Instant::now());
+                    }
+                }
+            }
+        });
+        Ok(Self { count, reached })
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+async fn list_satisfied<K>(
+    api: &Api<K>,
+    condition: fn(&K) -> bool,
+) -> anyhow::Result<(HashSet<String>, String)>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let list = api.list(&ListParams::default().labels(LABEL)).await?;
+    let satisfied = list
+        .items
+        .iter()
+        .filter(|o| condition(o))
+        .map(|o| o.name_any())
+        .collect();
+    Ok((
+        satisfied,
+        list.metadata.resource_version.unwrap_or_default(),
+    ))
+}
+
+/// Waits for `tally` while the controller keeps running; prints progress now and then.
+async fn wait_reached(
+    what: &str,
+    tally: &mut Tally,
+    target: usize,
+    controller: &mut Running,
+    start: Instant,
+    timeout: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    let mut last_report = Instant::now();
+    loop {
+        tokio::select! {
+            reached = &mut tally.reached => return Ok(Some(reached?? - start)),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        controller.process().ensure_running()?;
+        if start.elapsed() > timeout {
+            eprintln!(
+                "    {what}: gave up at {} of {target} after {:.0} s",
+                tally.count(),
+                start.elapsed().as_secs_f64()
+            );
+            tally.reached.abort();
+            return Ok(None);
+        }
+        if last_report.elapsed() > Duration::from_secs(60) {
+            last_report = Instant::now();
+            eprintln!(
+                "    {what}: {} of {target} after {:.0} s",
+                tally.count(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// `VmRSS`, `VmHWM` (MiB) and CPU seconds (user + system) of a process.
+struct Usage {
+    rss_mib: f64,
+    hwm_mib: f64,
+    cpu_secs: f64,
+}
+
+fn usage(pid: u32, clock_ticks: f64) -> anyhow::Result<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |field: &str| -> anyhow::Result<f64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+        let value: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .context("malformed status line")?
+            .parse()?;
+        Ok(value)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_comm: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = after_comm[11].parse::<f64>()? + after_comm[12].parse::<f64>()?;
+    Ok(Usage {
+        rss_mib: kib("VmRSS:")? / 1024.0,
+        hwm_mib: kib("VmHWM:")? / 1024.0,
+        cpu_secs: ticks / clock_ticks,
+    })
+}
+
+/// Figures of one controller, case by case, in the order they were first recorded.
+#[derive(Default)]
+struct Results {
+    rows: Vec<(String, Vec<f64>, Vec<f64>)>,
+    notes: Vec<String>,
+}
+
+impl Results {
+    fn record(&mut self, metric: &str, controller: &Controller, value: f64) {
+        let index = match self.rows.iter().position(|(m, _, _)| m == metric) {
+            Some(i) => i,
+            None => {
+                self.rows.push((metric.to_string(), Vec::new(), Vec::new()));
+                self.rows.len() - 1
+            }
+        };
+        let row = &mut self.rows[index];
+        match controller {
+            Controller::Upstream => row.1.push(value),
+            Controller::Sealsync(_) => row.2.push(value),
+        }
+    }
+
+    fn print(&self) {
+        println!(
+            "\n| metric | upstream median | upstream min-max | sealsync median | sealsync min-max | sealsync / upstream |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (metric, upstream, sealsync) in &self.rows {
+            let (um, ur) = summary(upstream);
+            let (sm, sr) = summary(sealsync);
+            let ratio = match (median(upstream), median(sealsync)) {
+                (Some(u), Some(s)) if u != 0.0 => format!("{:.2}x", s / u),
+                (_, None) => "pending".into(),
+                _ => "-".into(),
+            };
+            println!("| {metric} | {um} | {ur} | {sm} | {sr} | {ratio} |");
+        }
+        for note in &self.notes {
+            println!("\n{note}");
+        }
+    }
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+fn summary(values: &[f64]) -> (String, String) {
+    let Some(m) = median(values) else {
+        return ("-".into(), "-".into());
+    };
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (format!("{m:.1}"), format!("{min:.1}-{max:.1}"))
+}
+
+/// Case (a): every SealedSecret of `fixture.sync` is in the cluster before the controller
+/// starts; how long until all their Secrets hold the right data and all statuses say Synced.
+async fn initial_sync(
+    args: &Args,
+    fixture: &Fixture,
+    controller: &Controller,
+    results: &mut Results,
+    clock_ticks: f64,
+) -> anyhow::Result<()> {
+    let n = fixture.sync.len();
+    let setup = Instant::now();
+    let cluster = fill_cluster(fixture, &fixture.sync, &[], args.in_flight).await?;
+    eprintln!(
+        "  sync {}: cluster with {n} SealedSecrets ready in {:.0} s",
+        controller.name(),
+        setup.elapsed().as_secs_f64()
+    );
+    let mut secrets = Tally::start(
+        Api::namespaced(cluster.client(), WORK_NS),
+        n,
+        secret_is_right,
+    )
+    .await?;
+    let mut statuses =
+        Tally::start(Api::namespaced(cluster.client(), WORK_NS), n, is_synced).await?;
+
+    let start = Instant::now();
+    let mut running = controller.start(&cluster).await?;
+    let ready = start.elapsed();
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let all_secrets =
+        wait_reached("Secrets", &mut secrets, n, &mut running, start, timeout).await?;
+    let Some(all_secrets) = all_secrets else {
+        results.notes.push(format!(
+            "{}: only {} of {n} Secrets after {} s",
+            controller.name(),
+            secrets.count(),
+            args.timeout_secs
+        ));
+        return Ok(());
+    };
+    let pid = running.pid()?;
+    let cpu = usage(pid, clock_ticks)?.cpu_secs;
+    let grace = all_secrets + Duration::from_secs(args.status_grace_secs);
+    let all_synced = wait_reached("Synced", &mut statuses, n, &mut running, start, grace).await?;
+
+    let label = |case: &str, what: &str| format!("({case}) N={n}: {what}");
+    if matches!(controller, Controller::Upstream) {
+        results.record(
+            &label("a", "certificate served, s"),
+            controller,
+            ready.as_secs_f64(),
+        );
+    }
+    results.record(
+        &label("a", "all Secrets right, s"),
+        controller,
+        all_secrets.as_secs_f64(),
+    );
+    match all_synced {
+        Some(t) => results.record(
+            &label("a", "all Synced=True, s"),
+            controller,
+            t.as_secs_f64(),
+        ),
+        None => results.notes.push(format!(
+            "{}: {} of {n} SealedSecrets with Synced=True {} s after the last Secret",
+            controller.name(),
+            statuses.count(),
+            args.status_grace_secs
+        )),
+    }
+    results.record(
+        &label("a", "controller CPU until Secrets right, s"),
+        controller,
+        cpu,
+    );
+    eprintln!(
+        "  sync {}: Secrets {:.1} s, Synced {}, CPU {cpu:.1} s",
+        controller.name(),
+        all_secrets.as_secs_f64(),
+        all_synced.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64()))
+    );
+
+    match running.decryptions() {
+        None => {}
+        Some(Ok(during_sync)) => {
+            results.record(
+                &label("c", "RSA decryptions during the sync"),
+                controller,
+                during_sync,
+            );
+            drop(running);
+            let after = resync_decryptions(args, &cluster, controller).await?;
+            results.record(
+                &label("c", "RSA decryptions in a resync with nothing changed"),
+                controller,
+                after,
+            );
+        }
+        Some(Err(e)) => results.notes.push(format!(
+            "{}: no decryption count on /metrics, (c) not measured: {e:#}",
+            controller.name()
+        )),
+    }
+    Ok(())
+}
+
+/// Hook for (c): a restart over a cluster already in sync must decrypt nothing. The
+/// controller's startup pass is the resync with the least cached; its decryption counter
+/// is read after `--resync-settle-secs`.
+async fn resync_decryptions(
+    args: &Args,
+    cluster: &TestCluster,
+    controller: &Controller,
+) -> anyhow::Result<f64> {
+    let mut restarted = controller.start(cluster).await?;
+    tokio::time::sleep(Duration::from_secs(args.resync_settle_secs)).await;
+    restarted.process().ensure_running()?;
+    restarted
+        .decryptions()
+        .context("the controller reports decryptions")?
+}
+
+/// Case (b): resident memory once the SealedSecrets of `fixture.memory` are unsealed, with as
+/// many unrelated Secrets in another namespace.
+async fn memory(
+    args: &Args,
+    fixture: &Fixture,
+    controller: &Controller,
+    results: &mut Results,
+    clock_ticks: f64,
+) -> anyhow::Result<()> {
+    let m = fixture.memory.len();
+    let setup = Instant::now();
+    let cluster =
+        fill_cluster(fixture, &fixture.memory, &fixture.unrelated, args.in_flight).await?;
+    eprintln!(
+        "  memory {}: cluster with {m} SealedSecrets and {} unrelated Secrets ready in {:.0} s",
+        controller.name(),
+        fixture.unrelated.len(),
+        setup.elapsed().as_secs_f64()
+    );
+    let mut secrets = Tally::start(
+        Api::namespaced(cluster.client(), WORK_NS),
+        m,
+        secret_is_right,
+    )
+    .await?;
+    let start = Instant::now();
+    let mut running = controller.start(&cluster).await?;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let Some(all_secrets) =
+        wait_reached("Secrets", &mut secrets, m, &mut running, start, timeout).await?
+    else {
+        results.notes.push(format!(
+            "{}: memory case: only {} of {m} Secrets after {} s",
+            controller.name(),
+            secrets.count(),
+            args.timeout_secs
+        ));
+        return Ok(());
+    };
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    running.process().ensure_running()?;
+    let pid = running.pid()?;
+    let used = usage(pid, clock_ticks)?;
+    let label = |what: &str| format!("(b) M={m}+{m}: {what}");
+    results.record(
+        &label("all Secrets right, s"),
+        controller,
+        all_secrets.as_secs_f64(),
+    );
+    results.record(&label("VmRSS after sync, MiB"), controller, used.rss_mib);
+    results.record(&label("VmHWM after sync, MiB"), controller, used.hwm_mib);
+    eprintln!(
+        "  memory {}: Secrets {:.1} s, VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        controller.name(),
+        all_secrets.as_secs_f64(),
+        used.rss_mib,
+        used.hwm_mib
+    );
+    Ok(())
+}
+
+/// `sealsync-controller`: `SEALSYNC_CONTROLLER_BIN`, else a release or debug build in the
+/// cargo target folder.
+fn sealsync_controller_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SEALSYNC_CONTROLLER_BIN") {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile).join("sealsync-controller"))
+        .find(|p| p.is_file())
+}
+
+fn clock_ticks() -> anyhow::Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1; the body when the status is 200.
+fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    if !head.contains(" 200 ") {
+        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_string())
+}
+
+/// Sum of a Prometheus metric over its label sets.
+fn metric_sum(exposition: &str, name: &str) -> anyhow::Result<f64> {
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next().unwrap_or_default();
+        sum += value.parse::<f64>()?;
+        found = true;
+    }
+    if !found {
+        bail!("no metric {name} on /metrics");
+    }
+    Ok(sum)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let began = Instant::now();
+    let clock_ticks = clock_ticks()?;
+    let mut controllers = Vec::new();
+    for which in &args.controllers {
+        match which {
+            Which::Upstream => controllers.push(Controller::Upstream),
+            Which::Sealsync => match sealsync_controller_binary() {
+                Some(binary) => controllers.push(Controller::Sealsync(binary)),
+                None => eprintln!(
+                    "sealsync: SKIPPED, no sealsync-controller binary (set SEALSYNC_CONTROLLER_BIN, or build it into $CARGO_TARGET_DIR/release)"
+                ),
+            },
+        }
+    }
+    if controllers.is_empty() {
+        bail!("no controller to measure");
+    }
+    eprintln!("sealing the fixtures (one RSA-4096 key)...");
+    let fixture = Fixture::make(&args)?;
+
+    let mut results = Results::default();
+    for run in 1..=args.runs {
+        eprintln!("run {run} of {}", args.runs);
+        // Controllers alternate within a run, so slow drifts of the machine hit both.
+        for controller in &controllers {
+            if args.cases != Cases::Memory {
+                initial_sync(&args, &fixture, controller, &mut results, clock_ticks).await?;
+            }
+        }
+        for controller in &controllers {
+            if args.cases != Cases::Sync {
+                memory(&args, &fixture, controller, &mut results, clock_ticks).await?;
+            }
+        }
+    }
+
+    println!(
+        "\nMachine: nproc {}, {}, load average {}; {}",
+        command_line("nproc", &[]),
+        command_line("uname", &["-sr"]),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+    );
+    if args.cases != Cases::Memory {
+        println!(
+            "(a) {} SealedSecrets of {VALUES} values in one namespace",
+            args.secrets
+        );
+    }
+    if args.cases != Cases::Sync {
+        println!(
+            "(b) {m} SealedSecrets of {VALUES} values + {m} unrelated Opaque Secrets of {} bytes",
+            args.unrelated_bytes,
+            m = args.memory_objects
+        );
+    }
+    println!(
+        "{} run(s); whole benchmark {:.0} s",
+        args.runs,
+        began.elapsed().as_secs_f64()
+    );
+    results.print();
+    Ok(())
+}

@@ -18,8 +18,17 @@ pub struct Syncer<G, T> {
     target: T,
     field_manager: String,
     consent: Consent,
-    /// The version of each Secret as this process last wrote or checked it.
-    last_seen: Mutex<HashMap<SecretRef, String>>,
+    /// Each Secret as this process last wrote or checked it.
+    last_seen: Mutex<HashMap<SecretRef, Seen>>,
+}
+
+/// What this process knows of a Secret it handled.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    version: String,
+    /// The input digest this process generated and wrote it from (its status was written
+    /// in the same reconcile, even if the watch has not shown that status yet).
+    written_from: Option<String>,
 }
 
 /// `<Kind>/<name>`: the value of [`SOURCE_ANNOTATION`] for `source`.
@@ -68,19 +77,22 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             source: source_annotation(source),
             uid: source.meta().uid.clone(),
         };
-        let last_seen = self.last_seen(&plan.target);
+        let seen = self.last_seen(&plan.target);
+        let written_here = seen
+            .as_ref()
+            .is_some_and(|s| s.written_from.as_ref() == Some(&plan.input_digest));
         let decision = decide(
             &plan,
             &identity,
             existing.as_ref(),
-            last_seen.as_deref(),
-            self.generator.status_is_current(source),
+            seen.as_ref().map(|s| s.version.as_str()),
+            written_here || self.generator.status_is_current(source),
             &self.consent,
         );
         let (mode, action) = match decision {
             Decision::Skip => {
                 if let Some(version) = existing.and_then(|e| e.resource_version) {
-                    self.remember(&plan.target, version);
+                    self.remember(&plan.target, version, seen.and_then(|s| s.written_from));
                 }
                 return Outcome::Unchanged;
             }
@@ -109,14 +121,14 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         };
         match self.target.apply(&write).await {
             Ok(version) => {
-                self.remember(&plan.target, version);
+                self.remember(&plan.target, version, Some(plan.input_digest.clone()));
                 Outcome::Applied { report, action }
             }
             Err(e) => failed(&e),
         }
     }
 
-    fn last_seen(&self, secret: &SecretRef) -> Option<String> {
+    fn last_seen(&self, secret: &SecretRef) -> Option<Seen> {
         self.last_seen
             .lock()
             .expect("last_seen lock")
@@ -124,19 +136,14 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             .cloned()
     }
 
-    fn remember(&self, secret: &SecretRef, version: String) {
-        self.last_seen
-            .lock()
-            .expect("last_seen lock")
-            .insert(secret.clone(), version);
-    }
-
-    /// Forgets a Secret whose source is gone.
-    pub fn forget(&self, secret: &SecretRef) {
-        self.last_seen
-            .lock()
-            .expect("last_seen lock")
-            .remove(secret);
+    fn remember(&self, secret: &SecretRef, version: String, written_from: Option<String>) {
+        self.last_seen.lock().expect("last_seen lock").insert(
+            secret.clone(),
+            Seen {
+                version,
+                written_from,
+            },
+        );
     }
 }
 

@@ -80,13 +80,7 @@ pub async fn watch_keys(client: Client, namespace: String, store: Arc<KeyStore>)
         match event {
             Ok(Event::Init | Event::InitApply(_)) => {}
             Ok(_) => {
-                let secrets: Vec<SecretManifest> = reader
-                    .state()
-                    .iter()
-                    .filter_map(|s| serde_json::to_value(s.as_ref()).ok())
-                    .filter_map(|v| serde_json::from_value(v).ok())
-                    .collect();
-                let keys = load_key_set(&secrets);
+                let keys = load_key_set(&manifests(reader.state().iter().map(AsRef::as_ref)));
                 info!(
                     namespace = %namespace,
                     keys = keys.keyring.len(),
@@ -98,6 +92,13 @@ pub async fn watch_keys(client: Client, namespace: String, store: Arc<KeyStore>)
             Err(e) => warn!(error = %e, "watch of key Secrets interrupted"),
         }
     }
+}
+
+/// Key Secrets as the api crate reads them.
+fn manifests<'a>(secrets: impl Iterator<Item = &'a Secret>) -> Vec<SecretManifest> {
+    secrets
+        .filter_map(|s| serde_json::from_value(serde_json::to_value(s).ok()?).ok())
+        .collect()
 }
 
 /// The key set of `secrets`; a broken key Secret is reported and skipped, not fatal.
@@ -175,12 +176,9 @@ impl KeyManager {
                 namespace: self.namespace.clone(),
                 source,
             })?;
-        let manifests: Vec<SecretManifest> = secrets
-            .items
-            .iter()
-            .filter_map(|s| serde_json::from_value(serde_json::to_value(s).ok()?).ok())
-            .collect();
-        Ok(load_key_set(&manifests).newest.map(|c| c.not_before()))
+        Ok(load_key_set(&manifests(secrets.items.iter()))
+            .newest
+            .map(|c| c.not_before()))
     }
 
     async fn create_key(&self, why: &str) -> Result<(), KeyError> {

@@ -126,6 +126,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         backoff: (Duration::from_millis(500), Duration::from_secs(300)),
         reporter: FIELD_MANAGER.into(),
+        instance: identity.clone(),
     };
     let generator = Arc::new(SealedSecretGenerator::new(keys.clone(), controller_metrics));
     let key_changes = changes(keys.subscribe());

@@ -14,7 +14,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -22,6 +21,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backoff::{Backoff, jitter};
+use crate::events::{EventPublisher, EventType};
 use crate::generator::{AppliedAction, Generator, Outcome, ReasonedError, SecretRef, WriteMode};
 use crate::metrics::EngineMetrics;
 use crate::policy::{Consent, ExistingSecret};
@@ -210,13 +210,15 @@ pub struct EngineConfig {
     pub backoff: (Duration, Duration),
     /// Who publishes the events.
     pub reporter: String,
+    /// This replica, in events (e.g. its leader-election identity).
+    pub instance: String,
 }
 
 struct Context<G: Generator> {
     syncer: Syncer<G, KubeTarget>,
     client: Client,
     config: EngineConfig,
-    recorder: Recorder,
+    events: EventPublisher,
     metrics: EngineMetrics,
     backoff: Backoff,
 }
@@ -286,12 +288,10 @@ pub async fn run<G>(
             &config.field_manager,
             config.consent.clone(),
         ),
-        recorder: Recorder::new(
+        events: EventPublisher::new(
             client.clone(),
-            Reporter {
-                controller: config.reporter.clone(),
-                instance: None,
-            },
+            config.reporter.clone(),
+            config.instance.clone(),
         ),
         client,
         backoff: Backoff::new(config.backoff.0, config.backoff.1),
@@ -438,21 +438,13 @@ where
         }
         Outcome::Refused { .. } | Outcome::Failed { .. } => None,
     };
-    if let Some((type_, reason, note)) = event {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Sync".into(),
-            secondary: None,
-        };
-        if let Err(e) = context
-            .recorder
-            .publish(&event, &source.object_ref(&()))
+    if let Some((type_, reason, note)) = event
+        && let Err(e) = context
+            .events
+            .publish(source.object_ref(&()), type_, reason, "Sync", note)
             .await
-        {
-            debug!(error = %e, "cannot publish an event");
-        }
+    {
+        debug!(error = %e, "cannot publish an event");
     }
 }
 

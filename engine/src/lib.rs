@@ -7,6 +7,7 @@
 //! election ([`leader`]), metrics ([`metrics`]) and logs ([`telemetry`]).
 
 pub mod backoff;
+mod events;
 mod generator;
 pub mod kubernetes;
 pub mod leader;

@@ -1,0 +1,85 @@
+//! Kubernetes events (`events.k8s.io/v1`) of the engine's state changes.
+//!
+//! The engine announces a change of state once (a Secret written, a failure that changed the
+//! status), so there is nothing to aggregate into series: every event is one create and
+//! nothing is remembered afterwards. kube-runtime's `Recorder` keeps every event it published
+//! for six minutes to count repeats, which is one cached Event per source object after an
+//! initial sync of thousands.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+/// Whether an event is routine or asks for attention (`kubectl get events --field-selector
+/// type=Warning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// Publishes events under one reporting controller.
+#[derive(Clone)]
+pub struct EventPublisher {
+    client: Client,
+    controller: String,
+    instance: String,
+}
+
+impl EventPublisher {
+    /// `controller` names the reporter; `instance` tells replicas apart (the pod name).
+    pub fn new(client: Client, controller: String, instance: String) -> Self {
+        Self {
+            client,
+            controller,
+            instance,
+        }
+    }
+
+    /// Creates one event about `regarding`, in its namespace.
+    pub async fn publish(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        let now = Timestamp::now();
+        let namespace = regarding.namespace.clone().unwrap_or_default();
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or(&self.controller),
+            now.as_nanosecond()
+        );
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(
+                match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            reason: Some(reason.into()),
+            action: Some(action.into()),
+            note: Some(note),
+            regarding: Some(regarding),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Event::default()
+        };
+        Api::<Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await
+            .map(drop)
+    }
+}

@@ -444,7 +444,7 @@ where
             .publish(source.object_ref(&()), type_, reason, "Sync", note)
             .await
     {
-        debug!(error = %e, "cannot publish an event");
+        warn!(error = %e, "cannot publish an event");
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret};
 use sealsync_crypto::SealingCertificate;
@@ -41,6 +42,35 @@ async fn synced(api: &Api<SealedSecret>, name: &str) -> anyhow::Result<Option<(S
     }))
 }
 
+/// `(type, reason, note)` of the events about the SealedSecret `name`, oldest first.
+async fn events_about(
+    api: &Api<Event>,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut events: Vec<Event> = api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("SealedSecret") && r.name.as_deref() == Some(name)
+            })
+        })
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    Ok(events
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
@@ -51,6 +81,7 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     let cert = SealingCertificate::from_pem(controller.certificate()?.as_bytes())?;
     let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
     let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    let events: Api<Event> = Api::namespaced(cluster.client(), &ns);
     let seal = |name: &str| -> anyhow::Result<SealedSecret> {
         Ok(seal_secret(
             &secret(&ns, name)?,
@@ -156,6 +187,35 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     )
     .await?;
     assert!(controller.metric("sealsync_secret_writes_total", "drift_reverted")? >= 2.0);
+    // Each revert is announced (events are published after the write: wait for them).
+    wait_for(
+        "two Unsealed events saying the Secret was restored",
+        Duration::from_secs(30),
+        Some(controller.process()),
+        || {
+            let events = events.clone();
+            async move {
+                let about_db = events_about(&events, "db").await?;
+                let restored = about_db
+                    .iter()
+                    .filter(|(type_, reason, note)| {
+                        type_ == "Normal" && reason == "Unsealed" && note.contains("restored")
+                    })
+                    .count();
+                anyhow::ensure!(restored >= 2, "so far: {about_db:?}");
+                Ok(true)
+            }
+        },
+    )
+    .await?;
+    let db_events = events_about(&events, "db").await?;
+    assert_eq!(
+        db_events
+            .first()
+            .map(|(t, r, n)| (t.as_str(), r.as_str(), n.as_str())),
+        Some(("Normal", "Unsealed", "Secret created")),
+        "{db_events:?}"
+    );
 
     // A corrupted value: Synced=False naming the key, and no Secret.
     let mut corrupted = seal("corrupted")?;
@@ -195,8 +255,19 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         .await?;
         let (_, message) = synced(&sealed_api, name).await?.unwrap();
         assert!(message.contains(expected), "{name}: {message}");
+        let warnings = events_about(&events, name).await?;
+        assert!(
+            matches!(
+                warnings.as_slice(),
+                [(type_, reason, note)] if type_ == "Warning"
+                    && reason.starts_with("Err")
+                    && note.contains(expected)
+            ),
+            "{name}: one Warning event with the status message: {warnings:?}"
+        );
         for plaintext in PLAINTEXTS {
             assert!(!message.contains(plaintext));
+            assert!(!warnings.iter().any(|(_, _, note)| note.contains(plaintext)));
         }
     }
     assert!(secrets.get_opt("corrupted").await?.is_none());

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use sealsync_api::{SealedSecret, SealedSecretCondition, SealedSecretStatus, unseal};
+use sealsync_api::{
+    SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, unseal,
+};
 use sealsync_engine::{
     DesiredSecret, Generator, Outcome, Plan, ReasonedError, SecretRef, WriteMode, digest_of,
 };
@@ -48,6 +50,32 @@ impl ReasonedError for UnsealError {
     }
 }
 
+/// Everything the Secret of `sealed` depends on, short of the keys (a new key changes
+/// nothing that already opens), with ciphertexts by their digests: the same on the cached
+/// compact copy as on the full object.
+fn input_digest(sealed: &SealedSecret, owner_reference: bool) -> String {
+    let mut spec = sealed.spec.clone();
+    compact_spec(&mut spec);
+    digest_of(&json!({
+        "spec": spec,
+        "scope": sealed.scope().to_string(),
+        "ownerReference": owner_reference,
+    }))
+}
+
+/// Prefix of what stands for a ciphertext once compacted. Ciphertexts are base64, which has
+/// no ':', so a ciphertext is never mistaken for one.
+const CIPHERTEXT_DIGEST: &str = "sha256:";
+
+/// Replaces each ciphertext (~700 bytes for RSA-4096) by its digest; idempotent.
+fn compact_spec(spec: &mut SealedSecretSpec) {
+    for value in spec.encrypted_data.values_mut().chain(spec.data.as_mut()) {
+        if !value.starts_with(CIPHERTEXT_DIGEST) {
+            *value = format!("{CIPHERTEXT_DIGEST}{}", digest_of(value));
+        }
+    }
+}
+
 impl SealedSecretGenerator {
     pub fn new(keys: Arc<KeyStore>, metrics: ControllerMetrics) -> Self {
         Self { keys, metrics }
@@ -71,19 +99,16 @@ impl Generator for SealedSecretGenerator {
         };
         let annotations = meta.annotations.clone().unwrap_or_default();
         let skip_owner = annotations.get(SKIP_OWNER_REFERENCES).map(String::as_str) == Some("true");
-        // Everything the Secret depends on, short of the keys: a new key changes nothing
-        // that already opens.
-        let input_digest = digest_of(&json!({
-            "spec": sealed.spec,
-            "scope": sealed.scope().to_string(),
-            "ownerReference": !skip_owner,
-        }));
         Ok(Plan {
             target: SecretRef { namespace, name },
-            input_digest,
+            input_digest: input_digest(sealed, !skip_owner),
             owner_reference: !skip_owner,
             write: WriteMode::Replace,
         })
+    }
+
+    fn compact(&self, sealed: &mut SealedSecret) {
+        compact_spec(&mut sealed.spec);
     }
 
     async fn generate(
@@ -182,5 +207,55 @@ impl Generator for SealedSecretGenerator {
             key_fingerprints: fingerprints,
         };
         Some(serde_json::to_value(status).expect("a status serializes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn sealed(values: &[(&str, &str)]) -> SealedSecret {
+        serde_json::from_value(json!({
+            "apiVersion": "bitnami.com/v1alpha1",
+            "kind": "SealedSecret",
+            "metadata": {"name": "db", "namespace": "app"},
+            "spec": {
+                "encryptedData": values.iter().copied().collect::<BTreeMap<_, _>>(),
+                "template": {"metadata": {"labels": {"app": "shop"}}},
+            },
+        }))
+        .expect("a SealedSecret")
+    }
+
+    #[test]
+    fn the_compact_copy_has_the_digest_of_the_full_object_and_no_ciphertext() {
+        let ciphertext = "AgB".to_string() + &"x".repeat(700);
+        let full = sealed(&[("password", &ciphertext), ("user", "AgBshort")]);
+        let mut compact = full.clone();
+        compact_spec(&mut compact.spec);
+        let size = |s: &SealedSecret| serde_json::to_vec(s).unwrap().len();
+        assert!(size(&compact) < size(&full) - 500);
+        assert!(!serde_json::to_string(&compact).unwrap().contains("AgB"));
+        assert_eq!(input_digest(&compact, true), input_digest(&full, true));
+
+        let mut twice = compact.clone();
+        compact_spec(&mut twice.spec);
+        assert_eq!(
+            twice.spec.encrypted_data, compact.spec.encrypted_data,
+            "compacting is idempotent"
+        );
+    }
+
+    #[test]
+    fn the_digest_changes_with_any_ciphertext_and_the_owner_reference() {
+        let base = input_digest(&sealed(&[("password", "AgBone")]), true);
+        assert_ne!(input_digest(&sealed(&[("password", "AgBtwo")]), true), base);
+        assert_ne!(input_digest(&sealed(&[("other", "AgBone")]), true), base);
+        assert_ne!(
+            input_digest(&sealed(&[("password", "AgBone")]), false),
+            base
+        );
     }
 }

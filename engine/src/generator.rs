@@ -88,6 +88,12 @@ pub trait ReasonedError: std::error::Error + Send + Sync + 'static {
     fn reason(&self) -> &'static str;
 }
 
+impl ReasonedError for std::convert::Infallible {
+    fn reason(&self) -> &'static str {
+        match *self {}
+    }
+}
+
 /// Turns one kind of source into Secrets. The engine does the rest.
 pub trait Generator: Send + Sync + 'static {
     type Source: Resource<DynamicType = ()>
@@ -109,6 +115,13 @@ pub trait Generator: Send + Sync + 'static {
 
     /// The plan of `source`, cheap: no decryption, no network.
     fn plan(&self, source: &Self::Source) -> Result<Plan, Self::Error>;
+
+    /// Drops from the cached copy of `source` what only [`Generator::generate`] reads (e.g.
+    /// ciphertexts), so that thousands of sources stay small in memory. `plan`,
+    /// `status_is_current` and `status` must give the same answers on the compact copy as on
+    /// the full object; `generate` is always handed the full object, read again. The default
+    /// keeps everything.
+    fn compact(&self, _source: &mut Self::Source) {}
 
     /// The desired Secret of `source`.
     fn generate(

@@ -61,6 +61,20 @@ impl ReasonedError for KubeTargetError {
     }
 }
 
+/// A source could not be read again before generating its Secret.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {object}: {}", api_message(.source))]
+pub struct SourceReadError {
+    object: String,
+    source: kube::Error,
+}
+
+impl ReasonedError for SourceReadError {
+    fn reason(&self) -> &'static str {
+        "ErrReadFailed"
+    }
+}
+
 /// The API server's own message (it never quotes Secret values), not the whole status.
 fn api_message(error: &kube::Error) -> String {
     match error {
@@ -265,11 +279,15 @@ pub async fn run<G>(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|source| {
-        // Bookkeeping the engine never reads, often as large as the spec.
-        source.meta_mut().managed_fields = None;
-        if let Some(annotations) = source.meta_mut().annotations.as_mut() {
-            annotations.remove(LAST_APPLIED);
+    .modify({
+        let generator = generator.clone();
+        move |source| {
+            // Bookkeeping the engine never reads, often as large as the spec.
+            source.meta_mut().managed_fields = None;
+            if let Some(annotations) = source.meta_mut().annotations.as_mut() {
+                annotations.remove(LAST_APPLIED);
+            }
+            generator.compact(source);
         }
     })
     .reflect(source_writer)
@@ -340,7 +358,18 @@ where
             return Ok(Action::await_change());
         }
         let in_flight = context.metrics.started();
-        let outcome = context.syncer.sync(source.as_ref()).await;
+        let api: Api<G::Source> = Api::namespaced(
+            context.client.clone(),
+            source.meta().namespace.as_deref().unwrap_or_default(),
+        );
+        let name = source.meta().name.as_deref().unwrap_or_default();
+        let read = async {
+            api.get_opt(name).await.map_err(|source| SourceReadError {
+                object: key.clone(),
+                source,
+            })
+        };
+        let outcome = context.syncer.sync_cached(source.as_ref(), read).await;
         drop(in_flight);
         report(&context, source.as_ref(), &outcome).await;
         match outcome {

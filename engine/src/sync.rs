@@ -2,6 +2,7 @@
 //! generate only when needed, write, and remember what was written to recognise drift.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use kube::Resource;
@@ -61,6 +62,19 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
 
     /// Brings the Secret of `source` to its desired state, or says why not. Never deletes.
     pub async fn sync(&self, source: &G::Source) -> Outcome<G::Report> {
+        self.sync_cached(source, async { Ok::<_, Infallible>(Some(source.clone())) })
+            .await
+    }
+
+    /// [`Syncer::sync`] from a compact copy of a source ([`Generator::compact`]): `read` gives
+    /// the full object, read again, and is awaited only when a Secret must be generated. The
+    /// full object may be newer than the copy; what is written is planned from it. A source
+    /// deleted meanwhile changes nothing.
+    pub async fn sync_cached<E: ReasonedError>(
+        &self,
+        source: &G::Source,
+        read: impl Future<Output = Result<Option<G::Source>, E>>,
+    ) -> Outcome<G::Report> {
         let failed = |e: &dyn ReasonedError| Outcome::Failed {
             reason: e.reason(),
             message: e.to_string(),
@@ -99,7 +113,16 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             Decision::Refuse { message } => return Outcome::Refused { message },
             Decision::Apply { mode, action } => (mode, action),
         };
-        let (mut secret, report) = match self.generator.generate(source).await {
+        let full = match read.await {
+            Ok(Some(full)) => full,
+            Ok(None) => return Outcome::Unchanged,
+            Err(e) => return failed(&e),
+        };
+        let plan = match self.generator.plan(&full) {
+            Ok(plan) => plan,
+            Err(e) => return failed(&e),
+        };
+        let (mut secret, report) = match self.generator.generate(&full).await {
             Ok(generated) => generated,
             Err(e) => return failed(&e),
         };
@@ -112,7 +135,7 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         secret
             .annotations
             .insert(DIGEST_ANNOTATION.into(), plan.input_digest.clone());
-        let owner = plan.owner_reference.then(|| owner_of(source)).flatten();
+        let owner = plan.owner_reference.then(|| owner_of(&full)).flatten();
         let write = SecretWrite {
             target: &plan.target,
             secret: &secret,

@@ -111,6 +111,10 @@ impl Generator for SealedSecretGenerator {
         compact_spec(&mut sealed.spec);
     }
 
+    fn forget(&self, sealed: &SealedSecret) {
+        self.metrics.forget(sealed);
+    }
+
     async fn generate(
         &self,
         sealed: &SealedSecret,

@@ -87,17 +87,14 @@ impl ControllerMetrics {
     }
 
     pub fn condition(&self, sealed: &SealedSecret, synced: bool) {
-        let labels = vec![
-            ("name", sealed.metadata.name.clone().unwrap_or_default()),
-            (
-                "namespace",
-                sealed.metadata.namespace.clone().unwrap_or_default(),
-            ),
-            ("condition", "Synced".to_string()),
-        ];
         self.condition_info
-            .get_or_create(&labels)
+            .get_or_create(&condition_labels(sealed))
             .set(if synced { 1 } else { -1 });
+    }
+
+    /// A deleted SealedSecret has no condition any more.
+    pub fn forget(&self, sealed: &SealedSecret) {
+        self.condition_info.remove(&condition_labels(sealed));
     }
 
     pub fn http_request(&self, handler: &str, code: u16, seconds: f64) {
@@ -111,4 +108,15 @@ impl ControllerMetrics {
             .get_or_create(&vec![("handler", handler.to_string())])
             .observe(seconds);
     }
+}
+
+fn condition_labels(sealed: &SealedSecret) -> Labels {
+    vec![
+        ("name", sealed.metadata.name.clone().unwrap_or_default()),
+        (
+            "namespace",
+            sealed.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        ("condition", "Synced".to_string()),
+    ]
 }

@@ -123,6 +123,10 @@ pub trait Generator: Send + Sync + 'static {
     /// keeps everything.
     fn compact(&self, _source: &mut Self::Source) {}
 
+    /// `source` was deleted: drop what was kept about it (e.g. its metric series). Its
+    /// Secret goes with it through its ownerReference.
+    fn forget(&self, _source: &Self::Source) {}
+
     /// The desired Secret of `source`.
     fn generate(
         &self,

@@ -7,7 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -273,27 +273,6 @@ pub async fn run<G>(
         Some(ObjectRef::<G::Source>::new(name).within(&namespace))
     };
 
-    let (source_store, source_writer) = reflector::store::<G::Source>();
-    let sources = watcher(
-        Api::<G::Source>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify({
-        let generator = generator.clone();
-        move |source| {
-            // Bookkeeping the engine never reads, often as large as the spec.
-            source.meta_mut().managed_fields = None;
-            if let Some(annotations) = source.meta_mut().annotations.as_mut() {
-                annotations.remove(LAST_APPLIED);
-            }
-            generator.compact(source);
-        }
-    })
-    .reflect(source_writer)
-    .applied_objects()
-    .predicate_filter(declared_state, Default::default());
-
     let target = KubeTarget {
         client: client.clone(),
         field_manager: config.field_manager.clone(),
@@ -301,7 +280,7 @@ pub async fn run<G>(
     };
     let context = Arc::new(Context {
         syncer: Syncer::new(
-            generator,
+            generator.clone(),
             target,
             &config.field_manager,
             config.consent.clone(),
@@ -311,11 +290,38 @@ pub async fn run<G>(
             config.reporter.clone(),
             config.instance.clone(),
         ),
-        client,
+        client: client.clone(),
         backoff: Backoff::new(config.backoff.0, config.backoff.1),
         metrics,
         config: config.clone(),
     });
+    let (source_store, source_writer) = reflector::store::<G::Source>();
+    let sources = watcher(
+        Api::<G::Source>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(move |source| {
+        // Bookkeeping the engine never reads, often as large as the spec.
+        source.meta_mut().managed_fields = None;
+        if let Some(annotations) = source.meta_mut().annotations.as_mut() {
+            annotations.remove(LAST_APPLIED);
+        }
+        generator.compact(source);
+    })
+    .reflect(source_writer)
+    .inspect_ok({
+        let context = context.clone();
+        move |event| {
+            if let watcher::Event::Delete(source) = event {
+                context.syncer.forget(source);
+                context.backoff.succeeded(&object_key(source));
+            }
+        }
+    })
+    .applied_objects()
+    .predicate_filter(declared_state, Default::default());
+
     info!(field_manager = %config.field_manager, concurrency = config.concurrency, "engine started");
     Controller::for_stream(sources, source_store)
         .watches_stream(secret_events, to_source)

@@ -151,6 +151,17 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         }
     }
 
+    /// Drops what this process knows of `source`, which was deleted.
+    pub fn forget(&self, source: &G::Source) {
+        if let Ok(plan) = self.generator.plan(source) {
+            self.last_seen
+                .lock()
+                .expect("last_seen lock")
+                .remove(&plan.target);
+        }
+        self.generator.forget(source);
+    }
+
     fn last_seen(&self, secret: &SecretRef) -> Option<Seen> {
         self.last_seen
             .lock()

@@ -17,6 +17,8 @@ const PLAINTEXTS: [&str; 3] = [
     "s3cr3t-other-value",
 ];
 
+const CONDITION_INFO: &str = "sealed_secrets_controller_condition_info";
+
 fn secret(namespace: &str, name: &str) -> anyhow::Result<SecretManifest> {
     let yaml = format!(
         "apiVersion: v1\nkind: Secret\ntype: kubernetes.io/basic-auth\n\
@@ -306,7 +308,9 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         "a taken-over Secret holds exactly the sealed keys"
     );
 
-    // Deleting a SealedSecret deletes its Secret (ownerReference, garbage collector).
+    // Deleting a SealedSecret deletes its Secret (ownerReference, garbage collector) and
+    // its condition series.
+    assert_eq!(controller.metric(CONDITION_INFO, "name=\"db\"")?, 1.0);
     sealed_api.delete("db", &DeleteParams::default()).await?;
     wait_for(
         "db garbage-collected",
@@ -318,6 +322,19 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         },
     )
     .await?;
+
+    wait_for(
+        "the condition series of db removed",
+        Duration::from_secs(30),
+        None,
+        || async { Ok(controller.metric(CONDITION_INFO, "name=\"db\"")? == 0.0) },
+    )
+    .await?;
+    assert_eq!(
+        controller.metric(CONDITION_INFO, "name=\"taken\"")?,
+        1.0,
+        "other series stay"
+    );
 
     // No value in the controller's log.
     let log = controller.process().log();

@@ -38,9 +38,10 @@ const UNRELATED_NS: &str = "bench-unrelated";
 const LABEL: &str = "sealsync-bench=sealed";
 /// Values per SealedSecret.
 const VALUES: usize = 3;
-/// Prometheus counter of RSA decryptions on sealsync-controller's `/metrics`. Provisional: the
-/// controller is being written; align the name with it when its metrics exist.
+/// Prometheus counter of RSA decryptions on sealsync-controller's `/metrics`.
 const SEALSYNC_DECRYPTIONS_METRIC: &str = "sealsync_values_opened_total";
+/// Prometheus counter of finished reconciles (every result) on sealsync-controller.
+const SEALSYNC_RECONCILES_METRIC: &str = "sealsync_reconciles_total";
 
 #[derive(Parser, Debug)]
 #[command(about = "Initial sync and memory of Sealed Secrets controllers on a real API server")]
@@ -180,12 +181,16 @@ impl Running {
     /// Hook for (c): RSA decryptions so far, from the controller's `/metrics`. Upstream
     /// counts none (its `unseal_requests_total` counts attempts, not decryptions).
     fn decryptions(&self) -> Option<anyhow::Result<f64>> {
+        self.sealsync_metric(SEALSYNC_DECRYPTIONS_METRIC)
+    }
+
+    /// Sum of the series of a sealsync-controller metric; `None` for upstream.
+    fn sealsync_metric(&self, name: &str) -> Option<anyhow::Result<f64>> {
         match self {
             Running::Upstream(_) => None,
-            Running::Sealsync { metrics_port, .. } => Some(
-                http_get(*metrics_port, "/metrics")
-                    .and_then(|text| metric_sum(&text, SEALSYNC_DECRYPTIONS_METRIC)),
-            ),
+            Running::Sealsync { metrics_port, .. } => {
+                Some(http_get(*metrics_port, "/metrics").and_then(|text| metric_sum(&text, name)))
+            }
         }
     }
 }
@@ -692,12 +697,24 @@ async fn initial_sync(
                 during_sync,
             );
             drop(running);
-            let after = resync_decryptions(args, &cluster, controller).await?;
+            let (after, checked) = resync(args, &cluster, controller, n).await?;
             results.record(
                 &label("c", "RSA decryptions in a resync with nothing changed"),
                 controller,
                 after,
             );
+            match checked {
+                Some(seconds) => results.record(
+                    &label("c", "restart: all SealedSecrets checked, s"),
+                    controller,
+                    seconds,
+                ),
+                None => results.notes.push(format!(
+                    "{}: restart: not all {n} SealedSecrets checked within {} s",
+                    controller.name(),
+                    args.resync_settle_secs
+                )),
+            }
         }
         Some(Err(e)) => results.notes.push(format!(
             "{}: no decryption count on /metrics, (c) not measured: {e:#}",
@@ -708,19 +725,35 @@ async fn initial_sync(
 }
 
 /// Hook for (c): a restart over a cluster already in sync must decrypt nothing. The
-/// controller's startup pass is the resync with the least cached; its decryption counter
-/// is read after `--resync-settle-secs`.
-async fn resync_decryptions(
+/// controller's startup pass is the resync with the least cached; how long it takes to look
+/// at all `n` SealedSecrets is read from its reconcile counter, and its decryption counter
+/// after `--resync-settle-secs`. Returns (decryptions, seconds until all were checked).
+async fn resync(
     args: &Args,
     cluster: &TestCluster,
     controller: &Controller,
-) -> anyhow::Result<f64> {
+    n: usize,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let start = Instant::now();
     let mut restarted = controller.start(cluster).await?;
-    tokio::time::sleep(Duration::from_secs(args.resync_settle_secs)).await;
-    restarted.process().ensure_running()?;
-    restarted
+    let settled = start + Duration::from_secs(args.resync_settle_secs);
+    let mut all_checked = None;
+    while Instant::now() < settled {
+        restarted.process().ensure_running()?;
+        if all_checked.is_none()
+            && restarted
+                .sealsync_metric(SEALSYNC_RECONCILES_METRIC)
+                .and_then(Result::ok)
+                .is_some_and(|done| done >= n as f64)
+        {
+            all_checked = Some(start.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let decryptions = restarted
         .decryptions()
-        .context("the controller reports decryptions")?
+        .context("the controller reports decryptions")??;
+    Ok((decryptions, all_checked))
 }
 
 /// Case (b): resident memory once the SealedSecrets of `fixture.memory` are unsealed, with as

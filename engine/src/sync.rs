@@ -119,7 +119,10 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             Err(e) => return failed(&e),
         };
         let plan = match self.generator.plan(&full) {
-            Ok(plan) => plan,
+            // The guard above looked at another Secret: the newer version the full object
+            // is will come through the watch and be decided on its own.
+            Ok(fresh) if fresh.target != plan.target => return Outcome::Unchanged,
+            Ok(fresh) => fresh,
             Err(e) => return failed(&e),
         };
         let (mut secret, report) = match self.generator.generate(&full).await {

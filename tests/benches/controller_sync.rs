@@ -696,6 +696,13 @@ async fn initial_sync(
                 controller,
                 during_sync,
             );
+            // Stopped as a rollout stops it (SIGTERM): the lease is handed over, so the
+            // restart does not wait for it to expire.
+            running
+                .process()
+                .terminate(Duration::from_secs(10))
+                .await?
+                .context("sealsync-controller did not stop within 10 s of SIGTERM")?;
             drop(running);
             let (after, checked) = resync(args, &cluster, controller, n).await?;
             results.record(

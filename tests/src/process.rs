@@ -63,6 +63,25 @@ impl Process {
         Ok(self.child.try_wait()?)
     }
 
+    /// Sends SIGTERM and waits up to `grace` for the exit; `None` if it did not exit.
+    pub async fn terminate(
+        &mut self,
+        grace: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM {} failed", self.id());
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exit_status()? {
+                return Ok(Some(status));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(None)
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }

@@ -1,7 +1,6 @@
 //! sealsync-controller through faults: an API server restart in the middle of a sync, and
 //! a graceful stop on SIGTERM that hands the leader lease over.
 
-use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -99,19 +98,11 @@ async fn converges_after_an_api_server_restart_mid_sync_and_stops_gracefully() -
             .is_some_and(|h| !h.is_empty())
     };
     assert!(held(&leases.get("sealed-secrets-controller").await?));
-    let status = Command::new("kill")
-        .args(["-TERM", &controller.process().id().to_string()])
-        .status()?;
-    assert!(status.success());
-    let mut exited = None;
-    for _ in 0..100 {
-        exited = controller.process().exit_status()?;
-        if exited.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let exited = exited.expect("the controller stops within 10 s of SIGTERM");
+    let exited = controller
+        .process()
+        .terminate(Duration::from_secs(10))
+        .await?
+        .expect("the controller stops within 10 s of SIGTERM");
     assert!(
         exited.success(),
         "{exited}:\n{}",

@@ -257,15 +257,25 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         .await?;
         let (_, message) = synced(&sealed_api, name).await?.unwrap();
         assert!(message.contains(expected), "{name}: {message}");
+        // The event follows the status write: wait for it.
+        wait_for(
+            &format!("{name}: a Warning event"),
+            Duration::from_secs(30),
+            Some(controller.process()),
+            || {
+                let events = events.clone();
+                async move { Ok(!events_about(&events, name).await?.is_empty()) }
+            },
+        )
+        .await?;
         let warnings = events_about(&events, name).await?;
         assert!(
-            matches!(
-                warnings.as_slice(),
-                [(type_, reason, note)] if type_ == "Warning"
+            warnings
+                .iter()
+                .all(|(type_, reason, note)| type_ == "Warning"
                     && reason.starts_with("Err")
-                    && note.contains(expected)
-            ),
-            "{name}: one Warning event with the status message: {warnings:?}"
+                    && note.contains(expected)),
+            "{name}: Warning events with the status message: {warnings:?}"
         );
         for plaintext in PLAINTEXTS {
             assert!(!message.contains(plaintext));

@@ -102,6 +102,16 @@ impl Generator for SealedSecretGenerator {
         Ok(Plan {
             target: SecretRef { namespace, name },
             input_digest: input_digest(sealed, !skip_owner),
+            // The deprecated spec.data is a whole sealed Secret: its keys are inside.
+            data_keys: sealed.spec.data.is_none().then(|| {
+                sealed
+                    .spec
+                    .encrypted_data
+                    .keys()
+                    .chain(sealed.spec.template.iter().flat_map(|t| t.data.keys()))
+                    .cloned()
+                    .collect()
+            }),
             owner_reference: !skip_owner,
             write: WriteMode::Replace,
         })

@@ -1,7 +1,7 @@
 //! What a generator plugs into the engine: the plan of a source (which Secret, how to treat
 //! an existing one), the desired Secret it generates, and its status for each outcome.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use kube::Resource;
@@ -42,6 +42,10 @@ pub struct Plan {
     /// Whether the Secret gets an ownerReference to its source (garbage-collected with it).
     pub owner_reference: bool,
     pub write: WriteMode,
+    /// The data keys the generated Secret will have, when known without generating it. A
+    /// Secret that others write too (merge mode) has drifted only when one of these is no
+    /// longer ours, not whenever it is written.
+    pub data_keys: Option<BTreeSet<String>>,
 }
 
 /// The Secret a source wants. Values are zeroized when it is dropped.

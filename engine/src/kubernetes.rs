@@ -35,6 +35,8 @@ use crate::{MANAGED_BY_LABEL, SOURCE_ANNOTATION};
 pub struct KubeTarget {
     client: Client,
     field_manager: String,
+    /// Annotation by which a Secret consents to merging (its other keys are not ours).
+    merge: Option<String>,
     store: Store<PartialObjectMeta<Secret>>,
 }
 
@@ -89,7 +91,11 @@ impl SecretTarget for KubeTarget {
     async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, Self::Error> {
         let key = ObjectRef::new(&secret.name).within(&secret.namespace);
         if let Some(meta) = self.store.get(&key) {
-            return Ok(Some(existing_from(&meta.metadata, &self.field_manager)));
+            return Ok(Some(existing_from(
+                &meta.metadata,
+                &self.field_manager,
+                self.merge.as_deref(),
+            )));
         }
         // Not one of ours (the cache holds only labelled Secrets): someone else's Secret of
         // that name must be found before anything is created.
@@ -102,7 +108,8 @@ impl SecretTarget for KubeTarget {
                 secret: secret.clone(),
                 source,
             })?;
-        Ok(meta.map(|meta| existing_from(&meta.metadata, &self.field_manager)))
+        Ok(meta
+            .map(|meta| existing_from(&meta.metadata, &self.field_manager, self.merge.as_deref())))
     }
 
     async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, Self::Error> {
@@ -116,9 +123,14 @@ impl SecretTarget for KubeTarget {
         let params = PatchParams::apply(&self.field_manager).force();
         let body = Patch::Apply(SecretObject::new(write, &write.secret.data));
         let mut meta = match api.patch_metadata(name, &params, &body).await {
-            // An immutable Secret (or one of another type) cannot change in place: it is
-            // ours, so it is replaced.
-            Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("immutable") => {
+            // An immutable Secret (or one of another type) cannot change in place: when it is
+            // wholly ours, it is replaced; a Secret merged into keeps its other keys and the
+            // error is reported.
+            Err(kube::Error::Api(e))
+                if e.code == 422
+                    && e.message.contains("immutable")
+                    && write.mode == WriteMode::Replace =>
+            {
                 api.delete(name, &DeleteParams::background())
                     .await
                     .map_err(failed)?;
@@ -128,11 +140,13 @@ impl SecretTarget for KubeTarget {
         }
         .map_err(failed)?;
         if write.mode == WriteMode::Replace {
-            let stale = foreign_data_keys(&meta.metadata, &self.field_manager)
-                .into_iter()
-                .filter(|key| !write.secret.data.contains_key(key))
-                .map(|key| (key, serde_json::Value::Null))
-                .collect::<serde_json::Map<_, _>>();
+            let stale = data_keys(&meta.metadata, |manager| {
+                manager != Some(&self.field_manager)
+            })
+            .into_iter()
+            .filter(|key| !write.secret.data.contains_key(key))
+            .map(|key| (key, serde_json::Value::Null))
+            .collect::<serde_json::Map<_, _>>();
             if !stale.is_empty() {
                 let patch = Patch::Merge(json!({ "data": stale }));
                 meta = api
@@ -149,22 +163,36 @@ impl SecretTarget for KubeTarget {
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Reduces the managedFields of a cached Secret to what [`existing_from`] reads: who wrote
-/// which content field when. Keeps the cache small when there are many Secrets.
-fn keep_content_ownership(meta: &mut ObjectMeta) {
+/// which content field when, and, in a Secret that consents to merging, which data keys are
+/// ours. Keeps the cache small when there are many Secrets.
+fn keep_content_ownership(meta: &mut ObjectMeta, field_manager: &str, merge: Option<&str>) {
+    let merging = consents(meta, merge);
     for entry in meta.managed_fields.iter_mut().flatten() {
+        let keep_keys = merging && entry.manager.as_deref() == Some(field_manager);
         if let Some(fields) = entry.fields_v1.as_mut()
             && let Some(object) = fields.0.as_object_mut()
         {
             object.retain(|key, _| CONTENT_FIELDS.contains(&key.as_str()));
-            object.values_mut().for_each(|v| *v = json!({}));
+            for (key, value) in object.iter_mut() {
+                if !(keep_keys && key == "f:data") {
+                    *value = json!({});
+                }
+            }
         }
     }
+}
+
+/// Whether the Secret carries `annotation` set to "true".
+fn consents(meta: &ObjectMeta, annotation: Option<&str>) -> bool {
+    annotation
+        .and_then(|a| meta.annotations.as_ref()?.get(a))
+        .is_some_and(|v| v == "true")
 }
 
 /// Fields that make up a Secret's content (not its metadata).
 const CONTENT_FIELDS: [&str; 4] = ["f:data", "f:stringData", "f:type", "f:immutable"];
 
-fn existing_from(meta: &ObjectMeta, field_manager: &str) -> ExistingSecret {
+fn existing_from(meta: &ObjectMeta, field_manager: &str, merge: Option<&str>) -> ExistingSecret {
     let entries = meta.managed_fields.as_deref().unwrap_or_default();
     let our_last_write = entries
         .iter()
@@ -195,15 +223,17 @@ fn existing_from(meta: &ObjectMeta, field_manager: &str) -> ExistingSecret {
             .find(|o| o.controller == Some(true))
             .map(|o| o.uid.clone()),
         changed_by_others,
+        our_data_keys: consents(meta, merge)
+            .then(|| data_keys(meta, |manager| manager == Some(field_manager))),
     }
 }
 
-/// Data keys that some other field manager owns (from managedFields).
-fn foreign_data_keys(meta: &ObjectMeta, field_manager: &str) -> BTreeSet<String> {
+/// Data keys owned (in managedFields) by the managers `whose` accepts.
+fn data_keys(meta: &ObjectMeta, whose: impl Fn(Option<&str>) -> bool) -> BTreeSet<String> {
     meta.managed_fields
         .iter()
         .flatten()
-        .filter(|e| e.manager.as_deref() != Some(field_manager))
+        .filter(|e| whose(e.manager.as_deref()))
         .filter_map(|e| e.fields_v1.as_ref()?.0.get("f:data")?.as_object())
         .flat_map(|data| data.keys())
         .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
@@ -262,7 +292,11 @@ pub async fn run<G>(
         watcher::Config::default().labels(&selector),
     )
     .default_backoff()
-    .modify(|secret| keep_content_ownership(&mut secret.metadata))
+    .modify({
+        let field_manager = config.field_manager.clone();
+        let merge = config.consent.merge.clone();
+        move |secret| keep_content_ownership(&mut secret.metadata, &field_manager, merge.as_deref())
+    })
     .reflect(secret_writer)
     .touched_objects();
     let kind = G::Source::kind(&()).into_owned();
@@ -276,6 +310,7 @@ pub async fn run<G>(
     let target = KubeTarget {
         client: client.clone(),
         field_manager: config.field_manager.clone(),
+        merge: config.consent.merge.clone(),
         store: secret_store,
     };
     let context = Arc::new(Context {

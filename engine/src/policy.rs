@@ -1,7 +1,7 @@
 //! The ownership guard and the decision of what to do with a source's Secret, as pure
 //! functions of what is known (the plan, the existing Secret's metadata, what we last saw).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::generator::{AppliedAction, Plan, WriteMode};
 use crate::{DIGEST_ANNOTATION, SOURCE_ANNOTATION};
@@ -17,6 +17,9 @@ pub struct ExistingSecret {
     /// Whether another field manager wrote the Secret's data or type after our last write
     /// (from managedFields): an edit made while nobody was watching.
     pub changed_by_others: bool,
+    /// The data keys our field manager owns (from managedFields), where the target can
+    /// tell: for Secrets of the API server that consent to merging.
+    pub our_data_keys: Option<BTreeSet<String>>,
 }
 
 /// The source, as the guard needs to know it.
@@ -107,9 +110,14 @@ pub fn decide(
     }
     let action = if existing.annotations.get(DIGEST_ANNOTATION) != Some(&plan.input_digest) {
         AppliedAction::Updated
-    } else if match last_seen {
-        Some(seen) => existing.resource_version.as_deref() != Some(seen),
-        None => existing.changed_by_others,
+    } else if match (mode, &plan.data_keys, &existing.our_data_keys) {
+        // Others write the rest of a merged Secret: only losing one of ours is drift (an
+        // edit or removal of a key moves it to whoever made it).
+        (WriteMode::Merge, Some(keys), Some(ours)) => !keys.is_subset(ours),
+        _ => match last_seen {
+            Some(seen) => existing.resource_version.as_deref() != Some(seen),
+            None => existing.changed_by_others,
+        },
     } {
         AppliedAction::DriftReverted
     } else if !status_is_current {
@@ -134,7 +142,12 @@ mod tests {
             input_digest: "d1".into(),
             owner_reference: true,
             write: WriteMode::Replace,
+            data_keys: Some(keys(&["password", "user"])),
         }
+    }
+
+    fn keys(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|k| k.to_string()).collect()
     }
 
     fn source() -> SourceIdentity {
@@ -270,6 +283,35 @@ mod tests {
         assert_eq!(
             decide_for(Some(&patched), None),
             apply(WriteMode::Merge, AppliedAction::Adopted)
+        );
+    }
+
+    #[test]
+    fn a_merged_secret_drifts_only_when_one_of_our_keys_is_taken() {
+        let merged = |rv: &str, owned: &[&str]| ExistingSecret {
+            annotations: [
+                (SOURCE_ANNOTATION.to_string(), "SealedSecret/db".to_string()),
+                (DIGEST_ANNOTATION.to_string(), "d1".to_string()),
+                ("example/patch".to_string(), "true".to_string()),
+            ]
+            .into(),
+            changed_by_others: true,
+            our_data_keys: Some(keys(owned)),
+            ..ours("d1", rv)
+        };
+        // Someone else wrote their own key: the version moved, ours are intact.
+        let theirs_edited = merged("8", &["password", "user"]);
+        assert_eq!(decide_for(Some(&theirs_edited), Some("7")), Decision::Skip);
+        assert_eq!(decide_for(Some(&theirs_edited), None), Decision::Skip);
+        // Someone edited or removed one of ours.
+        let ours_taken = merged("8", &["user"]);
+        assert_eq!(
+            decide_for(Some(&ours_taken), Some("7")),
+            apply(WriteMode::Merge, AppliedAction::DriftReverted)
+        );
+        assert_eq!(
+            decide_for(Some(&ours_taken), None),
+            apply(WriteMode::Merge, AppliedAction::DriftReverted)
         );
     }
 }

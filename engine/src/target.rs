@@ -261,6 +261,7 @@ impl SecretTarget for LocalDirTarget {
                     .find(|o| o.controller)
                     .map(|o| o.uid),
                 changed_by_others: false,
+                our_data_keys: None,
             }),
         )
     }

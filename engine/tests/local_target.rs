@@ -51,6 +51,7 @@ impl Generator for ConfigMapToSecret {
             } else {
                 WriteMode::Replace
             },
+            data_keys: None,
         })
     }
 

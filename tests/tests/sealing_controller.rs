@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -240,10 +243,26 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         .create(&PostParams::default(), &seal("taken")?)
         .await?;
 
+    // A Secret of another type that consents to merging: its type cannot change, and it is
+    // not deleted to change it (its other keys are someone else's).
+    let typed: Secret = serde_json::from_value(json!({
+        "metadata": {
+            "name": "typed",
+            "namespace": ns,
+            "annotations": {"sealedsecrets.bitnami.com/patch": "true"}
+        },
+        "stringData": {"theirs": "keep-me"}
+    }))?;
+    secrets.create(&PostParams::default(), &typed).await?;
+    sealed_api
+        .create(&PostParams::default(), &seal("typed")?)
+        .await?;
+
     for (name, expected) in [
         ("corrupted", "\"other\""),
         ("renamed", "scope"),
         ("taken", "already exists and is not managed"),
+        ("typed", "immutable"),
     ] {
         wait_for(
             &format!("{name}: Synced=False"),
@@ -285,6 +304,10 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     assert!(secrets.get_opt("corrupted").await?.is_none());
     assert!(secrets.get_opt("renamed").await?.is_none());
     assert_eq!(
+        value(&secrets.get("typed").await?, "theirs").as_deref(),
+        Some("keep-me")
+    );
+    assert_eq!(
         value(&secrets.get("taken").await?, "mine").as_deref(),
         Some("keep-me")
     );
@@ -317,6 +340,89 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         None,
         "a taken-over Secret holds exactly the sealed keys"
     );
+
+    // A Secret that consents to merging keeps its own keys. A write to them is not drift
+    // (nothing opened, no revert); an edit of one of the sealed keys is.
+    let shared: Secret = serde_json::from_value(json!({
+        "metadata": {
+            "name": "shared",
+            "namespace": ns,
+            "annotations": {"sealedsecrets.bitnami.com/patch": "true"}
+        },
+        "type": "kubernetes.io/basic-auth",
+        "stringData": {"username": "placeholder", "theirs": "keep-me"}
+    }))?;
+    secrets.create(&PostParams::default(), &shared).await?;
+    sealed_api
+        .create(&PostParams::default(), &seal("shared")?)
+        .await?;
+    wait_for(
+        "the sealed keys merged into shared",
+        Duration::from_secs(30),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                Ok(value(&secrets.get("shared").await?, "password").as_deref()
+                    == Some(PLAINTEXTS[1]))
+            }
+        },
+    )
+    .await?;
+    assert_eq!(
+        value(&secrets.get("shared").await?, "theirs").as_deref(),
+        Some("keep-me"),
+        "merged, not replaced"
+    );
+    let edit_data =
+        |key: &str, plaintext: &str| Patch::Merge(json!({"data": {key: BASE64.encode(plaintext)}}));
+    // (The failing SealedSecrets above are still retried: count writes, not openings.)
+    let writes = controller.metric("sealsync_secret_writes_total", "")?;
+    secrets
+        .patch(
+            "shared",
+            &PatchParams::default(),
+            &edit_data("theirs", "changed"),
+        )
+        .await?;
+    // Two resyncs (--resync-period=2s) and the watch event of the edit.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let shared = secrets.get("shared").await?;
+    assert_eq!(value(&shared, "theirs").as_deref(), Some("changed"));
+    assert_eq!(value(&shared, "password").as_deref(), Some(PLAINTEXTS[1]));
+    assert_eq!(
+        controller.metric("sealsync_secret_writes_total", "")?,
+        writes,
+        "a write to the other keys of a merged Secret is not reverted"
+    );
+    assert!(
+        !events_about(&events, "shared")
+            .await?
+            .iter()
+            .any(|(_, _, note)| note.contains("restored")),
+        "and is not announced as drift"
+    );
+    secrets
+        .patch(
+            "shared",
+            &PatchParams::default(),
+            &edit_data("password", "edited"),
+        )
+        .await?;
+    wait_for(
+        "the edited sealed key of shared restored",
+        Duration::from_secs(30),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                let shared = secrets.get("shared").await?;
+                Ok(value(&shared, "password").as_deref() == Some(PLAINTEXTS[1])
+                    && value(&shared, "theirs").as_deref() == Some("changed"))
+            }
+        },
+    )
+    .await?;
 
     // Deleting a SealedSecret deletes its Secret (ownerReference, garbage collector) and
     // its condition series.

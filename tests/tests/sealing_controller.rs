@@ -47,6 +47,31 @@ async fn synced(api: &Api<SealedSecret>, name: &str) -> anyhow::Result<Option<(S
     }))
 }
 
+/// Waits until the Secret `name` holds every `(key, plaintext)` of `expected`.
+async fn wait_for_values(
+    what: &str,
+    secrets: &Api<Secret>,
+    controller: &mut SealsyncController,
+    name: &str,
+    expected: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    wait_for(
+        what,
+        Duration::from_secs(90),
+        Some(controller.process()),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                let secret = secrets.get(name).await?;
+                Ok(expected
+                    .iter()
+                    .all(|(key, plaintext)| value(&secret, key).as_deref() == Some(*plaintext)))
+            }
+        },
+    )
+    .await
+}
+
 /// `(type, reason, note)` of the events about the SealedSecret `name`, oldest first.
 async fn events_about(
     api: &Api<Event>,
@@ -163,16 +188,12 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
             &Patch::Merge(json!({"stringData": {"password": "edited"}})),
         )
         .await?;
-    wait_for(
+    wait_for_values(
         "the edit reverted",
-        Duration::from_secs(30),
-        Some(controller.process()),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                Ok(value(&secrets.get("db").await?, "password").as_deref() == Some(PLAINTEXTS[1]))
-            }
-        },
+        &secrets,
+        &mut controller,
+        "db",
+        &[("password", PLAINTEXTS[1])],
     )
     .await?;
     secrets.delete("db", &DeleteParams::default()).await?;
@@ -322,17 +343,12 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
             ),
         )
         .await?;
-    wait_for(
+    wait_for_values(
         "the managed Secret taken over",
-        Duration::from_secs(90),
-        Some(controller.process()),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                Ok(value(&secrets.get("taken").await?, "password").as_deref()
-                    == Some(PLAINTEXTS[1]))
-            }
-        },
+        &secrets,
+        &mut controller,
+        "taken",
+        &[("password", PLAINTEXTS[1])],
     )
     .await?;
     assert_eq!(
@@ -356,24 +372,14 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     sealed_api
         .create(&PostParams::default(), &seal("shared")?)
         .await?;
-    wait_for(
+    wait_for_values(
         "the sealed keys merged into shared",
-        Duration::from_secs(30),
-        Some(controller.process()),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                Ok(value(&secrets.get("shared").await?, "password").as_deref()
-                    == Some(PLAINTEXTS[1]))
-            }
-        },
+        &secrets,
+        &mut controller,
+        "shared",
+        &[("password", PLAINTEXTS[1]), ("theirs", "keep-me")],
     )
     .await?;
-    assert_eq!(
-        value(&secrets.get("shared").await?, "theirs").as_deref(),
-        Some("keep-me"),
-        "merged, not replaced"
-    );
     let edit_data =
         |key: &str, plaintext: &str| Patch::Merge(json!({"data": {key: BASE64.encode(plaintext)}}));
     // (The failing SealedSecrets above are still retried: count writes, not openings.)
@@ -409,18 +415,12 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
             &edit_data("password", "edited"),
         )
         .await?;
-    wait_for(
+    wait_for_values(
         "the edited sealed key of shared restored",
-        Duration::from_secs(30),
-        Some(controller.process()),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                let shared = secrets.get("shared").await?;
-                Ok(value(&shared, "password").as_deref() == Some(PLAINTEXTS[1])
-                    && value(&shared, "theirs").as_deref() == Some("changed"))
-            }
-        },
+        &secrets,
+        &mut controller,
+        "shared",
+        &[("password", PLAINTEXTS[1]), ("theirs", "changed")],
     )
     .await?;
 

@@ -24,7 +24,7 @@ use crate::backoff::{Backoff, jitter};
 use crate::events::{EventPublisher, EventType};
 use crate::generator::{AppliedAction, Generator, Outcome, ReasonedError, SecretRef, WriteMode};
 use crate::metrics::EngineMetrics;
-use crate::policy::{Consent, ExistingSecret};
+use crate::policy::{self, Consent, ExistingSecret};
 use crate::sync::Syncer;
 use crate::target::{SecretObject, SecretTarget, SecretWrite};
 use crate::{MANAGED_BY_LABEL, SOURCE_ANNOTATION};
@@ -182,11 +182,11 @@ fn keep_content_ownership(meta: &mut ObjectMeta, field_manager: &str, merge: Opt
     }
 }
 
-/// Whether the Secret carries `annotation` set to "true".
+/// Whether the Secret consents to `annotation` ([`policy::consents`]).
 fn consents(meta: &ObjectMeta, annotation: Option<&str>) -> bool {
-    annotation
-        .and_then(|a| meta.annotations.as_ref()?.get(a))
-        .is_some_and(|v| v == "true")
+    meta.annotations
+        .as_ref()
+        .is_some_and(|annotations| policy::consents(annotations, annotation))
 }
 
 /// Fields that make up a Secret's content (not its metadata).

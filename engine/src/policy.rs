@@ -52,6 +52,14 @@ pub enum Decision {
     Refuse { message: String },
 }
 
+/// Whether `annotations` hold `annotation` set to "true": a Secret's consent to be taken
+/// over or merged into.
+pub(crate) fn consents(annotations: &BTreeMap<String, String>, annotation: Option<&str>) -> bool {
+    annotation
+        .and_then(|a| annotations.get(a))
+        .is_some_and(|v| v == "true")
+}
+
 /// Decides for `plan`. `last_seen` is the resourceVersion this process last wrote or
 /// checked, `None` after a start: then an edit is recognised from managedFields instead.
 pub fn decide(
@@ -73,12 +81,8 @@ pub fn decide(
             action,
         };
     };
-    let consents = |annotation: &Option<String>| {
-        annotation
-            .as_ref()
-            .and_then(|a| existing.annotations.get(a))
-            .is_some_and(|v| v == "true")
-    };
+    let consents =
+        |annotation: &Option<String>| consents(&existing.annotations, annotation.as_deref());
     let mode = if consents(&consent.merge) {
         WriteMode::Merge
     } else {

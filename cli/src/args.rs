@@ -254,13 +254,21 @@ impl Cli {
                 allow_empty_data: args.allow_empty_data,
             }
             .run(),
-            Command::Unseal(args) => UnsealJob {
-                input: args.input.file,
-                private_keys: args.keys.private_keys,
-                format: args.output.format.into(),
-                output: args.output.write,
+            Command::Unseal(args) => {
+                if args.keys.private_keys.is_empty() {
+                    bail!(
+                        "no private key given: pass --private-key FILE (PEM, key Secret or \
+                         backup List)"
+                    );
+                }
+                UnsealJob {
+                    input: args.input.file,
+                    private_keys: args.keys.private_keys,
+                    format: args.output.format.into(),
+                    output: args.output.write,
+                }
+                .run()
             }
-            .run(),
             Command::Reencrypt(args) => {
                 if args.keys.private_keys.is_empty() && args.cert.cert.is_some() {
                     // Without old keys the controller re-encrypts to its own newest key: a

@@ -5,8 +5,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use sealsync_api::{Format, SecretManifest, to_document};
 use sealsync_crypto::{Keyring, SealingCertificate};
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 /// Reads a whole file, or standard input when `path` is `None` or `-`.
@@ -94,9 +96,24 @@ pub fn read_certificate(location: &str) -> anyhow::Result<SealingCertificate> {
         fetch_url(location)?
     } else {
         let path = location.strip_prefix("file://").unwrap_or(location);
-        fs::read(path).with_context(|| format!("cannot read certificate {path}"))?
+        fs::read(path).map_err(|error| anyhow::anyhow!("open {path}: {}", os_reason(&error)))?
     };
     SealingCertificate::from_pem(&bytes).with_context(|| format!("certificate {location}"))
+}
+
+/// The reason of an I/O error as Go and C word it (`no such file or directory`), without
+/// Rust's ` (os error N)`; kubeseal prints it so and scripts match it.
+fn os_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    let reason = error
+        .raw_os_error()
+        .and_then(|code| text.strip_suffix(&format!(" (os error {code})")))
+        .unwrap_or(&text);
+    let mut chars = reason.chars();
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn fetch_url(url: &str) -> anyhow::Result<Vec<u8>> {
@@ -126,13 +143,34 @@ fn fetch_url(url: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Reads the private keys of every file given (PEM, key Secret or `v1.List` backup).
 pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
-    if paths.is_empty() {
-        bail!("no private key given: pass --private-key FILE (PEM, key Secret or backup List)");
-    }
     let mut keys = Vec::new();
     for path in paths {
         let (text, name) = read_input(Some(path))?;
+        let text = typed_list_as_documents(&text).unwrap_or(text);
         keys.extend(sealsync_api::read_private_keys(&text, &name)?);
     }
     Ok(Keyring::new(keys))
+}
+
+/// A list of Secrets as Go's `json.Marshal` writes a client-go `SecretList` (no `kind` or
+/// `apiVersion`, on the list or its items; how scripts back keys up), or a `List` /
+/// `SecretList` whose items lack their kind.
+#[derive(Deserialize)]
+struct SecretList {
+    kind: Option<String>,
+    items: Vec<SecretManifest>,
+}
+
+/// Such a list rewritten as the key Secrets it holds (JSON documents with their kind), or
+/// `None` when `text` is not one.
+fn typed_list_as_documents(text: &str) -> Option<Zeroizing<String>> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let list: SecretList = serde_json::from_str(text).ok()?;
+    if !matches!(list.kind.as_deref(), None | Some("List" | "SecretList")) || list.items.is_empty()
+    {
+        return None;
+    }
+    to_document(&list.items, Format::Json).ok()
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
-use sealsync_api::Format;
+use sealsync_api::{ApiError, Format};
 use sealsync_crypto::Scope;
 
 use crate::cluster::{ClusterTarget, KubeconfigChoice};
@@ -12,8 +12,15 @@ use crate::ops::{CertSource, ReencryptJob, SealJob, UnsealJob, ValidateJob};
 
 /// kubeseal-compatible interface of sealsync: reads a Secret from standard input (or -f)
 /// and writes a SealedSecret, with kubeseal's flags and defaults.
+///
+/// A repeated flag takes its last value, as Go's flag parsing does (scripts and kubeseal's
+/// own test suite repeat `--kubeconfig` or `-n`); `--version` prints what kubeseal prints.
 #[derive(Debug, Parser)]
-#[command(name = "kubeseal", version)]
+#[command(
+    name = "kubeseal",
+    version = concat!("version: v", env!("CARGO_PKG_VERSION")),
+    args_override_self = true
+)]
 pub struct Kubeseal {
     /// Certificate / public key file or URL to use for encryption.
     #[arg(long, env = "SEALED_SECRETS_CERT", value_name = "FILE|URL")]
@@ -125,13 +132,15 @@ impl Kubeseal {
             );
         }
         if self.recovery_unseal {
+            let no_keys = self.recovery_private_key.is_empty();
             return UnsealJob {
                 input: self.secret_file,
                 private_keys: self.recovery_private_key,
                 format,
                 output,
             }
-            .run();
+            .run()
+            .map_err(|error| upstream_unseal_error(error, no_keys));
         }
         if self.re_encrypt {
             return ReencryptJob {
@@ -166,5 +175,19 @@ impl Kubeseal {
             allow_empty_data: self.allow_empty_data,
         }
         .run()
+    }
+}
+
+/// kubeseal words a value that no key opens `no key could decrypt secret (<key>)`, and
+/// scripts look for it; sealsync's own reason follows, or what to do when no key was given.
+fn upstream_unseal_error(error: anyhow::Error, no_keys: bool) -> anyhow::Error {
+    let Some(ApiError::Unseal { key, .. }) = error.downcast_ref::<ApiError>() else {
+        return error;
+    };
+    let upstream = format!("no key could decrypt secret ({key})");
+    if no_keys {
+        anyhow::anyhow!("{upstream}: no key given, pass --recovery-private-key FILE")
+    } else {
+        error.context(upstream)
     }
 }

@@ -57,12 +57,14 @@ pub struct SealJob {
 }
 
 impl SealJob {
+    /// The certificate comes first, as with kubeseal: a wrong `--cert` is reported as such,
+    /// not as the empty input of a command that was waiting for it.
     pub fn run(&self) -> anyhow::Result<()> {
+        let cert = self.cert.load()?;
         if self.raw {
-            return self.seal_raw();
+            return self.seal_raw(&cert);
         }
         let secrets = self.read_secrets()?;
-        let cert = self.cert.load()?;
         let key = cert.public_key();
         if let Some(target) = &self.merge_into {
             let (text, source_name) = read_input(Some(target))?;
@@ -143,7 +145,7 @@ impl SealJob {
     }
 
     /// `--raw`: one value, sealed and printed as base64 (for `encryptedData` or templates).
-    fn seal_raw(&self) -> anyhow::Result<()> {
+    fn seal_raw(&self, cert: &SealingCertificate) -> anyhow::Result<()> {
         let scope = self.scope.unwrap_or_default();
         let namespace = self.fallback_namespace()?;
         let name = self.name.clone().unwrap_or_default();
@@ -157,7 +159,6 @@ impl SealJob {
                 "--raw seals one value: give --from-file once, or the value on standard input"
             ),
         };
-        let cert = self.cert.load()?;
         let sealed = seal_value(
             cert.public_key(),
             &scope.label(&namespace, &name),

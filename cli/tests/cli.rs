@@ -536,7 +536,7 @@ fn bad_input_fails_with_one_clear_line() {
         ),
         (
             &["seal", "-f", "secret.yaml", "--cert", "missing.pem"],
-            "cannot read certificate missing.pem",
+            "open missing.pem: no such file or directory",
         ),
         (
             &["seal", "-f", "secret.yaml", "--cert", "key.pem"],
@@ -885,4 +885,179 @@ fn from_file_builds_a_secret_without_input() {
     assert_eq!(secret["metadata"]["name"], "files");
     assert_eq!(secret["data"]["db-password"], "aHVudGVyMg==");
     assert_eq!(secret["data"]["tls.crt"], "bm90LXJlYWxseS1hLWNlcnQ=");
+}
+
+#[test]
+fn kubeseal_mode_takes_the_last_of_a_repeated_flag() {
+    let ws = Workspace::new();
+    ws.write(
+        "nons.yaml",
+        "kind: Secret\nmetadata: {name: x}\nstringData: {k: v}\n",
+    );
+    let kubeconfig = |namespace: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts:\n- name: dev\n  context: {{cluster: c, user: u, namespace: {namespace}}}\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:1'}}\nusers:\n- name: u\n  user: {{}}\n"
+        )
+    };
+    ws.write("first.kubeconfig", &kubeconfig("first"));
+    ws.write("second.kubeconfig", &kubeconfig("second"));
+    let namespace_of = |args: &[&str]| {
+        let out = ws.kubeseal(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let sealed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        sealed["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let seal = [
+        "--cert",
+        "missing.pem",
+        "--cert",
+        "cert.pem",
+        "-f",
+        "nons.yaml",
+    ];
+    assert_eq!(
+        namespace_of(&[&seal[..], &["-n", "x", "--namespace", "y"]].concat()),
+        "y"
+    );
+    assert_eq!(
+        namespace_of(
+            &[
+                &seal[..],
+                &[
+                    "--kubeconfig",
+                    "first.kubeconfig",
+                    "--kubeconfig",
+                    "second.kubeconfig"
+                ]
+            ]
+            .concat()
+        ),
+        "second"
+    );
+
+    ws.kubeseal(&[
+        "--cert",
+        "cert.pem",
+        "-f",
+        "secret.yaml",
+        "-w",
+        "sealed.json",
+    ])
+    .assert()
+    .success();
+    let out = ws
+        .kubeseal(&[
+            "--validate",
+            "--validate",
+            "--recovery-private-key",
+            "key.pem",
+            "-f",
+            "sealed.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn kubeseal_mode_prints_its_version_as_kubeseal_does() {
+    let ws = Workspace::new();
+    let out = ws.kubeseal(&["--version"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("kubeseal version: v{}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn kubeseal_recovery_unseal_without_a_usable_key_says_no_key_could_decrypt() {
+    let ws = Workspace::new();
+    ws.keygen("other-key.pem", "other-cert.pem");
+    ws.kubeseal(&[
+        "--cert",
+        "cert.pem",
+        "-f",
+        "secret.yaml",
+        "-w",
+        "sealed.json",
+    ])
+    .assert()
+    .success();
+    for keys in [&[][..], &["--recovery-private-key", "other-key.pem"]] {
+        let args = [&["--recovery-unseal", "-f", "sealed.json"][..], keys].concat();
+        let out = ws.kubeseal(&args).output().unwrap();
+        assert_clean_failure(&out, "no key could decrypt secret (password)");
+        // kubeseal has no --private-key flag: the error must not send users to it.
+        assert!(!stderr(&out).contains(" --private-key"), "{}", stderr(&out));
+    }
+    let out = ws
+        .kubeseal(&["--recovery-unseal", "-f", "sealed.json"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("--recovery-private-key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn recovery_keys_may_be_a_secret_list_without_kinds_or_a_list() {
+    use base64::Engine;
+    let ws = Workspace::new();
+    let b64 = |name: &str| base64::engine::general_purpose::STANDARD.encode(ws.read(name));
+    // What Go's json.Marshal writes for a client-go SecretList: no kind or apiVersion.
+    let item = format!(
+        r#"{{"metadata":{{"name":"sealed-secrets-keyabcde","namespace":"kube-system","labels":{{"sealedsecrets.bitnami.com/sealed-secrets-key":"active"}}}},"data":{{"tls.crt":"{}","tls.key":"{}"}},"type":"kubernetes.io/tls"}}"#,
+        b64("cert.pem"),
+        b64("key.pem")
+    );
+    ws.write(
+        "typed-list.json",
+        &format!(r#"{{"metadata":{{"resourceVersion":"42"}},"items":[{item}]}}"#),
+    );
+    ws.write(
+        "list.json",
+        &format!(r#"{{"apiVersion":"v1","kind":"List","items":[{item}]}}"#),
+    );
+    ws.kubeseal(&[
+        "--cert",
+        "cert.pem",
+        "-f",
+        "secret.yaml",
+        "-w",
+        "sealed.json",
+    ])
+    .assert()
+    .success();
+    for backup in ["typed-list.json", "list.json"] {
+        let out = ws
+            .kubeseal(&[
+                "--recovery-unseal",
+                "--recovery-private-key",
+                backup,
+                "-f",
+                "sealed.json",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{backup}: {}", stderr(&out));
+        let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(secret["data"]["password"], "aHVudGVyMg==", "{backup}");
+    }
+}
+
+#[test]
+fn kubeseal_reports_a_missing_certificate_before_reading_the_input() {
+    let ws = Workspace::new();
+    let out = ws
+        .kubeseal(&["--cert", "no/such/cert.pem"])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "open no/such/cert.pem: no such file or directory");
 }

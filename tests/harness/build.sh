@@ -107,10 +107,16 @@ go_ldflags() { # component binary  (run inside go/<component>)
 build_go() { # component outdir
   local comp="$1" out="$2" bin pkg src f
   cd "$HARNESS_DIR/go/$comp"
-  while read -r bin pkg; do
-    log "  go build $pkg"
-    CGO_ENABLED=0 go build -mod=readonly -trimpath \
-      -ldflags "-s -w $(go_ldflags "$comp" "$bin")" -o "$out/bin/$bin" "$pkg"
+  while read -r bin pkg tag; do
+    if [[ -n "$tag" ]]; then
+      log "  go test -c -tags $tag $pkg"
+      CGO_ENABLED=0 go test -c -mod=readonly -trimpath -tags "$tag" \
+        -ldflags "-s -w" -o "$out/bin/$bin" "$pkg"
+    else
+      log "  go build $pkg"
+      CGO_ENABLED=0 go build -mod=readonly -trimpath \
+        -ldflags "-s -w $(go_ldflags "$comp" "$bin")" -o "$out/bin/$bin" "$pkg"
+    fi
   done < <(component_binaries "$comp")
   # Non-binary files shipped in the pinned module (e.g. the SealedSecret CRD).
   src="$(go list -mod=readonly -m -f '{{.Dir}}' "$(component_module "$comp")")"

@@ -24,6 +24,15 @@ local_replace_version() { # component module required-version
   esac
 }
 
+# Non-standard packages that the tests of package $2 (build tag $3) import, sorted.
+test_imports() { # dir package tag
+  local imports
+  imports="$(cd "$1" && GOFLAGS=-mod=mod go list -tags "$3" \
+    -f '{{join .TestImports "\n"}}{{"\n"}}{{join .XTestImports "\n"}}' "$2")"
+  # shellcheck disable=SC2086 # one argument per import path
+  (cd "$1" && GOFLAGS=-mod=mod go list -f '{{if not .Standard}}{{.ImportPath}}{{end}}' $imports) | sort -u
+}
+
 gen_go() {
   local comp="$1" mod ver dir upstream_mod
   mod="$(component_module "$comp")"; ver="$(component_version "$comp")"
@@ -68,13 +77,18 @@ for r in json.load(sys.stdin).get("Replace") or []:
   {
     echo "//go:build tools"
     echo
-    echo "// Package tools keeps the command packages built by tests/harness/build.sh"
-    echo "// in the module graph so that \`go mod tidy\` retains their dependencies."
+    echo "// Package tools keeps the command packages built by tests/harness/build.sh (and"
+    echo "// what its compiled tests import) in the module graph so that \`go mod tidy\`"
+    echo "// retains their dependencies."
     echo "package tools"
     echo
     echo "import ("
-    local pkg
-    while read -r _ pkg; do printf '\t_ "%s"\n' "$pkg"; done < <(component_binaries "$comp")
+    local pkg tag
+    while read -r _ pkg tag; do
+      if [[ -z "$tag" ]]; then printf '\t_ "%s"\n' "$pkg"; continue; fi
+      # A compiled test: its test files cannot be imported, so keep what they import.
+      test_imports "$dir" "$pkg" "$tag" | while read -r imp; do printf '\t_ "%s"\n' "$imp"; done
+    done < <(component_binaries "$comp")
     echo ")"
   } > "$dir/tools.go"
   gofmt -w "$dir/tools.go"

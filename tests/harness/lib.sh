@@ -40,7 +40,9 @@ component_module() {
   esac
 }
 
-# Lines "<binary> <package>" for each Go binary of a component.
+# Lines "<binary> <package> [<build tag>]" for each Go binary of a component. A line with
+# a build tag is a compiled test (`go test -c -tags <tag>`): the package's tests are the
+# program, e.g. upstream's own integration suite.
 component_binaries() {
   case "$1" in
     kubernetes)
@@ -50,7 +52,8 @@ component_binaries() {
     vault) echo "vault github.com/hashicorp/vault" ;;
     sealed-secrets)
       echo "kubeseal github.com/bitnami-labs/sealed-secrets/cmd/kubeseal"
-      echo "controller github.com/bitnami-labs/sealed-secrets/cmd/controller" ;;
+      echo "controller github.com/bitnami-labs/sealed-secrets/cmd/controller"
+      echo "sealed-secrets-integration github.com/bitnami-labs/sealed-secrets/integration integration" ;;
     helm) echo "helm $(helm_module)/cmd/helm" ;;
     moto) echo "moto_server -" ;;
     *) die "unknown component '$1'" ;;
@@ -75,6 +78,7 @@ ENV_VARS=(
   "SEALSYNC_VAULT vault vault"
   "SEALSYNC_KUBESEAL sealed-secrets kubeseal"
   "SEALSYNC_UPSTREAM_CONTROLLER sealed-secrets controller"
+  "SEALSYNC_SEALED_SECRETS_INTEGRATION sealed-secrets sealed-secrets-integration"
   "SEALSYNC_HELM helm helm"
   "SEALSYNC_MOTO_SERVER moto moto_server"
 )

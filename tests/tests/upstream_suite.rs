@@ -279,3 +279,35 @@ async fn the_upstream_controller_and_kubeseal_pass_the_upstream_suite() -> anyho
     assert_outcomes("upstream", &outcomes, &[]);
     Ok(())
 }
+
+#[test]
+fn the_known_failures_can_only_shrink() {
+    let outcome = |state: &str| (state.to_string(), "place: why".to_string());
+    let known = [("c fails", "reason"), ("d is fixed", "reason")];
+    let mut outcomes: Outcomes = SKIPPED
+        .iter()
+        .map(|(name, _)| (name.to_string(), outcome("skipped")))
+        .collect();
+    outcomes.insert("a passes".into(), outcome("passed"));
+    outcomes.insert("b fails".into(), outcome("failed"));
+    outcomes.insert("c fails".into(), outcome("failed"));
+    outcomes.insert("d is fixed".into(), outcome("passed"));
+    assert_eq!(
+        check(&outcomes, &known),
+        [
+            "failed: b fails: place: why",
+            "passes now, remove it from the known failures: d is fixed",
+        ]
+    );
+    outcomes.insert(SKIPPED[0].0.into(), outcome("passed"));
+    outcomes.remove("c fails");
+    assert_eq!(
+        check(&outcomes, &known),
+        [
+            "failed: b fails: place: why".to_string(),
+            format!("passed: {}: place: why", SKIPPED[0].0),
+            "passes now, remove it from the known failures: d is fixed".to_string(),
+            "the suite has no spec \"c fails\"".to_string(),
+        ]
+    );
+}

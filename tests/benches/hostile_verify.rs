@@ -71,7 +71,10 @@ fn post(addr: SocketAddrV4, path: &str, body: &[u8]) -> anyhow::Result<u16> {
 fn hostile_body(key_bytes: usize) -> anyhow::Result<Vec<u8>> {
     let value = |seed: usize| {
         let mut bytes = u16::try_from(key_bytes).unwrap().to_be_bytes().to_vec();
-        bytes.extend((0..key_bytes + 32).map(|i| ((seed * 31 + i * 7) % 251) as u8));
+        // A leading zero keeps the RSA part below every modulus: each try is a full
+        // private-key operation, not an early range check.
+        bytes.push(0);
+        bytes.extend((1..key_bytes + 32).map(|i| ((seed * 31 + i * 7) % 251) as u8));
         BASE64.encode(bytes)
     };
     let per_value = value(0).len() + 10;

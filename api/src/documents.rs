@@ -1,11 +1,14 @@
 //! Reading and writing manifests: YAML or JSON, several documents, `v1.List` wrappers.
 
+mod typed;
+
 use serde::Serialize;
 use serde::de::{Deserialize, DeserializeOwned};
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::ApiError;
+pub use typed::FieldError;
 
 /// Output format of manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +77,7 @@ fn parse_document<T: DeserializeOwned>(
             if kind != expected_kind {
                 return Err(wrong_kind(&kind));
             }
-            T::deserialize(item).map_err(|e| ApiError::Parse {
+            typed::from_value(item).map_err(|e| ApiError::Parse {
                 source_name: source_name.to_string(),
                 index,
                 format: expected_kind,
@@ -82,6 +85,13 @@ fn parse_document<T: DeserializeOwned>(
             })
         })
         .collect()
+}
+
+/// Reads one JSON object as `T`, e.g. a request body. Errors name the field and the types,
+/// never a value.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FieldError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| FieldError::new(e.to_string()))?;
+    typed::from_value(&value)
 }
 
 /// The non-empty documents of a YAML stream or a stream of JSON objects.

@@ -35,6 +35,16 @@ pub enum ApiError {
         key: String,
         source: CryptoError,
     },
+    #[error(
+        "{kind} {object} has {count} values, more than the {max} a SealedSecret may hold: \
+         split it into several"
+    )]
+    TooManyValues {
+        kind: &'static str,
+        object: String,
+        count: usize,
+        max: usize,
+    },
     #[error("cannot unseal key {key:?} of SealedSecret {object}: {reason}")]
     Unseal {
         object: String,

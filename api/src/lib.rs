@@ -9,7 +9,7 @@ mod sealing;
 mod secret;
 mod template;
 
-pub use documents::{Format, parse_documents, to_document};
+pub use documents::{FieldError, Format, parse_documents, parse_json, to_document};
 pub use error::ApiError;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use key_secrets::{
@@ -19,6 +19,9 @@ pub use key_secrets::{
 pub use sealed_secret::{
     SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, SecretTemplateSpec,
 };
-pub use sealing::{SealOptions, Unsealed, merge_into, reencrypt, seal_secret, unseal};
+pub use sealing::{
+    MAX_SEALED_VALUES, SealOptions, Unsealed, check_value_count, merge_into, reencrypt,
+    seal_secret, unseal,
+};
 pub use secret::SecretManifest;
 pub use template::render_template_data;

@@ -1,6 +1,6 @@
 //! Sealing a whole Secret into a SealedSecret and back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,6 +17,12 @@ use crate::{
 
 /// Annotation kubectl leaves on applied objects; it may hold the plaintext Secret.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Most values one SealedSecret may hold, a budget of the RSA work one object can ask for.
+/// etcd stores objects of up to 1.5 MiB and a value takes at least ~370 bytes with 2048-bit
+/// keys (~710 with the default 4096-bit ones), so no SealedSecret a cluster can store holds
+/// more.
+pub const MAX_SEALED_VALUES: usize = 4096;
 
 /// How a Secret is sealed.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +53,7 @@ pub fn seal_secret(
             object: secret.object_ref(),
         });
     }
+    ensure_few_values("Secret", secret.object_ref(), values.len())?;
 
     let mut sealed = SealedSecret::new(&name, SealedSecretSpec::default());
     sealed.metadata.namespace = secret.metadata.namespace.clone();
@@ -65,8 +72,38 @@ pub fn merge_into(
     secret: &SecretManifest,
     key: &PublicKey,
 ) -> Result<(), ApiError> {
-    let sealed = seal_values(existing, existing.scope(), secret.values(), key)?;
+    let values = secret.values();
+    let keys: BTreeSet<&str> = existing
+        .spec
+        .encrypted_data
+        .keys()
+        .map(String::as_str)
+        .chain(values.keys().copied())
+        .collect();
+    ensure_few_values("SealedSecret", existing.object_ref(), keys.len())?;
+    let sealed = seal_values(existing, existing.scope(), values, key)?;
     existing.spec.encrypted_data.extend(sealed);
+    Ok(())
+}
+
+/// Refuses a SealedSecret with more than [`MAX_SEALED_VALUES`] values, before any RSA work.
+pub fn check_value_count(sealed: &SealedSecret) -> Result<(), ApiError> {
+    ensure_few_values(
+        "SealedSecret",
+        sealed.object_ref(),
+        sealed.spec.encrypted_data.len(),
+    )
+}
+
+fn ensure_few_values(kind: &'static str, object: String, count: usize) -> Result<(), ApiError> {
+    if count > MAX_SEALED_VALUES {
+        return Err(ApiError::TooManyValues {
+            kind,
+            object,
+            count,
+            max: MAX_SEALED_VALUES,
+        });
+    }
     Ok(())
 }
 
@@ -171,40 +208,56 @@ struct OpenedValues {
     opened_by: BTreeMap<String, Fingerprint>,
 }
 
+/// Opens `encryptedData` (then the deprecated `spec.data`), all or nothing. Work is bounded
+/// for untrusted input: the value count is capped, every value's form is checked before any
+/// RSA operation, and opening stops at the first value that does not open.
 fn open_values(sealed: &SealedSecret, keyring: &Keyring) -> Result<OpenedValues, ApiError> {
+    check_value_count(sealed)?;
     let label = sealed.label();
     let fail = |key: &str, reason: String| ApiError::Unseal {
         object: sealed.object_ref(),
         key: key.to_string(),
         reason,
     };
-    let opened: Vec<(String, SecretBytes, Fingerprint)> = sealed
+    let decoded = sealed
         .spec
         .encrypted_data
-        .par_iter()
+        .iter()
         .map(|(key, encoded)| {
             let bytes = STANDARD
                 .decode(encoded.trim())
                 .map_err(|_| fail(key, "the value is not valid base64".into()))?;
             keyring
-                .open(&label, &bytes)
-                .map(|o| (key.clone(), o.plaintext, o.key.clone()))
-                .map_err(|e| fail(key, explain(sealed, keyring, &bytes, e)))
+                .check_form(&bytes)
+                .map_err(|e| fail(key, e.to_string()))?;
+            Ok((key, bytes))
         })
-        .collect::<Vec<_>>()
-        // The first failing key in key order, so that the same input always gets the
-        // same message.
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
 
+    // The first value alone, then rounds of one value per thread; the first failure ends
+    // it, and the first failing key in key order is reported, so that the same input always
+    // gets the same message. Only that value's failure is explained.
+    let (head, tail) = decoded.split_at(decoded.len().min(1));
+    let rounds = std::iter::once(head).chain(tail.chunks(rayon::current_num_threads().max(1)));
     let mut data = BTreeMap::new();
     let mut opened_by = BTreeMap::new();
-    if let Some(whole) = &sealed.spec.data {
-        data = unseal_legacy_data(sealed, keyring, whole)?;
+    for round in rounds {
+        let results: Vec<_> = round
+            .par_iter()
+            .map(|(key, bytes)| (key, bytes, keyring.open(&label, bytes)))
+            .collect();
+        for (key, bytes, result) in results {
+            let opened = result.map_err(|e| fail(key, explain(sealed, keyring, bytes, e)))?;
+            data.insert((*key).clone(), opened.plaintext);
+            opened_by.insert((*key).clone(), opened.key.clone());
+        }
     }
-    for (key, plaintext, fingerprint) in opened {
-        data.insert(key.clone(), plaintext);
-        opened_by.insert(key, fingerprint);
+    if let Some(whole) = &sealed.spec.data {
+        let legacy = unseal_legacy_data(sealed, keyring, whole)?;
+        // encryptedData's values win over the deprecated form's.
+        for (key, value) in legacy {
+            data.entry(key).or_insert(value);
+        }
     }
     Ok(OpenedValues {
         values: data,
@@ -376,6 +429,28 @@ mod tests {
         let unsealed = unseal(&sealed, keyring()).unwrap().secret;
         assert_eq!(unsealed.data["password"].expose(), b"new");
         assert_eq!(unsealed.data["token"].expose(), b"t");
+    }
+
+    #[test]
+    fn merging_past_the_value_cap_is_refused() {
+        let mut sealed =
+            seal_secret(&secret(SECRET), public_key(), &SealOptions::default()).unwrap();
+        for i in sealed.spec.encrypted_data.len()..MAX_SEALED_VALUES {
+            sealed
+                .spec
+                .encrypted_data
+                .insert(format!("k{i}"), "AAAA".into());
+        }
+        let replacing = secret("kind: Secret\nmetadata: {}\nstringData: {password: new}\n");
+        let mut merged = sealed.clone();
+        assert!(merge_into(&mut merged, &replacing, public_key()).is_ok());
+        let adding = secret("kind: Secret\nmetadata: {}\nstringData: {token: t}\n");
+        let err = merge_into(&mut sealed, &adding, public_key()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SealedSecret prod/db has 4097 values, more than the 4096 a SealedSecret may hold: \
+             split it into several"
+        );
     }
 
     #[test]

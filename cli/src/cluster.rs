@@ -218,8 +218,8 @@ impl Controller {
             }
             Err(e) => return Err(describe(e)).with_context(failed),
         };
-        serde_json::from_str(&body)
-            .with_context(|| format!("{}: its answer is not a SealedSecret", failed()))
+        sealsync_api::parse_json(body.as_bytes())
+            .map_err(|e| anyhow!("{}: its answer is not a SealedSecret: {e}", failed()))
     }
 
     /// One request through the service proxy, retried while the controller's rate limit

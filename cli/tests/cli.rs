@@ -1061,3 +1061,175 @@ fn kubeseal_reports_a_missing_certificate_before_reading_the_input() {
         .unwrap();
     assert_clean_failure(&out, "open no/such/cert.pem: no such file or directory");
 }
+
+/// Values of the wrong type or form, as an attacker or a typo may write them; none of their
+/// text may show up in any output.
+const WRONG_VALUES: [(&str, &str); 6] = [
+    ("987654321", "found an integer"),
+    ("-31415.9265", "found a number"),
+    ("true", "found a boolean"),
+    ("{inner: hunter2}", "found a map"),
+    ("[hunter2, admin-user]", "found a list"),
+    ("null", "found null"),
+];
+
+/// Fails like [`assert_clean_failure`], without the text of any of `WRONG_VALUES`.
+fn assert_no_value(out: &Output, needle: &str) {
+    assert_clean_failure(out, needle);
+    let err = stderr(out);
+    for text in ["987654321", "31415", "9265", "true", "inner"] {
+        assert!(!err.contains(text), "value {text:?} in: {err}");
+    }
+}
+
+#[test]
+fn values_of_the_wrong_type_are_named_by_key_never_shown() {
+    let ws = Workspace::new();
+    let long_bad_base64 = "hunter2!".repeat(500);
+    for (field, key) in [("data", "password"), ("stringData", "username")] {
+        for (value, found) in WRONG_VALUES {
+            // null is an empty value in a Secret, as Kubernetes takes it.
+            if value == "null" {
+                continue;
+            }
+            ws.write(
+                "wrong.yaml",
+                &format!("kind: Secret\nmetadata: {{name: db, namespace: prod}}\n{field}:\n  {key}: {value}\n"),
+            );
+            let out = ws
+                .sealsync(&["seal", "-f", "wrong.yaml", "--cert", "cert.pem"])
+                .output()
+                .unwrap();
+            assert_no_value(
+                &out,
+                &format!(
+                    "wrong.yaml: document 1 is not valid Secret: {field}.{key}: expected a string, {found}"
+                ),
+            );
+        }
+    }
+    ws.write(
+        "long.yaml",
+        &format!("kind: Secret\nmetadata: {{name: db, namespace: prod}}\ndata:\n  password: {long_bad_base64}\n"),
+    );
+    let out = ws
+        .sealsync(&["seal", "-f", "long.yaml", "--cert", "cert.pem"])
+        .output()
+        .unwrap();
+    assert_no_value(&out, "key \"password\" in data is not valid base64");
+
+    // SealedSecrets: unseal, validate and reencrypt read them the same way.
+    ws.run(&[
+        "seal",
+        "-f",
+        "secret.yaml",
+        "--cert",
+        "cert.pem",
+        "-w",
+        "sealed.yaml",
+    ]);
+    let sealed = ws.read("sealed.yaml");
+    let password_line = sealed.lines().find(|l| l.contains("password: ")).unwrap();
+    let commands: [&[&str]; 3] = [
+        &["unseal", "-f", "bad.yaml", "-k", "key.pem"],
+        &["validate", "-f", "bad.yaml", "-k", "key.pem"],
+        &[
+            "reencrypt",
+            "-f",
+            "bad.yaml",
+            "-k",
+            "key.pem",
+            "--cert",
+            "cert.pem",
+        ],
+    ];
+    for (value, found) in WRONG_VALUES {
+        ws.write(
+            "bad.yaml",
+            &sealed.replace(password_line, &format!("    password: {value}")),
+        );
+        for args in commands {
+            let out = ws.sealsync(args).output().unwrap();
+            assert_no_value(
+                &out,
+                &format!("spec.encryptedData.password: expected a string, {found}"),
+            );
+        }
+    }
+    ws.write(
+        "bad.yaml",
+        &sealed.replace(
+            password_line,
+            &format!("    password: {}", "hunter2".repeat(500)),
+        ),
+    );
+    for args in commands {
+        let out = ws.sealsync(args).output().unwrap();
+        assert_no_value(&out, "key \"password\" of SealedSecret prod/db");
+    }
+
+    // Key backups.
+    for (value, found) in WRONG_VALUES {
+        if value == "null" {
+            continue;
+        }
+        ws.write(
+            "backup.yaml",
+            &format!("kind: Secret\nmetadata: {{name: k, namespace: kube-system}}\ndata:\n  tls.key: {value}\n"),
+        );
+        let out = ws
+            .sealsync(&["unseal", "-f", "sealed.yaml", "-k", "backup.yaml"])
+            .output()
+            .unwrap();
+        assert_no_value(
+            &out,
+            &format!(
+                "backup.yaml: document 1 is not valid Secret: data[\"tls.key\"]: expected a string, {found}"
+            ),
+        );
+    }
+}
+
+#[test]
+fn objects_with_too_many_values_are_refused_by_their_count() {
+    let ws = Workspace::new();
+    let many = (0..=4096).fold(
+        "kind: Secret\nmetadata: {name: db, namespace: prod}\nstringData:\n".to_string(),
+        |yaml, i| yaml + &format!("  k{i}: v\n"),
+    );
+    ws.write("many.yaml", &many);
+    let out = ws
+        .sealsync(&["seal", "-f", "many.yaml", "--cert", "cert.pem"])
+        .output()
+        .unwrap();
+    assert_clean_failure(
+        &out,
+        "Secret prod/db has 4097 values, more than the 4096 a SealedSecret may hold",
+    );
+
+    ws.run(&[
+        "seal",
+        "-f",
+        "secret.yaml",
+        "--cert",
+        "cert.pem",
+        "-w",
+        "sealed.yaml",
+    ]);
+    let sealed = ws.read("sealed.yaml");
+    let extra = (0..4096).fold(String::new(), |text, i| text + &format!("    x{i}: AAAA\n"));
+    ws.write(
+        "many-sealed.yaml",
+        &sealed.replace("  encryptedData:\n", &format!("  encryptedData:\n{extra}")),
+    );
+    for args in [
+        &["unseal", "-f", "many-sealed.yaml", "-k", "key.pem"][..],
+        &["validate", "-f", "many-sealed.yaml", "-k", "key.pem"],
+    ] {
+        let out = ws.sealsync(args).output().unwrap();
+        assert_clean_failure(
+            &out,
+            "SealedSecret prod/db has 4098 values, more than the 4096 a SealedSecret may hold: split it into several",
+        );
+    }
+}

@@ -106,10 +106,11 @@ fn parse_cutoff(text: &str) -> Result<OffsetDateTime, String> {
         .map_err(|e| format!("expected e.g. \"Mon, 02 Jan 2026 15:04:05 -0700\": {e}"))
 }
 
-/// Go-style listen addresses: `:8080` means every interface.
+/// Go-style listen addresses: `:8080` means every interface, IPv6 and IPv4 (`[::]`, which
+/// the listener binds dual-stack).
 fn parse_listen(text: &str) -> Result<SocketAddr, std::net::AddrParseError> {
     match text.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}").parse(),
+        Some(port) => format!("[::]:{port}").parse(),
         None => text.parse(),
     }
 }
@@ -130,7 +131,8 @@ mod tests {
         .unwrap();
         assert_eq!(args.key_renew_period, Duration::ZERO);
         assert_eq!(args.key_cutoff_time.unwrap().year(), 2006);
-        assert_eq!(args.listen_addr.port(), 9090);
+        assert_eq!(args.listen_addr, "[::]:9090".parse().unwrap());
+        assert_eq!(args.listen_metrics_addr, "[::]:8081".parse().unwrap());
         assert_eq!(args.leader_election_identity.as_deref(), Some("replica-a"));
         assert_eq!(args.key_ttl, Duration::from_secs(87600 * 3600));
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use sealsync_api::{
-    SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, unseal,
+    ApiError, SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, unseal,
 };
 use sealsync_engine::{
     DesiredSecret, Generator, Outcome, Plan, ReasonedError, SecretRef, WriteMode, digest_of,
@@ -40,6 +40,9 @@ pub enum UnsealError {
          or restore the key it was sealed with"
     )]
     Unseal(sealsync_api::ApiError),
+    /// Refused before any decryption (too many values): re-sealing alone does not help.
+    #[error("{0}")]
+    Refused(sealsync_api::ApiError),
     #[error("the unsealing task failed: {0}")]
     Task(String),
 }
@@ -139,7 +142,10 @@ impl Generator for SealedSecretGenerator {
             .map_err(|e| UnsealError::Task(e.to_string()))?
             .map_err(|e| {
                 self.metrics.unseal_failed("unseal", &namespace);
-                UnsealError::Unseal(e)
+                match e {
+                    ApiError::TooManyValues { .. } => UnsealError::Refused(e),
+                    e => UnsealError::Unseal(e),
+                }
             })?;
         let secret = unsealed.secret;
         let values = secret.values();

@@ -1,6 +1,7 @@
 //! The controller's HTTP API on upstream's paths and codes: `GET /healthz`,
 //! `GET /v1/cert.pem`, `POST /v1/verify` (200 opens, 409 does not; rate limited per
 //! client), `POST /v1/rotate` (re-sealed to the newest key); and `/metrics` on its own port.
+//! Bodies are untrusted: their size and value count are capped before any RSA work.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -9,35 +10,80 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use prometheus_client::registry::Registry;
-use sealsync_api::{SealedSecret, reencrypt, unseal};
+use sealsync_api::{SealedSecret, check_value_count, parse_json, reencrypt, unseal};
 
 use crate::keys::KeyStore;
 use crate::metrics::ControllerMetrics;
+
+/// Largest request body, 2 MiB: room for any SealedSecret a cluster can store (etcd takes
+/// objects of up to 1.5 MiB), also pretty-printed; [`sealsync_api::MAX_SEALED_VALUES`] values
+/// of 2048-bit keys fit. Larger bodies get 413 before they are read whole.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Most client addresses the `/v1/verify` rate limiter keeps state for.
+const MAX_TRACKED_CLIENTS: usize = 10_000;
 
 /// What the API handlers share.
 #[derive(Debug)]
 pub struct ApiState {
     keys: Arc<KeyStore>,
     metrics: ControllerMetrics,
-    verify_limit: DefaultKeyedRateLimiter<IpAddr>,
+    verify_limit: ClientLimiter,
 }
 
 impl ApiState {
-    pub fn new(keys: Arc<KeyStore>, metrics: ControllerMetrics) -> Self {
-        // Upstream's limit: 2 verifications per second per client, burst 2.
-        let two = NonZeroU32::new(2).expect("non-zero");
+    /// `rate` verifications per second per client address, at most `burst` at once.
+    pub fn new(
+        keys: Arc<KeyStore>,
+        metrics: ControllerMetrics,
+        rate: NonZeroU32,
+        burst: NonZeroU32,
+    ) -> Self {
         Self {
             keys,
             metrics,
-            verify_limit: RateLimiter::keyed(Quota::per_second(two).allow_burst(two)),
+            verify_limit: ClientLimiter::new(
+                Quota::per_second(rate).allow_burst(burst),
+                DefaultClock::default(),
+            ),
         }
+    }
+}
+
+/// A per-address rate limiter with bounded state: at [`MAX_TRACKED_CLIENTS`] addresses, those
+/// back to a full allowance are forgotten; while it is still full (a flood from that many
+/// addresses in about a second), requests wait (429) instead of adding state.
+#[derive(Debug)]
+struct ClientLimiter<C: Clock = DefaultClock> {
+    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+}
+
+impl<C: Clock> ClientLimiter<C> {
+    fn new(quota: Quota, clock: C) -> Self {
+        Self {
+            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock),
+        }
+    }
+
+    fn admit(&self, client: IpAddr) -> bool {
+        if self.limiter.len() >= MAX_TRACKED_CLIENTS {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+            if self.limiter.len() >= MAX_TRACKED_CLIENTS {
+                return false;
+            }
+        }
+        self.limiter.check_key(&client).is_ok()
     }
 }
 
@@ -48,6 +94,7 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
         .route("/v1/cert.pem", get(certificate))
         .route("/v1/verify", post(verify))
         .route("/v1/rotate", post(rotate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
 }
@@ -104,13 +151,17 @@ async fn certificate(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
+/// The SealedSecret of a request, refused (400, 413) before any RSA work when it is not one
+/// or holds too many values. Messages name fields and types, never a value.
 fn parse(body: &[u8]) -> Result<SealedSecret, (StatusCode, String)> {
-    serde_json::from_slice(body).map_err(|e| {
+    let sealed: SealedSecret = parse_json(body).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
             format!("the body is not a SealedSecret in JSON: {e}\n"),
         )
-    })
+    })?;
+    check_value_count(&sealed).map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n")))?;
+    Ok(sealed)
 }
 
 async fn verify(
@@ -118,7 +169,7 @@ async fn verify(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    if state.verify_limit.check_key(&client.ip()).is_err() {
+    if !state.verify_limit.admit(client.ip()) {
         return (StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response();
     }
     let sealed = match parse(&body) {
@@ -157,5 +208,135 @@ async fn rotate(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         // The message names the object and key, never a value.
         Ok(Err(message)) => (StatusCode::CONFLICT, format!("{message}\n")).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use governor::clock::FakeRelativeClock;
+    use std::net::Ipv6Addr;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    /// Status and body of `POST path` with `body` to a controller without keys.
+    async fn post(path: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let mut registry = Registry::default();
+        let many = NonZeroU32::new(1000).unwrap();
+        let state = Arc::new(ApiState::new(
+            Arc::new(KeyStore::default()),
+            ControllerMetrics::register(&mut registry),
+            many,
+            many,
+        ));
+        let request = Request::post(path)
+            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))))
+            .body(Body::from(body))
+            .unwrap();
+        let response = api_router(state).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn sealed_secret_json(encrypted_data: &str) -> Vec<u8> {
+        format!(
+            r#"{{"apiVersion":"bitnami.com/v1alpha1","kind":"SealedSecret","metadata":{{"name":"db","namespace":"prod"}},"spec":{{"encryptedData":{encrypted_data}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_are_refused_without_their_values() {
+        for path in ["/v1/verify", "/v1/rotate"] {
+            for (value, found) in [
+                ("987654321", "an integer"),
+                ("false", "a boolean"),
+                (r#"{"s3cr3t":"s3cr3t"}"#, "a map"),
+                (r#"["s3cr3t"]"#, "a list"),
+            ] {
+                let (status, body) =
+                    post(path, sealed_secret_json(&format!(r#"{{"pin":{value}}}"#))).await;
+                assert_eq!(status, StatusCode::BAD_REQUEST);
+                assert_eq!(
+                    body,
+                    format!(
+                        "the body is not a SealedSecret in JSON: spec.encryptedData.pin: \
+                         expected a string, found {found}{}\n",
+                        if found.starts_with("a m") || found.starts_with("a l") {
+                            ""
+                        } else {
+                            " (quote it)"
+                        }
+                    )
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_caps_are_refused_by_their_size() {
+        let values: Vec<String> = (0..=sealsync_api::MAX_SEALED_VALUES)
+            .map(|i| format!(r#""k{i}":"AAAA""#))
+            .collect();
+        let too_many = sealed_secret_json(&format!("{{{}}}", values.join(",")));
+        for path in ["/v1/verify", "/v1/rotate"] {
+            let (status, body) = post(path, too_many.clone()).await;
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(
+                body,
+                "SealedSecret prod/db has 4097 values, more than the 4096 a SealedSecret may \
+                 hold: split it into several\n"
+            );
+            let (status, _) = post(path, vec![b' '; MAX_BODY_BYTES + 1]).await;
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+            // Just under the size cap, a body is read (and then found not to be JSON).
+            let (status, _) = post(path, vec![b' '; MAX_BODY_BYTES]).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+        }
+    }
+
+    fn limiter(clock: &FakeRelativeClock) -> ClientLimiter<FakeRelativeClock> {
+        let two = NonZeroU32::new(2).unwrap();
+        ClientLimiter::new(Quota::per_second(two).allow_burst(two), clock.clone())
+    }
+
+    fn address(n: usize) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(n as u128 + 1))
+    }
+
+    #[test]
+    fn each_client_gets_its_burst_then_waits() {
+        let clock = FakeRelativeClock::default();
+        let limiter = limiter(&clock);
+        assert!(limiter.admit(address(0)));
+        assert!(limiter.admit(address(0)));
+        assert!(!limiter.admit(address(0)));
+        assert!(
+            limiter.admit(address(1)),
+            "another client has its own allowance"
+        );
+        clock.advance(Duration::from_millis(500));
+        assert!(limiter.admit(address(0)));
+    }
+
+    #[test]
+    fn the_limiter_keeps_state_for_a_bounded_number_of_clients() {
+        let clock = FakeRelativeClock::default();
+        let limiter = limiter(&clock);
+        for n in 0..MAX_TRACKED_CLIENTS {
+            assert!(limiter.admit(address(n)));
+        }
+        // Full of clients seen just now: a new one waits and adds no state.
+        let newcomer = address(MAX_TRACKED_CLIENTS);
+        assert!(!limiter.admit(newcomer));
+        assert_eq!(limiter.limiter.len(), MAX_TRACKED_CLIENTS);
+        // Once they are back to a full allowance, they are forgotten.
+        clock.advance(Duration::from_secs(2));
+        assert!(limiter.admit(newcomer));
+        assert_eq!(limiter.limiter.len(), 1);
     }
 }

@@ -7,7 +7,8 @@ mod http;
 mod keys;
 mod metrics;
 
-use std::net::SocketAddr;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,12 +21,14 @@ use sealsync_engine::kubernetes::{EngineConfig, run as run_engine};
 use sealsync_engine::leader::LeaderElection;
 use sealsync_engine::metrics::EngineMetrics;
 use sealsync_engine::policy::Consent;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 pub use args::{Args, LogFormat};
 pub use generator::SealedSecretGenerator;
+pub use http::MAX_BODY_BYTES;
 use keys::{KeyManager, KeyPolicy, KeyStore, watch_keys};
 
 /// Field manager of the Secrets and statuses this controller writes.
@@ -63,9 +66,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let keys = Arc::new(KeyStore::default());
     tokio::spawn(watch_keys(client.clone(), namespace.clone(), keys.clone()));
 
+    // Upstream's limit: 2 verifications per second per client, burst 2.
+    let two = std::num::NonZeroU32::new(2).expect("non-zero");
     let api_state = Arc::new(http::ApiState::new(
         keys.clone(),
         controller_metrics.clone(),
+        two,
+        two,
     ));
     serve(args.listen_addr, http::api_router(api_state), "API").await?;
     serve(
@@ -163,10 +170,16 @@ fn changes(receiver: tokio::sync::watch::Receiver<u64>) -> impl futures::Stream<
     })
 }
 
-async fn serve(address: SocketAddr, router: axum::Router, what: &str) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
+/// Serves `router` on `address` in the background; returns the address bound.
+async fn serve(
+    address: SocketAddr,
+    router: axum::Router,
+    what: &str,
+) -> anyhow::Result<SocketAddr> {
+    let listener = listen(address)
+        .and_then(tokio::net::TcpListener::from_std)
         .with_context(|| format!("cannot listen on {address} for the {what}"))?;
+    let address = listener.local_addr()?;
     info!(%address, "{what} listening");
     tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -174,7 +187,42 @@ async fn serve(address: SocketAddr, router: axum::Router, what: &str) -> anyhow:
             error!(error = %e, "HTTP server stopped");
         }
     });
-    Ok(())
+    Ok(address)
+}
+
+/// Binds `address`. `[::]` (what `:port` means) takes IPv4 connections too, as Go's `:port`
+/// does; on a machine without IPv6 it falls back to IPv4's `0.0.0.0`.
+fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let dual_stack = address.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    match bind(address, dual_stack) {
+        Err(e)
+            if dual_stack
+                && !matches!(e.kind(), ErrorKind::AddrInUse | ErrorKind::PermissionDenied) =>
+        {
+            warn!(error = %e, "no IPv6 here: listening on IPv4 only");
+            bind(
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), address.port()),
+                false,
+            )
+        }
+        bound => bound,
+    }
+}
+
+fn bind(address: SocketAddr, dual_stack: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if dual_stack {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 async fn notify_on_termination(shutdown: Arc<Notify>) {
@@ -198,6 +246,44 @@ async fn rotate_on_request(mut requests: Signal, leading: Arc<AtomicBool>, rotat
             rotate.notify_one();
         } else {
             warn!("SIGUSR1 ignored: this replica does not lead; signal the Lease holder");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn healthz(address: SocketAddr) -> String {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(stream, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_port_alone_answers_on_ipv4_and_ipv6() {
+        let mut registry = Registry::default();
+        let state = Arc::new(http::ApiState::new(
+            Arc::new(KeyStore::default()),
+            metrics::ControllerMetrics::register(&mut registry),
+            std::num::NonZeroU32::MIN,
+            std::num::NonZeroU32::MIN,
+        ));
+        let any = "[::]:0".parse().unwrap();
+        let port = serve(any, http::api_router(state), "API")
+            .await
+            .unwrap()
+            .port();
+        for client in ["127.0.0.1", "::1"] {
+            let address = SocketAddr::new(client.parse().unwrap(), port);
+            let response = tokio::task::spawn_blocking(move || healthz(address))
+                .await
+                .unwrap();
+            assert!(response.starts_with("HTTP/1.0 200"), "{client}: {response}");
+            assert!(response.ends_with("ok"), "{client}: {response}");
         }
     }
 }

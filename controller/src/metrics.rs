@@ -1,7 +1,10 @@
 //! Upstream's metric names (`sealed_secrets_controller_*`), so existing dashboards and
-//! alerts keep working, plus a count of values opened (to show that resyncs open nothing).
+//! alerts keep working, plus counts of values opened (to show that resyncs open nothing) and
+//! of RSA decryptions (the cost of untrusted input, also through `/v1/verify`).
 
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -64,11 +67,13 @@ impl ControllerMetrics {
             "HTTP request latencies by handler",
             metrics.http_duration.clone(),
         );
-        registry.sub_registry_with_prefix("sealsync").register(
+        let own = registry.sub_registry_with_prefix("sealsync");
+        own.register(
             "values_opened",
-            "Sealed values opened (RSA decryptions) by the controller",
+            "Sealed values of SealedSecrets the controller set out to open",
             metrics.values_opened.clone(),
         );
+        own.register_collector(Box::new(RsaDecryptions));
         metrics
     }
 
@@ -110,6 +115,24 @@ impl ControllerMetrics {
     }
 }
 
+/// The process's RSA private-key decryptions (unsealing, `/v1/verify`, `/v1/rotate`), as
+/// counted by the crypto layer.
+#[derive(Debug)]
+struct RsaDecryptions;
+
+impl Collector for RsaDecryptions {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(sealsync_crypto::rsa_decryptions());
+        let metric = encoder.encode_descriptor(
+            "rsa_decryptions",
+            "RSA private-key decryptions, one per key tried on a sealed value",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 fn condition_labels(sealed: &SealedSecret) -> Labels {
     vec![
         ("name", sealed.metadata.name.clone().unwrap_or_default()),
@@ -119,4 +142,22 @@ fn condition_labels(sealed: &SealedSecret) -> Labels {
         ),
         ("condition", "Synced".to_string()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_decryptions_are_exposed() {
+        let mut registry = Registry::default();
+        ControllerMetrics::register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("sealsync_rsa_decryptions_total ")),
+            "{text}"
+        );
+    }
 }

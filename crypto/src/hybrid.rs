@@ -67,6 +67,11 @@ impl<'a> SealedParts<'a> {
         Ok(Self { rsa, aes })
     }
 
+    /// Whether the RSA part is as long as `key`'s modulus, the only case it may open.
+    pub(crate) fn fits(&self, key: &PrivateKey) -> bool {
+        key.public_key().size_bytes() == self.rsa.len()
+    }
+
     /// `None` when `key` (with `label`) did not wrap this value's session key; an error when
     /// it did but the body does not authenticate.
     pub(crate) fn open_with(
@@ -74,7 +79,7 @@ impl<'a> SealedParts<'a> {
         key: &PrivateKey,
         label: &[u8],
     ) -> Option<Result<SecretBytes, CryptoError>> {
-        if key.public_key().size_bytes() != self.rsa.len() {
+        if !self.fits(key) {
             return None;
         }
         let session_key = key.oaep_decrypt(label, self.rsa)?;

@@ -44,9 +44,26 @@ impl Keyring {
         self.keys.is_empty()
     }
 
-    /// Opens a sealed value under `label` with the first key that can.
-    pub fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Opened<'_>, CryptoError> {
+    /// Checks the form of a sealed value without any RSA operation: its parts, and an RSA
+    /// part as long as the modulus of one of the keys (no other could open it).
+    pub fn check_form(&self, sealed: &[u8]) -> Result<(), CryptoError> {
+        self.split(sealed).map(|_| ())
+    }
+
+    fn split<'a>(&self, sealed: &'a [u8]) -> Result<SealedParts<'a>, CryptoError> {
         let parts = SealedParts::split(sealed)?;
+        if !self.keys.iter().any(|key| parts.fits(key)) {
+            return Err(CryptoError::Malformed(
+                "its RSA part is not as long as the modulus of any key of the keyring",
+            ));
+        }
+        Ok(parts)
+    }
+
+    /// Opens a sealed value under `label` with the first key that can; one RSA decryption
+    /// per key of the right size tried.
+    pub fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Opened<'_>, CryptoError> {
+        let parts = self.split(sealed)?;
         for key in &self.keys {
             if let Some(opened) = parts.open_with(key, label) {
                 return opened.map(|plaintext| Opened {
@@ -81,6 +98,24 @@ mod tests {
             assert_eq!(opened.key, fingerprint);
         }
         assert_eq!(ring.newest().unwrap().fingerprint(), &fingerprints[0]);
+    }
+
+    #[test]
+    fn values_of_no_key_size_are_refused_without_rsa() {
+        let ring = Keyring::new(vec![
+            PrivateKey::from_pem(&crate::keys::tests::test_key().to_pkcs1_pem()).unwrap(),
+        ]);
+        // A 4096-bit RSA part where the ring has a 2048-bit key.
+        let mut sealed = 512u16.to_be_bytes().to_vec();
+        sealed.extend([7u8; 512 + 16]);
+        assert!(matches!(
+            ring.check_form(&sealed),
+            Err(CryptoError::Malformed(_))
+        ));
+        assert!(matches!(
+            ring.open(b"", &sealed),
+            Err(CryptoError::Malformed(_))
+        ));
     }
 
     #[test]

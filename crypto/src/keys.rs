@@ -5,6 +5,7 @@
 //! docs/benchmarks.md).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use base64::Engine;
@@ -24,6 +25,15 @@ use crate::{CryptoError, SecretBytes};
 pub const DEFAULT_KEY_BITS: usize = 4096;
 /// Smallest key size sealsync accepts for new keys.
 pub const MIN_KEY_BITS: usize = 2048;
+
+/// RSA private-key decryptions done by this process: the cost of opening sealed values,
+/// which untrusted input drives (see [`rsa_decryptions`]).
+static RSA_DECRYPTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many RSA private-key decryptions this process has done so far.
+pub fn rsa_decryptions() -> u64 {
+    RSA_DECRYPTIONS.load(Ordering::Relaxed)
+}
 
 /// SHA-256 fingerprint of a public key, in OpenSSH form (`SHA256:<base64>`), as the
 /// upstream controller prints it.
@@ -226,6 +236,7 @@ impl PrivateKey {
     /// RSA-OAEP (SHA-256, MGF1-SHA-256) decryption with `label`; `None` when the
     /// ciphertext was not made for this key and label.
     pub(crate) fn oaep_decrypt(&self, label: &[u8], ciphertext: &[u8]) -> Option<SecretBytes> {
+        RSA_DECRYPTIONS.fetch_add(1, Ordering::Relaxed);
         let mut out = Zeroizing::new(vec![0u8; self.decryptor.min_output_size()]);
         let len = self
             .decryptor

@@ -15,6 +15,8 @@ pub use cert::{CertificateParams, SealingCertificate};
 pub use error::CryptoError;
 pub use hybrid::{open_value, seal_value};
 pub use keyring::{Keyring, Opened};
-pub use keys::{DEFAULT_KEY_BITS, Fingerprint, MIN_KEY_BITS, PrivateKey, PublicKey};
+pub use keys::{
+    DEFAULT_KEY_BITS, Fingerprint, MIN_KEY_BITS, PrivateKey, PublicKey, rsa_decryptions,
+};
 pub use scope::{CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION, Scope};
 pub use secret::SecretBytes;

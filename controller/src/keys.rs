@@ -13,6 +13,7 @@ use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
 use sealsync_api::{KEY_LABEL, SecretManifest, key_secret, keyring_from_key_secrets};
 use sealsync_crypto::{CertificateParams, Keyring, PrivateKey, SealingCertificate};
+use sealsync_engine::kubernetes::api_message;
 use sealsync_engine::leader::Leadership;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
@@ -143,12 +144,12 @@ pub struct KeyManager {
 /// A key could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot list the key Secrets of namespace {namespace}: {source}")]
+    #[error("cannot list the key Secrets of namespace {namespace}: {}", api_message(.source))]
     List {
         namespace: String,
         source: kube::Error,
     },
-    #[error("cannot create a key Secret in namespace {namespace}: {source}")]
+    #[error("cannot create a key Secret in namespace {namespace}: {}", api_message(.source))]
     Create {
         namespace: String,
         source: kube::Error,

@@ -79,7 +79,7 @@ impl ReasonedError for SourceReadError {
 }
 
 /// The API server's own message (it never quotes Secret values), not the whole status.
-fn api_message(error: &kube::Error) -> String {
+pub fn api_message(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),

@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tracing::{info, warn};
 
+use crate::kubernetes::api_message;
+
 /// How long a standby waits after it last saw the lease renewed before taking it over
 /// (client-go's default).
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -120,7 +122,7 @@ impl LeaderElection {
                     delay = RETRY_PERIOD;
                 }
                 Ok(Err(e)) => {
-                    warn!(lease = %self.name, error = %e, hint = remedy(&e), retry_in = ?delay, "cannot take the leader lease");
+                    warn!(lease = %self.name, error = %api_message(&e), hint = remedy(&e), retry_in = ?delay, "cannot take the leader lease");
                     delay = (delay * 2).min(MAX_ERROR_BACKOFF);
                 }
                 Err(_) => {
@@ -154,7 +156,7 @@ impl LeaderElection {
                 }
                 Ok(Ok(Attempt::HeldBy(holder))) => break format!("the Lease names {holder:?} now"),
                 Ok(Err(e)) => {
-                    warn!(lease = %self.name, error = %e, hint = remedy(&e), "cannot renew the leader lease");
+                    warn!(lease = %self.name, error = %api_message(&e), hint = remedy(&e), "cannot renew the leader lease");
                 }
                 Err(_) => warn!(lease = %self.name, "no answer to the renewal of the leader lease"),
             }
@@ -291,7 +293,7 @@ impl Leader {
         match timeout(CALL_TIMEOUT, release).await {
             Ok(Ok(())) => info!(lease = %election.name, "leader lease released"),
             Ok(Err(e)) => {
-                warn!(lease = %election.name, error = %e, "cannot release the leader lease")
+                warn!(lease = %election.name, error = %api_message(&e), "cannot release the leader lease")
             }
             Err(_) => warn!(lease = %election.name, "no answer to the release of the leader lease"),
         }

@@ -31,13 +31,13 @@ use keys::{KeyError, KeyManager, KeyPolicy, KeyStore, watch_keys};
 /// Field manager of the Secrets and statuses this controller writes.
 pub const FIELD_MANAGER: &str = "sealsync-controller";
 const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-/// Timeouts of every call to the API server, so that a server that stops answering fails
-/// the call instead of hanging it. The read timeout counts from the request, and also ends a
-/// watch that has been silent that long (watches get a bookmark about every minute), which
-/// then resumes from where it was.
+// Timeouts of every call to the API server, so that a server that stops answering fails
+// the call instead of hanging it. The read timeout counts from the request and also applies
+// to watches, which the API server ends after 290 s (kube's watcher asks for that): it is
+// longer, so that a quiet watch is not cut (a shorter one cut them every time it passed).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// First and longest pause before the key manager tries again after a failure.
 const KEY_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
@@ -198,6 +198,7 @@ async fn keep_keys(manager: KeyManager, rotate: Arc<Notify>, leadership: Leaders
         if matches!(e, KeyError::NotLeading) || !leadership.is_leading() {
             std::future::pending::<()>().await;
         }
+        // A failure after a long healthy run starts the backoff over.
         if started.elapsed() > KEY_RETRY.1 {
             delay = KEY_RETRY.0;
         }

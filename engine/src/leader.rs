@@ -6,6 +6,10 @@
 //! last saw the holder renew, and the leader stops acting [`RENEW_DEADLINE`] after its last
 //! renewal was sent. The difference is the safety margin, so that a leader that was paused
 //! or cut off stops before anyone else may start.
+//!
+//! Hand-written rather than kube-lease-manager, which judges expiry by the holder's
+//! renewTime against the local wall clock (skew tolerated up to a grace period), puts no
+//! timeout on its calls and offers no deadline-based "still leading" check.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -320,3 +320,23 @@ pub fn remedy(error: &kube::Error) -> &'static str {
         _ => UNREACHABLE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn leadership_ends_by_itself_at_the_renew_deadline() {
+        let renewed = watch::Sender::new(None);
+        let leadership = Leadership(renewed.subscribe());
+        assert!(!leadership.is_leading(), "not before the lease is won");
+        renewed.send_replace(Some(Instant::now()));
+        tokio::time::advance(RENEW_DEADLINE - Duration::from_millis(1)).await;
+        assert!(leadership.is_leading());
+        // No renewal since: no word from the renewing task is needed to stop leading.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!leadership.is_leading());
+        renewed.send_replace(Some(Instant::now()));
+        assert!(leadership.is_leading(), "a renewal extends it");
+    }
+}

@@ -382,6 +382,29 @@ async fn the_lease_is_held_while_the_first_key_cannot_be_made_and_sigterm_ends_e
         a.log()
     );
     assert_eq!(lease(&cluster, &ns).await?.0, None, "lease released");
+
+    // Without any permission, the wait for the lease says which one is missing.
+    Api::<ServiceAccount>::namespaced(cluster.client(), &ns)
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some("nothing".into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await?;
+    let powerless = cluster.service_account_kubeconfig(&ns, "nothing").await?;
+    let mut c = spawn_controller(cluster.dir(), "powerless", &powerless, &[&namespace])?;
+    wait_for_log(&mut c, "cannot get resource \"leases\"").await?;
+    assert!(
+        c.log().contains("grant the controller's ServiceAccount"),
+        "{}",
+        c.log()
+    );
+    stops_on_sigterm(&mut c).await?;
     Ok(())
 }
 

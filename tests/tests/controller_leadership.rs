@@ -131,28 +131,34 @@ async fn a_frozen_leader_writes_nothing_once_resumed_and_the_standby_takes_over(
     let cluster = TestCluster::start().await?;
     let controller_ns = cluster.namespace("controller").await?;
     let ns = cluster.namespace("app").await?;
-    let mut a = SealsyncController::start(
-        &cluster,
-        &controller_ns,
-        &[KEY_SIZE, "--leader-election-identity=replica-a"],
-    )
-    .await?;
+    // The leader freezes (a paused VM, a starved container) for longer than the lease, most
+    // likely while it generates its first key (4096 bits take seconds).
+    let namespace = format!("--controller-namespace={controller_ns}");
+    let mut a = spawn_controller(
+        cluster.dir(),
+        "replica-a",
+        cluster.kubeconfig(),
+        &[
+            &namespace,
+            "--key-size=4096",
+            "--leader-election-identity=replica-a",
+        ],
+    )?;
+    wait_for_holder(&cluster, &controller_ns, "replica-a", &mut a).await?;
+    a.stop()?;
+    eprintln!(
+        "frozen with {} key(s) made",
+        key_count(&cluster, &controller_ns).await?
+    );
     let mut b = SealsyncController::start(
         &cluster,
         &controller_ns,
         &[KEY_SIZE, "--leader-election-identity=replica-b"],
     )
     .await?;
-    assert_eq!(
-        lease(&cluster, &controller_ns).await?.0.as_deref(),
-        Some("replica-a")
-    );
+    wait_for_holder(&cluster, &controller_ns, "replica-b", b.process()).await?;
     assert_eq!(key_count(&cluster, &controller_ns).await?, 1);
     let cert = SealingCertificate::from_pem(b.certificate()?.as_bytes())?;
-
-    // The leader freezes (a paused VM, a starved container) for longer than the lease.
-    a.process().stop()?;
-    wait_for_holder(&cluster, &controller_ns, "replica-b", b.process()).await?;
 
     // The new leader unseals what arrives meanwhile.
     let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
@@ -190,17 +196,17 @@ async fn a_frozen_leader_writes_nothing_once_resumed_and_the_standby_takes_over(
         .metadata
         .resource_version;
 
-    // It resumes with a rotation request pending, and work it has not seen: it must notice
-    // that it lost the lease before acting on any of it, and stop.
-    a.process().signal("USR1")?;
-    let before = a.process().log().len();
-    a.process().resume()?;
+    // It resumes with its key generation under way, a rotation request pending and work it
+    // has not seen: it must notice that it lost the lease before acting on any of it, and
+    // stop.
+    a.signal("USR1")?;
+    let before = a.log().len();
+    a.resume()?;
     let status = a
-        .process()
         .wait_exit(Duration::from_secs(30))
         .await?
         .context("the resumed leader goes on running")?;
-    let log = a.process().log();
+    let log = a.log();
     let resumed = &log[before..];
     assert!(!status.success(), "{status}: {resumed}");
     assert!(resumed.contains("lost the leader lease"), "{resumed}");

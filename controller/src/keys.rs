@@ -13,6 +13,8 @@ use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
 use sealsync_api::{KEY_LABEL, SecretManifest, key_secret, keyring_from_key_secrets};
 use sealsync_crypto::{CertificateParams, Keyring, PrivateKey, SealingCertificate};
+use sealsync_engine::kubernetes::api_message;
+use sealsync_engine::leader::Leadership;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -142,18 +144,20 @@ pub struct KeyManager {
 /// A key could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot list the key Secrets of namespace {namespace}: {source}")]
+    #[error("cannot list the key Secrets of namespace {namespace}: {}", api_message(.source))]
     List {
         namespace: String,
         source: kube::Error,
     },
-    #[error("cannot create a key Secret in namespace {namespace}: {source}")]
+    #[error("cannot create a key Secret in namespace {namespace}: {}", api_message(.source))]
     Create {
         namespace: String,
         source: kube::Error,
     },
     #[error("cannot generate a key: {0}")]
     Generate(String),
+    #[error("no key made: this replica no longer leads")]
+    NotLeading,
 }
 
 impl KeyManager {
@@ -181,7 +185,7 @@ impl KeyManager {
             .map(|c| c.not_before()))
     }
 
-    async fn create_key(&self, why: &str) -> Result<(), KeyError> {
+    async fn create_key(&self, why: &str, leadership: &Leadership) -> Result<(), KeyError> {
         let policy = self.policy.clone();
         let namespace = self.namespace.clone();
         let manifest = tokio::task::spawn_blocking(move || {
@@ -200,6 +204,10 @@ impl KeyManager {
             serde_json::to_value(&manifest).expect("a key Secret serializes"),
         )
         .expect("a key Secret is a Secret");
+        // Checked after the slow part: the lease may have been lost while generating.
+        if !leadership.is_leading() {
+            return Err(KeyError::NotLeading);
+        }
         let created = self
             .api
             .create(&PostParams::default(), &secret)
@@ -218,8 +226,9 @@ impl KeyManager {
     }
 
     /// Makes a key now if there is none or the newest is older than the cutoff time; then
-    /// renews on the period and whenever `rotate` is notified. Runs until an error.
-    pub async fn run(&self, rotate: Arc<Notify>) -> Result<(), KeyError> {
+    /// renews on the period and whenever `rotate` is notified. Runs until an error; makes
+    /// a key only while `leadership` says this replica leads.
+    pub async fn run(&self, rotate: &Notify, leadership: &Leadership) -> Result<(), KeyError> {
         let mut cutoff = self.policy.cutoff;
         loop {
             let newest = self.newest_key_time().await?;
@@ -238,7 +247,7 @@ impl KeyManager {
                 Some(_) => None,
             };
             if let Some(why) = due {
-                self.create_key(why).await?;
+                self.create_key(why, leadership).await?;
                 continue;
             }
             let made = newest.expect("a key exists");
@@ -250,7 +259,7 @@ impl KeyManager {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400 * 365))) => {}
-                _ = rotate.notified() => self.create_key("rotation requested").await?,
+                _ = rotate.notified() => self.create_key("rotation requested", leadership).await?,
             }
         }
     }

@@ -7,9 +7,9 @@ mod http;
 mod keys;
 mod metrics;
 
+use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,38 +18,40 @@ use kube::Client;
 use prometheus_client::registry::Registry;
 use sealsync_crypto::CertificateParams;
 use sealsync_engine::kubernetes::{EngineConfig, run as run_engine};
-use sealsync_engine::leader::LeaderElection;
+use sealsync_engine::leader::{LeaderElection, Leadership, remedy};
 use sealsync_engine::metrics::EngineMetrics;
 use sealsync_engine::policy::Consent;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
 pub use args::{Args, LogFormat};
 pub use generator::SealedSecretGenerator;
 pub use http::MAX_BODY_BYTES;
-use keys::{KeyManager, KeyPolicy, KeyStore, watch_keys};
+use keys::{KeyError, KeyManager, KeyPolicy, KeyStore, watch_keys};
 
 /// Field manager of the Secrets and statuses this controller writes.
 pub const FIELD_MANAGER: &str = "sealsync-controller";
 const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+// Timeouts of every call to the API server, so that a server that stops answering fails
+// the call instead of hanging it. The read timeout counts from the request and also applies
+// to watches, which the API server ends after 290 s (kube's watcher asks for that): it is
+// longer, so that a quiet watch is not cut (a shorter one cut them every time it passed).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// First and longest pause before the key manager tries again after a failure.
+const KEY_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
 /// Runs the controller until SIGTERM (or Ctrl-C), or until it loses the leader lease.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    // Listened to from the start: SIGUSR1's default action would end the process.
+    // Listened to from the start: SIGUSR1's default action would end the process, and
+    // SIGTERM must end every stage, the waits for the lease and the first key included.
     let rotation_requests =
         signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
-    let leading = Arc::new(AtomicBool::new(false));
-    let rotate = Arc::new(Notify::new());
-    tokio::spawn(rotate_on_request(
-        rotation_requests,
-        leading.clone(),
-        rotate.clone(),
-    ));
-    let client = Client::try_default()
-        .await
-        .context("cannot connect to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let shutdown = termination().context("cannot listen for SIGTERM")?;
+    let client = client().await?;
     let namespace = match args.controller_namespace.clone() {
         Some(namespace) => namespace,
         None => std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
@@ -82,9 +84,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
 
-    let shutdown = Arc::new(Notify::new());
-    tokio::spawn(notify_on_termination(shutdown.clone()));
-
     let identity = args.leader_election_identity.clone().unwrap_or_else(|| {
         format!(
             "{}_{:08x}",
@@ -98,11 +97,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &args.leader_election_lease,
         &identity,
     );
-    tokio::select! {
-        () = election.acquire() => {}
-        () = shutdown.notified() => return Ok(()),
-    }
-    leading.store(true, Ordering::Release);
+    let leadership = election.leadership();
+    let rotate = Arc::new(Notify::new());
+    tokio::spawn(rotate_on_request(
+        rotation_requests,
+        leadership.clone(),
+        rotate.clone(),
+    ));
+    let mut leader = tokio::select! {
+        leader = election.acquire() => leader,
+        () = stopped(shutdown.clone()) => {
+            info!("stopped while waiting for the leader lease");
+            return Ok(());
+        }
+    };
 
     let manager = KeyManager::new(
         client.clone(),
@@ -118,8 +126,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             cutoff: args.key_cutoff_time,
         },
     );
-    let key_task = tokio::spawn(async move { manager.run(rotate).await });
-    keys.wait_for_a_key().await;
+    let key_manager = keep_keys(manager, rotate, leadership.clone());
 
     let config = EngineConfig {
         field_manager: FIELD_MANAGER.into(),
@@ -134,32 +141,82 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         backoff: (Duration::from_millis(500), Duration::from_secs(300)),
         reporter: FIELD_MANAGER.into(),
         instance: identity.clone(),
+        leadership: leadership.clone(),
     };
     let generator = Arc::new(SealedSecretGenerator::new(keys.clone(), controller_metrics));
     let key_changes = changes(keys.subscribe());
-    let stop = shutdown.clone();
     let engine = run_engine(
         client,
         generator,
         config,
         engine_metrics,
         key_changes,
-        async move { stop.notified().await },
+        stopped(shutdown.clone()),
     );
+    let lead = async {
+        if keys.current().newest.is_none() {
+            info!("waiting for the first sealing key");
+        }
+        tokio::select! {
+            () = keys.wait_for_a_key() => {}
+            () = stopped(shutdown.clone()) => {
+                info!("stopped while waiting for the first sealing key");
+                return;
+            }
+        }
+        engine.await;
+    };
     let outcome = tokio::select! {
-        () = engine => Ok(()),
-        lost = election.hold() => Err(anyhow::Error::new(lost)),
-        keys = key_task => match keys {
-            Ok(Err(e)) => Err(anyhow::Error::new(e)),
-            _ => Err(anyhow::anyhow!("the key manager stopped")),
-        },
+        () = lead => Ok(()),
+        never = key_manager => match never {},
+        lost = leader.lost() => Err(anyhow::Error::new(lost)),
     };
     if let Err(e) = &outcome {
         error!(error = %e, "stopping");
     }
-    election.release().await;
+    leader.release().await;
     info!("sealsync-controller stopped");
     outcome
+}
+
+/// A client of the API server (in-cluster configuration or KUBECONFIG) whose calls time out.
+async fn client() -> anyhow::Result<Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("cannot configure the Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.write_timeout = Some(WRITE_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.reset_reader_on_write = true;
+    Client::try_from(config).context("cannot make a client of the Kubernetes API")
+}
+
+/// Runs the key manager for as long as the process leads. A failure is logged with what
+/// to do and retried with backoff, so that a missing permission shows and, once granted,
+/// takes effect without a restart.
+async fn keep_keys(manager: KeyManager, rotate: Arc<Notify>, leadership: Leadership) -> Infallible {
+    let mut delay = KEY_RETRY.0;
+    loop {
+        let started = tokio::time::Instant::now();
+        let Err(e) = manager.run(&rotate, &leadership).await else {
+            unreachable!("the key manager runs until an error");
+        };
+        // The lease is lost: the process is stopping, nothing to report or retry.
+        if matches!(e, KeyError::NotLeading) || !leadership.is_leading() {
+            std::future::pending::<()>().await;
+        }
+        // A failure after a long healthy run starts the backoff over.
+        if started.elapsed() > KEY_RETRY.1 {
+            delay = KEY_RETRY.0;
+        }
+        let hint = match &e {
+            KeyError::List { source, .. } | KeyError::Create { source, .. } => remedy(source),
+            KeyError::Generate(_) | KeyError::NotLeading => "retrying",
+        };
+        warn!(error = %e, hint, retry_in = ?delay, "the key manager failed");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(KEY_RETRY.1);
+    }
 }
 
 /// One item per change of the key set.
@@ -225,24 +282,31 @@ fn bind(address: SocketAddr, dual_stack: bool) -> std::io::Result<std::net::TcpL
     Ok(socket.into())
 }
 
-async fn notify_on_termination(shutdown: Arc<Notify>) {
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    info!("termination requested");
-    shutdown.notify_waiters();
-    // A second notification for whoever starts waiting after the first.
-    shutdown.notify_one();
+/// Turns true on SIGTERM (or Ctrl-C).
+fn termination() -> std::io::Result<watch::Receiver<bool>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let (requested, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        info!("termination requested");
+        requested.send_replace(true);
+    });
+    Ok(receiver)
+}
+
+/// Resolves once termination is requested.
+async fn stopped(mut termination: watch::Receiver<bool>) {
+    // The value stays true once set, also after its sender is gone.
+    let _ = termination.wait_for(|requested| *requested).await;
 }
 
 /// SIGUSR1 asks for a new key; only the leader makes keys, so a standby ignores it.
-async fn rotate_on_request(mut requests: Signal, leading: Arc<AtomicBool>, rotate: Arc<Notify>) {
+async fn rotate_on_request(mut requests: Signal, leadership: Leadership, rotate: Arc<Notify>) {
     while requests.recv().await.is_some() {
-        if leading.load(Ordering::Acquire) {
+        if leadership.is_leading() {
             rotate.notify_one();
         } else {
             warn!("SIGUSR1 ignored: this replica does not lead; signal the Lease holder");

@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::backoff::{Backoff, jitter};
 use crate::events::{EventPublisher, EventType};
 use crate::generator::{AppliedAction, Generator, Outcome, ReasonedError, SecretRef, WriteMode};
+use crate::leader::Leadership;
 use crate::metrics::EngineMetrics;
 use crate::policy::{self, Consent, ExistingSecret};
 use crate::sync::Syncer;
@@ -78,7 +79,7 @@ impl ReasonedError for SourceReadError {
 }
 
 /// The API server's own message (it never quotes Secret values), not the whole status.
-fn api_message(error: &kube::Error) -> String {
+pub fn api_message(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
@@ -256,6 +257,8 @@ pub struct EngineConfig {
     pub reporter: String,
     /// This replica, in events (e.g. its leader-election identity).
     pub instance: String,
+    /// Asked before each reconcile: a replica that no longer leads writes nothing.
+    pub leadership: Leadership,
 }
 
 struct Context<G: Generator> {
@@ -396,6 +399,10 @@ where
     let span = info_span!("reconcile", object = %key, kind = %G::Source::kind(&()));
     async move {
         if source.meta().deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        if !context.config.leadership.is_leading() {
+            debug!("not leading: nothing written");
             return Ok(Action::await_change());
         }
         let in_flight = context.metrics.started();

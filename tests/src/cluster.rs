@@ -381,6 +381,27 @@ impl TestCluster {
         Ok(Client::try_from(config)?)
     }
 
+    /// Kubeconfig file for a process (the controller) authenticated as ServiceAccount
+    /// `namespace/name`, with a fresh one-hour token: it has that account's rights only.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<PathBuf> {
+        use base64::Engine;
+        let token = self.service_account_token(namespace, name).await?;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.pki.ca.cert);
+        let path = self.dir().join(format!("{namespace}-{name}.kubeconfig"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: sa\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context: {{cluster: test, user: sa}}\n",
+                self.server
+            ),
+        )?;
+        Ok(path)
+    }
+
     /// A fresh one-hour token of ServiceAccount `namespace/name` (TokenRequest API).
     pub async fn service_account_token(
         &self,

@@ -38,6 +38,11 @@ impl Process {
         })
     }
 
+    /// The file its output goes to.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     /// Everything the process printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -63,16 +68,40 @@ impl Process {
         Ok(self.child.try_wait()?)
     }
 
+    /// Sends signal `name` (e.g. `USR1`).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.id().to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill -{name} {} failed", self.id());
+        Ok(())
+    }
+
+    /// Freezes the process (SIGSTOP), as a paused VM or a starved container would be.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("CONT")
+    }
+
     /// Sends SIGTERM and waits up to `grace` for the exit; `None` if it did not exit.
     pub async fn terminate(
         &mut self,
         grace: Duration,
     ) -> anyhow::Result<Option<std::process::ExitStatus>> {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.id().to_string()])
-            .status()?;
-        anyhow::ensure!(sent.success(), "kill -TERM {} failed", self.id());
-        let deadline = Instant::now() + grace;
+        self.signal("TERM")?;
+        self.wait_exit(grace).await
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; `None` if it did not.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.exit_status()? {
                 return Ok(Some(status));

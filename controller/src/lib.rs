@@ -127,6 +127,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         backoff: (Duration::from_millis(500), Duration::from_secs(300)),
         reporter: FIELD_MANAGER.into(),
         instance: identity.clone(),
+        namespaces: None,
+        source_selector: None,
     };
     let generator = Arc::new(SealedSecretGenerator::new(keys.clone(), controller_metrics));
     let key_changes = changes(keys.subscribe());

@@ -97,6 +97,11 @@ pub struct SealedSecretStatus {
     /// unsealed, so that auditors can see which SealedSecrets still depend on an old key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_fingerprints: Vec<String>,
+    /// Digest of the inputs its Secret was last generated from (sealsync's own), so that a
+    /// restarted controller opens nothing that did not change, without any bookkeeping on
+    /// the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_digest: Option<String>,
 }
 
 /// A condition of a SealedSecret (upstream has one type: `Synced`).

@@ -163,14 +163,14 @@ impl Generator for SealedSecretGenerator {
         Ok((desired, fingerprints))
     }
 
-    fn status_is_current(&self, sealed: &SealedSecret) -> bool {
-        sealed.status.as_ref().is_some_and(|status| {
-            status.observed_generation == sealed.metadata.generation
-                && status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == SYNCED && c.status == "True")
-        })
+    fn synced_digest(&self, sealed: &SealedSecret) -> Option<String> {
+        let status = sealed.status.as_ref()?;
+        let synced = status.observed_generation == sealed.metadata.generation
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == SYNCED && c.status == "True");
+        synced.then(|| status.input_digest.clone()).flatten()
     }
 
     fn status(
@@ -180,9 +180,17 @@ impl Generator for SealedSecretGenerator {
     ) -> Option<serde_json::Value> {
         let current = sealed.status.clone().unwrap_or_default();
         let previous = current.conditions.iter().find(|c| c.type_ == SYNCED);
+        let mut input_digest = current.input_digest.clone();
         let (synced, reason, message, fingerprints) = match outcome {
             Outcome::Unchanged => (true, None, None, current.key_fingerprints.clone()),
-            Outcome::Applied { report, .. } => (true, None, None, report.iter().cloned().collect()),
+            Outcome::Applied {
+                report,
+                input_digest: written_from,
+                ..
+            } => {
+                input_digest = Some(written_from.clone());
+                (true, None, None, report.iter().cloned().collect())
+            }
             Outcome::Refused { message } => (
                 false,
                 Some(Self::REFUSED_REASON),
@@ -200,6 +208,7 @@ impl Generator for SealedSecretGenerator {
         let status_word = if synced { "True" } else { "False" };
         let same = current.observed_generation == sealed.metadata.generation
             && current.key_fingerprints == fingerprints
+            && current.input_digest == input_digest
             && previous.is_some_and(|c| {
                 c.status == status_word
                     && c.reason.as_deref() == reason
@@ -225,6 +234,7 @@ impl Generator for SealedSecretGenerator {
                 message,
             }],
             key_fingerprints: fingerprints,
+            input_digest,
         };
         Some(serde_json::to_value(status).expect("a status serializes"))
     }

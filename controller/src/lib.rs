@@ -142,6 +142,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         reporter: FIELD_MANAGER.into(),
         instance: identity.clone(),
         leadership: leadership.clone(),
+        namespaces: None,
+        source_selector: None,
     };
     let generator = Arc::new(SealedSecretGenerator::new(keys.clone(), controller_metrics));
     let key_changes = changes(keys.subscribe());

@@ -63,8 +63,13 @@ pub struct DesiredSecret {
 pub enum Outcome<R> {
     /// The Secret was already up to date; nothing was opened or written.
     Unchanged,
-    /// The Secret was written (created, updated, or restored after drift).
-    Applied { report: R, action: AppliedAction },
+    /// The Secret was written (created, updated, or restored after drift) from the inputs
+    /// of `input_digest`, which the status records ([`Generator::synced_digest`]).
+    Applied {
+        report: R,
+        action: AppliedAction,
+        input_digest: String,
+    },
     /// An existing Secret belongs to someone else; it was left alone.
     Refused { message: String },
     /// Generating or writing failed; nothing was changed.
@@ -83,8 +88,6 @@ pub enum AppliedAction {
     DriftReverted,
     /// An existing Secret that allowed it was taken over.
     Adopted,
-    /// Regenerated to refresh the source's status; the Secret was already right.
-    Refreshed,
 }
 
 /// An error that knows its short machine-readable reason (metric label, event reason).
@@ -122,7 +125,7 @@ pub trait Generator: Send + Sync + 'static {
 
     /// Drops from the cached copy of `source` what only [`Generator::generate`] reads (e.g.
     /// ciphertexts), so that thousands of sources stay small in memory. `plan`,
-    /// `status_is_current` and `status` must give the same answers on the compact copy as on
+    /// `synced_digest` and `status` must give the same answers on the compact copy as on
     /// the full object; `generate` is always handed the full object, read again. The default
     /// keeps everything.
     fn compact(&self, _source: &mut Self::Source) {}
@@ -137,12 +140,16 @@ pub trait Generator: Send + Sync + 'static {
         source: &Self::Source,
     ) -> impl Future<Output = Result<(DesiredSecret, Self::Report), Self::Error>> + Send;
 
-    /// Whether the status of `source` already reports its current generation as synced, so
-    /// that an unchanged Secret needs no regeneration.
-    fn status_is_current(&self, source: &Self::Source) -> bool;
+    /// The input digest ([`Plan::input_digest`]) of the Secret that the status of `source`
+    /// reports as synced for its current generation, if any: when it is the plan's, an
+    /// unchanged Secret needs no regeneration, also after a restart. The engine keeps no
+    /// bookkeeping on the Secret itself.
+    fn synced_digest(&self, source: &Self::Source) -> Option<String>;
 
     /// The status `source` should have after `outcome`, or `None` when its current status
-    /// already says so (statuses are written only when they change).
+    /// already says so (statuses are written only when they change). After
+    /// [`Outcome::Applied`] it records the outcome's input digest for `synced_digest`; after
+    /// the other outcomes it keeps the recorded one (the Secret did not change).
     fn status(
         &self,
         source: &Self::Source,

@@ -21,14 +21,4 @@ pub use generator::{
     AppliedAction, DesiredSecret, Generator, Outcome, Plan, ReasonedError, SecretRef, WriteMode,
     digest_of,
 };
-pub use sync::{Syncer, source_annotation};
-
-/// Annotation naming the source of a generated Secret (`<Kind>/<name>`): how the engine
-/// knows a Secret is its own even without ownerReferences.
-pub const SOURCE_ANNOTATION: &str = "sealsync.dev/source";
-/// Annotation with the digest of the source inputs the Secret was generated from: when it
-/// matches, nothing needs to be opened or written.
-pub const DIGEST_ANNOTATION: &str = "sealsync.dev/input-digest";
-/// Label on every generated Secret (value: the field manager), so that they are watched
-/// with a label selector instead of caching every Secret of the cluster.
-pub const MANAGED_BY_LABEL: &str = "sealsync.dev/managed-by";
+pub use sync::Syncer;

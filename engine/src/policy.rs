@@ -4,16 +4,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::generator::{AppliedAction, Plan, WriteMode};
-use crate::{DIGEST_ANNOTATION, SOURCE_ANNOTATION};
 
-/// What the engine knows of an existing Secret without reading its data.
+/// What the engine knows of an existing Secret without reading its data. Nothing of it is
+/// bookkeeping on the Secret: ownership comes from ownerReferences and managedFields.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExistingSecret {
     pub resource_version: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    /// The annotations the guard reads (consent); a target may drop the others.
     pub annotations: BTreeMap<String, String>,
     /// UID of the controlling ownerReference, if any.
     pub controller_uid: Option<String>,
+    /// Whether our field manager wrote some of its content (data, type).
+    pub written_by_us: bool,
     /// Whether another field manager wrote the Secret's data or type after our last write
     /// (from managedFields): an edit made while nobody was watching.
     pub changed_by_others: bool,
@@ -25,8 +27,8 @@ pub struct ExistingSecret {
 /// The source, as the guard needs to know it.
 #[derive(Debug, Clone)]
 pub struct SourceIdentity {
-    /// `<Kind>/<name>`, the value of [`SOURCE_ANNOTATION`].
-    pub source: String,
+    /// Its kind, for messages.
+    pub kind: String,
     pub uid: Option<String>,
 }
 
@@ -39,6 +41,15 @@ pub struct Consent {
     pub merge: Option<String>,
 }
 
+impl Consent {
+    /// Whether `annotation` is one of the consent annotations (the ones a target keeps).
+    pub fn is_consent_annotation(&self, annotation: &str) -> bool {
+        [&self.adopt, &self.merge]
+            .into_iter()
+            .any(|name| name.as_deref() == Some(annotation))
+    }
+}
+
 /// What to do with a source's Secret.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -47,6 +58,10 @@ pub enum Decision {
     Apply {
         mode: WriteMode,
         action: AppliedAction,
+        /// Whether the Secret gets an ownerReference to the source: not when it only
+        /// consents to a merge, so that deleting the source never deletes a Secret that
+        /// holds keys of others.
+        owner_reference: bool,
     },
     /// The Secret exists and is not ours; leave it.
     Refuse { message: String },
@@ -62,12 +77,14 @@ pub(crate) fn consents(annotations: &BTreeMap<String, String>, annotation: Optio
 
 /// Decides for `plan`. `last_seen` is the resourceVersion this process last wrote or
 /// checked, `None` after a start: then an edit is recognised from managedFields instead.
+/// `synced_digest` is the input digest the Secret is known to have been generated from
+/// (by this process, or as the source's status reports).
 pub fn decide(
     plan: &Plan,
     source: &SourceIdentity,
     existing: Option<&ExistingSecret>,
     last_seen: Option<&str>,
-    status_is_current: bool,
+    synced_digest: Option<&str>,
     consent: &Consent,
 ) -> Decision {
     let Some(existing) = existing else {
@@ -79,22 +96,27 @@ pub fn decide(
         return Decision::Apply {
             mode: plan.write,
             action,
+            owner_reference: plan.owner_reference,
         };
     };
     let consents =
         |annotation: &Option<String>| consents(&existing.annotations, annotation.as_deref());
-    let mode = if consents(&consent.merge) {
-        WriteMode::Merge
+    let (mode, owner_reference) = if consents(&consent.merge) {
+        (
+            WriteMode::Merge,
+            plan.owner_reference && consents(&consent.adopt),
+        )
     } else {
-        plan.write
+        (plan.write, plan.owner_reference)
     };
-    let ours = existing.annotations.get(SOURCE_ANNOTATION) == Some(&source.source)
+    let ours = existing.written_by_us
         || (existing.controller_uid.is_some() && existing.controller_uid == source.uid);
     if !ours {
         return if consents(&consent.adopt) || consents(&consent.merge) {
             Decision::Apply {
                 mode,
                 action: AppliedAction::Adopted,
+                owner_reference,
             }
         } else {
             Decision::Refuse {
@@ -102,7 +124,7 @@ pub fn decide(
                     "Resource \"{}\" already exists and is not managed by {}: delete it, or \
                      annotate it {} to let it be taken over",
                     plan.target.name,
-                    source.source.split('/').next().unwrap_or_default(),
+                    source.kind,
                     consent
                         .adopt
                         .as_deref()
@@ -112,7 +134,7 @@ pub fn decide(
             }
         };
     }
-    let action = if existing.annotations.get(DIGEST_ANNOTATION) != Some(&plan.input_digest) {
+    let action = if synced_digest != Some(plan.input_digest.as_str()) {
         AppliedAction::Updated
     } else if match (mode, &plan.data_keys, &existing.our_data_keys) {
         // Others write the rest of a merged Secret: only losing one of ours is drift (an
@@ -124,12 +146,14 @@ pub fn decide(
         },
     } {
         AppliedAction::DriftReverted
-    } else if !status_is_current {
-        AppliedAction::Refreshed
     } else {
         return Decision::Skip;
     };
-    Decision::Apply { mode, action }
+    Decision::Apply {
+        mode,
+        action,
+        owner_reference,
+    }
 }
 
 #[cfg(test)]
@@ -156,7 +180,7 @@ mod tests {
 
     fn source() -> SourceIdentity {
         SourceIdentity {
-            source: "SealedSecret/db".into(),
+            kind: "SealedSecret".into(),
             uid: Some("uid-1".into()),
         }
     }
@@ -168,24 +192,34 @@ mod tests {
         }
     }
 
-    fn ours(digest: &str, rv: &str) -> ExistingSecret {
+    /// A Secret this engine wrote, at resourceVersion `rv`.
+    fn ours(rv: &str) -> ExistingSecret {
         ExistingSecret {
             resource_version: Some(rv.into()),
-            annotations: [
-                (SOURCE_ANNOTATION.to_string(), "SealedSecret/db".to_string()),
-                (DIGEST_ANNOTATION.to_string(), digest.to_string()),
-            ]
-            .into(),
+            written_by_us: true,
             ..ExistingSecret::default()
         }
     }
 
+    /// Decides with the Secret known to be generated from digest `synced`.
+    fn decide_synced(
+        existing: Option<&ExistingSecret>,
+        last_seen: Option<&str>,
+        synced: Option<&str>,
+    ) -> Decision {
+        decide(&plan(), &source(), existing, last_seen, synced, &consent())
+    }
+
     fn decide_for(existing: Option<&ExistingSecret>, last_seen: Option<&str>) -> Decision {
-        decide(&plan(), &source(), existing, last_seen, true, &consent())
+        decide_synced(existing, last_seen, Some("d1"))
     }
 
     fn apply(mode: WriteMode, action: AppliedAction) -> Decision {
-        Decision::Apply { mode, action }
+        Decision::Apply {
+            mode,
+            action,
+            owner_reference: true,
+        }
     }
 
     #[test]
@@ -202,12 +236,14 @@ mod tests {
 
     #[test]
     fn an_unchanged_secret_is_skipped_and_a_changed_source_updates_it() {
+        assert_eq!(decide_for(Some(&ours("7")), Some("7")), Decision::Skip);
         assert_eq!(
-            decide_for(Some(&ours("d1", "7")), Some("7")),
-            Decision::Skip
+            decide_synced(Some(&ours("7")), Some("7"), Some("d0")),
+            apply(WriteMode::Replace, AppliedAction::Updated)
         );
+        // Nothing says what it was generated from (e.g. a status that was never written).
         assert_eq!(
-            decide_for(Some(&ours("d0", "7")), Some("7")),
+            decide_synced(Some(&ours("7")), Some("7"), None),
             apply(WriteMode::Replace, AppliedAction::Updated)
         );
     }
@@ -215,14 +251,14 @@ mod tests {
     #[test]
     fn a_write_by_someone_else_is_drift() {
         assert_eq!(
-            decide_for(Some(&ours("d1", "8")), Some("7")),
+            decide_for(Some(&ours("8")), Some("7")),
             apply(WriteMode::Replace, AppliedAction::DriftReverted)
         );
         // After a restart nothing was seen yet: managedFields tell.
-        assert_eq!(decide_for(Some(&ours("d1", "8")), None), Decision::Skip);
+        assert_eq!(decide_for(Some(&ours("8")), None), Decision::Skip);
         let edited = ExistingSecret {
             changed_by_others: true,
-            ..ours("d1", "8")
+            ..ours("8")
         };
         assert_eq!(
             decide_for(Some(&edited), None),
@@ -231,23 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_status_regenerates_once() {
-        let decision = decide(
-            &plan(),
-            &source(),
-            Some(&ours("d1", "7")),
-            Some("7"),
-            false,
-            &consent(),
-        );
-        assert_eq!(
-            decision,
-            apply(WriteMode::Replace, AppliedAction::Refreshed)
-        );
-    }
-
-    #[test]
-    fn a_secret_owned_by_the_source_uid_is_ours_even_without_annotations() {
+    fn a_secret_owned_by_the_source_uid_is_ours_without_our_writes() {
         // Created by the upstream controller: ownerReference only.
         let upstream = ExistingSecret {
             controller_uid: Some("uid-1".into()),
@@ -255,7 +275,7 @@ mod tests {
             ..ExistingSecret::default()
         };
         assert_eq!(
-            decide_for(Some(&upstream), None),
+            decide_synced(Some(&upstream), None, None),
             apply(WriteMode::Replace, AppliedAction::Updated)
         );
     }
@@ -272,20 +292,30 @@ mod tests {
         assert!(message.contains("\"db\" already exists and is not managed by SealedSecret"));
         assert!(message.contains("example/managed=true"));
 
-        let mut managed = foreign.clone();
-        managed
-            .annotations
-            .insert("example/managed".into(), "true".into());
+        let with = |annotations: &[&str]| {
+            let mut secret = foreign.clone();
+            for annotation in annotations {
+                secret
+                    .annotations
+                    .insert(annotation.to_string(), "true".into());
+            }
+            decide_for(Some(&secret), None)
+        };
         assert_eq!(
-            decide_for(Some(&managed), None),
+            with(&["example/managed"]),
             apply(WriteMode::Replace, AppliedAction::Adopted)
         );
-        let mut patched = foreign;
-        patched
-            .annotations
-            .insert("example/patch".into(), "true".into());
+        // A merge into someone else's Secret never makes it ours to garbage-collect.
         assert_eq!(
-            decide_for(Some(&patched), None),
+            with(&["example/patch"]),
+            Decision::Apply {
+                mode: WriteMode::Merge,
+                action: AppliedAction::Adopted,
+                owner_reference: false,
+            }
+        );
+        assert_eq!(
+            with(&["example/patch", "example/managed"]),
             apply(WriteMode::Merge, AppliedAction::Adopted)
         );
     }
@@ -293,15 +323,15 @@ mod tests {
     #[test]
     fn a_merged_secret_drifts_only_when_one_of_our_keys_is_taken() {
         let merged = |rv: &str, owned: &[&str]| ExistingSecret {
-            annotations: [
-                (SOURCE_ANNOTATION.to_string(), "SealedSecret/db".to_string()),
-                (DIGEST_ANNOTATION.to_string(), "d1".to_string()),
-                ("example/patch".to_string(), "true".to_string()),
-            ]
-            .into(),
+            annotations: [("example/patch".to_string(), "true".to_string())].into(),
             changed_by_others: true,
             our_data_keys: Some(keys(owned)),
-            ..ours("d1", rv)
+            ..ours(rv)
+        };
+        let merge = |action| Decision::Apply {
+            mode: WriteMode::Merge,
+            action,
+            owner_reference: false,
         };
         // Someone else wrote their own key: the version moved, ours are intact.
         let theirs_edited = merged("8", &["password", "user"]);
@@ -311,11 +341,11 @@ mod tests {
         let ours_taken = merged("8", &["user"]);
         assert_eq!(
             decide_for(Some(&ours_taken), Some("7")),
-            apply(WriteMode::Merge, AppliedAction::DriftReverted)
+            merge(AppliedAction::DriftReverted)
         );
         assert_eq!(
             decide_for(Some(&ours_taken), None),
-            apply(WriteMode::Merge, AppliedAction::DriftReverted)
+            merge(AppliedAction::DriftReverted)
         );
     }
 }

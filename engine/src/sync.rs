@@ -10,17 +10,18 @@ use kube::Resource;
 use crate::generator::{AppliedAction, Generator, Outcome, ReasonedError, SecretRef};
 use crate::policy::{Consent, Decision, SourceIdentity, decide};
 use crate::target::{Owner, SecretTarget, SecretWrite};
-use crate::{DIGEST_ANNOTATION, MANAGED_BY_LABEL, SOURCE_ANNOTATION};
 
 /// Converges sources of one generator into one target.
 #[derive(Debug)]
 pub struct Syncer<G, T> {
     generator: Arc<G>,
     target: T,
-    field_manager: String,
     consent: Consent,
     /// Each Secret as this process last wrote or checked it.
     last_seen: Mutex<HashMap<SecretRef, Seen>>,
+    /// The source (by name, in the Secret's namespace) that each Secret was planned for,
+    /// so that a change of the Secret reconciles its source.
+    sources: Mutex<HashMap<SecretRef, String>>,
 }
 
 /// What this process knows of a Secret it handled.
@@ -32,23 +33,14 @@ struct Seen {
     written_from: Option<String>,
 }
 
-/// `<Kind>/<name>`: the value of [`SOURCE_ANNOTATION`] for `source`.
-pub fn source_annotation<K: Resource<DynamicType = ()>>(source: &K) -> String {
-    format!(
-        "{}/{}",
-        K::kind(&()),
-        source.meta().name.as_deref().unwrap_or_default()
-    )
-}
-
 impl<G: Generator, T: SecretTarget> Syncer<G, T> {
-    pub fn new(generator: Arc<G>, target: T, field_manager: &str, consent: Consent) -> Self {
+    pub fn new(generator: Arc<G>, target: T, consent: Consent) -> Self {
         Self {
             generator,
             target,
-            field_manager: field_manager.into(),
             consent,
             last_seen: Mutex::default(),
+            sources: Mutex::default(),
         }
     }
 
@@ -58,6 +50,15 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
 
     pub fn generator(&self) -> &G {
         &self.generator
+    }
+
+    /// The name of the source whose Secret `secret` is, if one was planned for it.
+    pub fn source_of(&self, secret: &SecretRef) -> Option<String> {
+        self.sources
+            .lock()
+            .expect("sources lock")
+            .get(secret)
+            .cloned()
     }
 
     /// Brings the Secret of `source` to its desired state, or says why not. Never deletes.
@@ -83,27 +84,34 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             Ok(plan) => plan,
             Err(e) => return failed(&e),
         };
+        if let Some(name) = source.meta().name.clone() {
+            self.sources
+                .lock()
+                .expect("sources lock")
+                .insert(plan.target.clone(), name);
+        }
         let existing = match self.target.existing(&plan.target).await {
             Ok(existing) => existing,
             Err(e) => return failed(&e),
         };
         let identity = SourceIdentity {
-            source: source_annotation(source),
+            kind: G::Source::kind(&()).into_owned(),
             uid: source.meta().uid.clone(),
         };
         let seen = self.last_seen(&plan.target);
-        let written_here = seen
+        let synced = seen
             .as_ref()
-            .is_some_and(|s| s.written_from.as_ref() == Some(&plan.input_digest));
+            .and_then(|s| s.written_from.clone())
+            .or_else(|| self.generator.synced_digest(source));
         let decision = decide(
             &plan,
             &identity,
             existing.as_ref(),
             seen.as_ref().map(|s| s.version.as_str()),
-            written_here || self.generator.status_is_current(source),
+            synced.as_deref(),
             &self.consent,
         );
-        let (mode, action) = match decision {
+        let (mode, action, owner_reference) = match decision {
             Decision::Skip => {
                 if let Some(version) = existing.and_then(|e| e.resource_version) {
                     self.remember(&plan.target, version, seen.and_then(|s| s.written_from));
@@ -111,7 +119,11 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
                 return Outcome::Unchanged;
             }
             Decision::Refuse { message } => return Outcome::Refused { message },
-            Decision::Apply { mode, action } => (mode, action),
+            Decision::Apply {
+                mode,
+                action,
+                owner_reference,
+            } => (mode, action, owner_reference),
         };
         let full = match read.await {
             Ok(Some(full)) => full,
@@ -125,20 +137,11 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             Ok(fresh) => fresh,
             Err(e) => return failed(&e),
         };
-        let (mut secret, report) = match self.generator.generate(&full).await {
+        let (secret, report) = match self.generator.generate(&full).await {
             Ok(generated) => generated,
             Err(e) => return failed(&e),
         };
-        secret
-            .labels
-            .insert(MANAGED_BY_LABEL.into(), self.field_manager.clone());
-        secret
-            .annotations
-            .insert(SOURCE_ANNOTATION.into(), identity.source);
-        secret
-            .annotations
-            .insert(DIGEST_ANNOTATION.into(), plan.input_digest.clone());
-        let owner = plan.owner_reference.then(|| owner_of(&full)).flatten();
+        let owner = owner_reference.then(|| owner_of(&full)).flatten();
         let write = SecretWrite {
             target: &plan.target,
             secret: &secret,
@@ -148,7 +151,11 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         match self.target.apply(&write).await {
             Ok(version) => {
                 self.remember(&plan.target, version, Some(plan.input_digest.clone()));
-                Outcome::Applied { report, action }
+                Outcome::Applied {
+                    report,
+                    action,
+                    input_digest: plan.input_digest,
+                }
             }
             Err(e) => failed(&e),
         }
@@ -161,10 +168,13 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
                 .lock()
                 .expect("last_seen lock")
                 .remove(&plan.target);
+            self.sources
+                .lock()
+                .expect("sources lock")
+                .remove(&plan.target);
         }
         self.generator.forget(source);
     }
-
     fn last_seen(&self, secret: &SecretRef) -> Option<Seen> {
         self.last_seen
             .lock()
@@ -201,7 +211,6 @@ impl AppliedAction {
             Self::Updated => "updated",
             Self::DriftReverted => "restored after it was changed or deleted by someone else",
             Self::Adopted => "taken over",
-            Self::Refreshed => "checked",
         }
     }
 }

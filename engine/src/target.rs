@@ -31,6 +31,8 @@ pub struct SecretWrite<'a> {
     pub target: &'a SecretRef,
     pub secret: &'a DesiredSecret,
     pub owner: Option<&'a Owner>,
+    /// In [`WriteMode::Replace`] the Secret ends with exactly the generated data, labels and
+    /// annotations, as upstream writes it; in [`WriteMode::Merge`] others' stay.
     pub mode: WriteMode,
 }
 
@@ -177,11 +179,16 @@ impl ReasonedError for LocalDirError {
 }
 
 /// Secrets as `<root>/<namespace>/<name>.yaml` manifests, written atomically with mode 0600.
-/// Versions are digests of the file contents, so an edit by hand is seen as drift.
+/// Versions are digests of the file contents, so an edit by hand is seen as drift. The store
+/// has no managedFields: each file it writes names its writer in [`LOCAL_WRITER_ANNOTATION`].
 #[derive(Debug, Clone)]
 pub struct LocalDirTarget {
     root: PathBuf,
+    field_manager: String,
 }
+
+/// Annotation of the local store's files naming the field manager that wrote them.
+pub const LOCAL_WRITER_ANNOTATION: &str = "sealsync.dev/written-by";
 
 /// What the local store reads back from a manifest.
 #[derive(Deserialize)]
@@ -196,8 +203,6 @@ struct StoredSecret {
 #[serde(rename_all = "camelCase")]
 struct StoredMetadata {
     #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
     annotations: BTreeMap<String, String>,
     #[serde(default)]
     owner_references: Vec<StoredOwner>,
@@ -211,8 +216,11 @@ struct StoredOwner {
 }
 
 impl LocalDirTarget {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+    pub fn new(root: impl Into<PathBuf>, field_manager: &str) -> Self {
+        Self {
+            root: root.into(),
+            field_manager: field_manager.into(),
+        }
     }
 
     /// The file of `secret`.
@@ -252,7 +260,8 @@ impl SecretTarget for LocalDirTarget {
         Ok(
             Self::read(&self.path(secret))?.map(|(stored, version)| ExistingSecret {
                 resource_version: Some(version),
-                labels: stored.metadata.labels,
+                written_by_us: stored.metadata.annotations.get(LOCAL_WRITER_ANNOTATION)
+                    == Some(&self.field_manager),
                 annotations: stored.metadata.annotations,
                 controller_uid: stored
                     .metadata
@@ -278,9 +287,12 @@ impl SecretTarget for LocalDirTarget {
                 });
             }
         }
-        let text = zeroize::Zeroizing::new(
-            serde_norway::to_string(&SecretObject::new(write, &data)).expect("a Secret serializes"),
-        );
+        let mut annotations = write.secret.annotations.clone();
+        annotations.insert(LOCAL_WRITER_ANNOTATION.into(), self.field_manager.clone());
+        let mut object = SecretObject::new(write, &data);
+        object.metadata.annotations = &annotations;
+        let text =
+            zeroize::Zeroizing::new(serde_norway::to_string(&object).expect("a Secret serializes"));
         let dir = path.parent().expect("a Secret file has a directory");
         let failed = |source| LocalDirError::Write {
             path: path.clone(),

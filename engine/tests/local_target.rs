@@ -71,8 +71,8 @@ impl Generator for ConfigMapToSecret {
         Ok((secret, ()))
     }
 
-    fn status_is_current(&self, _: &ConfigMap) -> bool {
-        true
+    fn synced_digest(&self, _: &ConfigMap) -> Option<String> {
+        None
     }
 
     fn status(&self, _: &ConfigMap, _: &Outcome<()>) -> Option<serde_json::Value> {
@@ -103,8 +103,7 @@ fn syncer(dir: &std::path::Path, merge: bool) -> Syncer<ConfigMapToSecret, Local
             merge,
             ..ConfigMapToSecret::default()
         }),
-        LocalDirTarget::new(dir),
-        "test-manager",
+        LocalDirTarget::new(dir, "test-manager"),
         Consent {
             adopt: Some("example.com/managed".into()),
             merge: None,
@@ -136,7 +135,7 @@ async fn creates_then_skips_without_generating_and_reverts_hand_edits() {
     );
     let written = std::fs::read_to_string(path(dir.path())).unwrap();
     assert!(written.contains("password: cHc="), "{written}");
-    assert!(written.contains("sealsync.dev/source: ConfigMap/app"));
+    assert!(written.contains("sealsync.dev/written-by: test-manager"));
     assert!(written.contains("uid: uid-1"), "owner reference");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path(dir.path()))

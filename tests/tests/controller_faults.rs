@@ -114,3 +114,66 @@ async fn converges_after_an_api_server_restart_mid_sync_and_stops_gracefully() -
     );
     Ok(())
 }
+
+/// Sends `signal` (e.g. `-STOP`, `-CONT`) to the process `pid`.
+fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill {signal} {pid}: {status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forgets_sources_deleted_while_the_watch_was_down() -> anyhow::Result<()> {
+    const CONDITION_INFO: &str = "sealed_secrets_controller_condition_info";
+    let mut cluster = TestCluster::start().await?;
+    let controller_ns = cluster.namespace("faults").await?;
+    let ns = cluster.namespace("apps").await?;
+    let mut controller =
+        SealsyncController::start(&cluster, &controller_ns, &["--resync-period=2s"]).await?;
+    let cert = SealingCertificate::from_pem(controller.certificate()?.as_bytes())?;
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
+    for name in ["gone", "stays"] {
+        let yaml = format!(
+            "kind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData: {{a: b}}\n"
+        );
+        let secret = parse_documents::<SecretManifest>(&yaml, "test", "Secret")?.remove(0);
+        let sealed = seal_secret(&secret, cert.public_key(), &SealOptions::default())?;
+        sealed_api.create(&PostParams::default(), &sealed).await?;
+    }
+    for name in ["gone", "stays"] {
+        let labels = format!("name=\"{name}\"");
+        wait_for(
+            &format!("the condition series of {name}"),
+            Duration::from_secs(60),
+            None,
+            || async { Ok(controller.metric(CONDITION_INFO, &labels)? == 1.0) },
+        )
+        .await?;
+    }
+
+    // Frozen, the controller misses the delete event; the API server's restart then makes
+    // its watch start over from a list in which the SealedSecret is missing.
+    let pid = controller.process().id();
+    signal(pid, "-STOP")?;
+    let deleted = sealed_api.delete("gone", &Default::default()).await;
+    let restarted = cluster.restart_apiserver(Duration::from_secs(1)).await;
+    signal(pid, "-CONT")?;
+    deleted?;
+    restarted?;
+
+    wait_for(
+        "the condition series of the SealedSecret deleted meanwhile removed",
+        Duration::from_secs(90),
+        None,
+        || async { Ok(controller.metric(CONDITION_INFO, "name=\"gone\"")? == 0.0) },
+    )
+    .await?;
+    assert_eq!(
+        controller.metric(CONDITION_INFO, "name=\"stays\"")?,
+        1.0,
+        "the other series stays"
+    );
+    Ok(())
+}

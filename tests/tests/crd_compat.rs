@@ -59,7 +59,7 @@ fn printer_columns(version: &Value) -> Vec<Value> {
 /// Properties that every custom resource has whether its schema lists them or not.
 /// Fields only sealsync's controller writes (in the status subresource, never in Git): an
 /// upstream object cannot carry them, so typing them rejects nothing users write.
-const SEALSYNC_ONLY: [&str; 1] = ["status.keyFingerprints"];
+const SEALSYNC_ONLY: [&str; 2] = ["status.keyFingerprints", "status.inputDigest"];
 
 const IMPLICIT_ROOT_PROPERTIES: [&str; 3] = ["apiVersion", "kind", "metadata"];
 

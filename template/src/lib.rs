@@ -17,7 +17,8 @@
 //! - fixed to behave as Go: ranging over a map visits its keys in order, `else` of a
 //!   `range` runs only when there is nothing to range over, raw strings keep backslashes,
 //!   trim markers trim only ASCII white space and accept any of it after `-`, actions may
-//!   span lines, numeric zero of any type is false, `printf` turns `%%` into `%`;
+//!   span lines, numeric zero of any type is false, `printf` turns `%%` into `%` and honours
+//!   the `0` and `-` flags on their own;
 //! - `printf` widths and precisions are bounded, and no error message shows a value.
 
 mod error;

@@ -127,6 +127,8 @@ fn printf_b<B: fmt::Binary>(p: &FormatParams, u: B) -> String {
         ('#', '0', '+', '-', _) => format!("{:<+#0width$b}", u, width = p.width),
         ('_', '0', '+', '-', _) => format!("{:<+0width$b}", u, width = p.width),
         ('#', '0', '_', '-', _) => format!("{:<#0width$b}", u, width = p.width),
+        ('_', '0', '_', '_', _) => format!("{:0width$b}", u, width = p.width),
+        ('_', '_', '_', '-', _) => format!("{:<width$b}", u, width = p.width),
         (_, _, _, _, _) => format!("{:width$b}", u, width = p.width),
     }
 }
@@ -145,6 +147,8 @@ fn printf_o<B: fmt::Octal>(p: &FormatParams, u: B) -> String {
         ('#', '0', '+', '-', _) => format!("{:<+#0width$o}", u, width = p.width),
         ('_', '0', '+', '-', _) => format!("{:<+0width$o}", u, width = p.width),
         ('#', '0', '_', '-', _) => format!("{:<#0width$o}", u, width = p.width),
+        ('_', '0', '_', '_', _) => format!("{:0width$o}", u, width = p.width),
+        ('_', '_', '_', '-', _) => format!("{:<width$o}", u, width = p.width),
         (_, _, _, _, _) => format!("{:width$o}", u, width = p.width),
     }
 }
@@ -163,6 +167,8 @@ fn printf_x<B: fmt::LowerHex>(p: &FormatParams, u: B) -> String {
         ('#', '0', '+', '-', _) => format!("{:<+#0width$x}", u, width = p.width),
         ('_', '0', '+', '-', _) => format!("{:<+0width$x}", u, width = p.width),
         ('#', '0', '_', '-', _) => format!("{:<#0width$x}", u, width = p.width),
+        ('_', '0', '_', '_', _) => format!("{:0width$x}", u, width = p.width),
+        ('_', '_', '_', '-', _) => format!("{:<width$x}", u, width = p.width),
         (_, _, _, _, _) => format!("{:width$x}", u, width = p.width),
     }
 }
@@ -181,6 +187,8 @@ fn printf_xx<B: fmt::UpperHex>(p: &FormatParams, u: B) -> String {
         ('#', '0', '+', '-', _) => format!("{:<+#0width$X}", u, width = p.width),
         ('_', '0', '+', '-', _) => format!("{:<+0width$X}", u, width = p.width),
         ('#', '0', '_', '-', _) => format!("{:<#0width$X}", u, width = p.width),
+        ('_', '0', '_', '_', _) => format!("{:0width$X}", u, width = p.width),
+        ('_', '_', '_', '-', _) => format!("{:<width$X}", u, width = p.width),
         (_, _, _, _, _) => format!("{:width$X}", u, width = p.width),
     }
 }
@@ -200,6 +208,8 @@ fn printf_generic<D: fmt::Display>(p: &FormatParams, c: D) -> String {
             ('#', '0', '+', '-', _) => format!("{:<+#0width$.pr$}", c, width = p.width, pr = pr),
             ('_', '0', '+', '-', _) => format!("{:<+0width$.pr$}", c, width = p.width, pr = pr),
             ('#', '0', '_', '-', _) => format!("{:<#0width$.pr$}", c, width = p.width, pr = pr),
+            ('_', '0', '_', '_', _) => format!("{:0width$.pr$}", c, width = p.width, pr = pr),
+            ('_', '_', '_', '-', _) => format!("{:<width$.pr$}", c, width = p.width, pr = pr),
             (_, _, _, _, _) => format!("{:width$.pr$}", c, width = p.width, pr = pr),
         }
     } else {
@@ -216,6 +226,8 @@ fn printf_generic<D: fmt::Display>(p: &FormatParams, c: D) -> String {
             ('#', '0', '+', '-', _) => format!("{:<+#0width$}", c, width = p.width),
             ('_', '0', '+', '-', _) => format!("{:<+0width$}", c, width = p.width),
             ('#', '0', '_', '-', _) => format!("{:<#0width$}", c, width = p.width),
+            ('_', '0', '_', '_', _) => format!("{:0width$}", c, width = p.width),
+            ('_', '_', '_', '-', _) => format!("{:<width$}", c, width = p.width),
             (_, _, _, _, _) => format!("{:width$}", c, width = p.width),
         }
     }
@@ -236,6 +248,8 @@ fn printf_e<E: fmt::LowerExp>(p: &FormatParams, f: E) -> String {
             ('#', '0', '+', '-', _) => format!("{:<+#0width$.pr$e}", f, width = p.width, pr = pr),
             ('_', '0', '+', '-', _) => format!("{:<+0width$.pr$e}", f, width = p.width, pr = pr),
             ('#', '0', '_', '-', _) => format!("{:<#0width$.pr$e}", f, width = p.width, pr = pr),
+            ('_', '0', '_', '_', _) => format!("{:0width$.pr$e}", f, width = p.width, pr = pr),
+            ('_', '_', '_', '-', _) => format!("{:<width$.pr$e}", f, width = p.width, pr = pr),
             (_, _, _, _, _) => format!("{:width$.pr$e}", f, width = p.width, pr = pr),
         }
     } else {
@@ -252,6 +266,8 @@ fn printf_e<E: fmt::LowerExp>(p: &FormatParams, f: E) -> String {
             ('#', '0', '+', '-', _) => format!("{:<+#0width$e}", f, width = p.width),
             ('_', '0', '+', '-', _) => format!("{:<+0width$e}", f, width = p.width),
             ('#', '0', '_', '-', _) => format!("{:<#0width$e}", f, width = p.width),
+            ('_', '0', '_', '_', _) => format!("{:0width$e}", f, width = p.width),
+            ('_', '_', '_', '-', _) => format!("{:<width$e}", f, width = p.width),
             (_, _, _, _, _) => format!("{:width$e}", f, width = p.width),
         }
     }
@@ -272,6 +288,8 @@ fn printf_ee<E: fmt::UpperExp>(p: &FormatParams, f: E) -> String {
             ('#', '0', '+', '-', _) => format!("{:<+#0width$.pr$E}", f, width = p.width, pr = pr),
             ('_', '0', '+', '-', _) => format!("{:<+0width$.pr$E}", f, width = p.width, pr = pr),
             ('#', '0', '_', '-', _) => format!("{:<#0width$.pr$E}", f, width = p.width, pr = pr),
+            ('_', '0', '_', '_', _) => format!("{:0width$.pr$E}", f, width = p.width, pr = pr),
+            ('_', '_', '_', '-', _) => format!("{:<width$.pr$E}", f, width = p.width, pr = pr),
             (_, _, _, _, _) => format!("{:width$.pr$E}", f, width = p.width, pr = pr),
         }
     } else {
@@ -288,6 +306,8 @@ fn printf_ee<E: fmt::UpperExp>(p: &FormatParams, f: E) -> String {
             ('#', '0', '+', '-', _) => format!("{:<+#0width$E}", f, width = p.width),
             ('_', '0', '+', '-', _) => format!("{:<+0width$E}", f, width = p.width),
             ('#', '0', '_', '-', _) => format!("{:<#0width$E}", f, width = p.width),
+            ('_', '0', '_', '_', _) => format!("{:0width$E}", f, width = p.width),
+            ('_', '_', '_', '-', _) => format!("{:<width$E}", f, width = p.width),
             (_, _, _, _, _) => format!("{:width$E}", f, width = p.width),
         }
     }

@@ -246,3 +246,11 @@ proptest::proptest! {
         let _ = render(&parts.concat());
     }
 }
+
+#[test]
+fn printf_pads_with_zeros_as_go_does() {
+    assert_eq!(
+        ok("{{ printf \"%05d|%08.3f|%-5d|%x\" 42 3.14159 7 255 }}"),
+        "00042|0003.142|7    |ff"
+    );
+}

@@ -18,6 +18,10 @@ pub struct ParseError {
 }
 
 #[derive(Error, Debug)]
+#[error("delimiters must be non-empty and without white space")]
+pub struct InvalidDelimiters;
+
+#[derive(Error, Debug)]
 pub enum NodeError {
     #[error("invalid character constant")]
     UnquoteError,

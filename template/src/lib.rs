@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-pub use error::{ExecError, ParseError, kind};
+pub use error::{ExecError, InvalidDelimiters, ParseError, kind};
 pub use funcs::BUILTINS;
 pub use gtmpl_value::{Func, FuncError, Value};
 pub use lexer::MAX_PAREN_DEPTH;
@@ -91,15 +91,12 @@ impl Default for Delimiters {
 impl Delimiters {
     /// Refuses empty delimiters and ones with white space, which trim markers could not
     /// be told from.
-    pub fn new(left: &str, right: &str) -> Result<Self, ParseError> {
+    pub fn new(left: &str, right: &str) -> Result<Self, InvalidDelimiters> {
         if [left, right]
             .iter()
             .any(|d| d.is_empty() || d.contains(char::is_whitespace))
         {
-            return Err(ParseError {
-                line: 0,
-                message: "delimiters must be non-empty and without white space".into(),
-            });
+            return Err(InvalidDelimiters);
         }
         Ok(Delimiters {
             left: left.into(),

@@ -51,9 +51,9 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Real templates (a config file, a range over a few hundred keys) take a few thousand
-    /// steps and well under a millisecond; nested ranges that multiply to millions of
-    /// iterations stop within a tenth of a second.
+    /// Real templates (a config file, a range over a couple of hundred keys) take a few
+    /// thousand steps and a few milliseconds at most; nested ranges that multiply to
+    /// millions of iterations stop at whichever limit comes first, within a quarter second.
     fn default() -> Self {
         Limits {
             max_steps: 100_000,

@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(
             msg,
             "cannot render template.data key \"out\" of SealedSecret prod/db: exceeded its \
-             execution budget (100000 steps / 250 ms); simplify the template"
+             execution budget (100000 steps / 500 ms); simplify the template"
         );
     }
 

@@ -42,7 +42,7 @@ fn nested_ranges_that_write_nothing_stop_at_the_step_budget() {
     let err = render(HOSTILE).unwrap_err();
     assert_eq!(
         err,
-        "exceeded its execution budget (100000 steps / 250 ms); simplify the template"
+        "exceeded its execution budget (100000 steps / 500 ms); simplify the template"
     );
     let options = Options {
         functions: Functions::sprig(),

@@ -1,35 +1,27 @@
 //! Rendering of a SealedSecret's `spec.template.data`: each entry is a Go template run over
 //! the unsealed values, and its output becomes that key's value in the generated Secret.
 
-mod actions;
-mod sprig;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 
-use gtmpl::error::{ExecError, ParseError};
-use gtmpl::{Context, FuncError, Template, Value};
 use sealsync_crypto::SecretBytes;
+use sealsync_template::{Functions, Options, Template, Value};
 use zeroize::Zeroizing;
 
 use crate::ApiError;
 
-/// Most bytes a template may produce or pad to: a Secret holds at most 1 MiB, and a
-/// template must not make the controller allocate without bound.
+/// Most bytes a template may produce: a Secret holds at most 1 MiB, and a template must
+/// not make the controller allocate without bound.
 const MAX_OUTPUT_BYTES: usize = 1 << 20;
-
-/// Said instead of the message of a Go builtin's error: those quote the arguments, which
-/// may be secret values.
-const WITHHELD: &str = "a builtin function (eq, lt, len, index, printf, ...) rejected its \
-                        arguments; details withheld, as they may quote secret values";
 
 /// Renders each template of `templates` over `values`, as upstream does: `.key` and
 /// `index . "key"` are a value as text, and Go's builtins and common sprig functions apply.
+/// Each template runs under the default budget of `sealsync_template::Limits`.
 ///
 /// Values that are not UTF-8 text are left out of what templates see, and a template that
 /// names one is refused: Go would pass the raw bytes through, which a `String` cannot, and
 /// a lossy copy would corrupt the Secret silently. Errors name `object` and the template's
-/// key, never a value.
+/// key, never a value (the template crate's errors describe values by kind only).
 pub fn render_template_data(
     object: &str,
     templates: &BTreeMap<String, String>,
@@ -42,7 +34,7 @@ pub fn render_template_data(
     templates
         .iter()
         .map(|(key, text)| {
-            render(key, text, &context, &binary_keys)
+            render(text, &context, &binary_keys)
                 .map(|rendered| (key.clone(), rendered))
                 .map_err(|problem| ApiError::Template {
                     object: object.to_string(),
@@ -54,9 +46,9 @@ pub fn render_template_data(
 }
 
 /// The templates' `.`: a map of key to text, and the keys left out for not being UTF-8.
-/// gtmpl takes ownership of the copies and clones them as it runs, so they cannot be
-/// wiped; the rendered output can.
-fn context_of(values: &BTreeMap<String, SecretBytes>) -> (Context, Vec<&str>) {
+/// The executor clones the copies as it runs, so they cannot be wiped; the rendered
+/// output can.
+fn context_of(values: &BTreeMap<String, SecretBytes>) -> (Value, Vec<&str>) {
     let mut map = HashMap::with_capacity(values.len());
     let mut binary_keys = Vec::new();
     for (key, value) in values {
@@ -67,24 +59,20 @@ fn context_of(values: &BTreeMap<String, SecretBytes>) -> (Context, Vec<&str>) {
             Err(_) => binary_keys.push(key.as_str()),
         }
     }
-    (Context::from(Value::Map(map)), binary_keys)
+    (Value::Map(map), binary_keys)
 }
 
-fn render(
-    key: &str,
-    text: &str,
-    context: &Context,
-    binary_keys: &[&str],
-) -> Result<SecretBytes, String> {
-    let text = actions::normalise(text)?;
-    check_binary_keys(&text, binary_keys)?;
-    let mut template = Template::with_name(key);
-    template.add_funcs(sprig::FUNCTIONS);
-    template.parse(text).map_err(|e| describe_parse_error(&e))?;
+fn render(text: &str, context: &Value, binary_keys: &[&str]) -> Result<SecretBytes, String> {
+    check_binary_keys(text, binary_keys)?;
+    let options = Options {
+        functions: Functions::sprig(),
+        ..Options::default()
+    };
+    let template = Template::parse(text, options).map_err(|e| e.to_string())?;
     let mut rendered = Output::default();
     template
         .execute(&mut rendered, context)
-        .map_err(|e| describe_exec_error(&e))?;
+        .map_err(|e| e.to_string())?;
     Ok(SecretBytes::from(rendered.0))
 }
 
@@ -136,64 +124,6 @@ fn names_key(text: &str, key: &str) -> bool {
             _ => false,
         }
     })
-}
-
-/// Parse errors quote only the template's own text, which is not secret. gtmpl's line
-/// numbers are left out: it counts one line per action and text, not per newline.
-fn describe_parse_error(error: &ParseError) -> String {
-    match error {
-        ParseError::WithContext(_, message) => message.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// gtmpl's execution errors without anything that could quote a value. No wildcard arm:
-/// a gtmpl upgrade that adds a variant must not build until someone has checked it.
-fn describe_exec_error(error: &ExecError) -> String {
-    use ExecError as E;
-    match error {
-        E::FuncError(inner) => describe_function_error(inner),
-        E::NoFiledFor(field, receiver) => {
-            format!("no field {field:?} in {}", sprig::kind(receiver))
-        }
-        E::InvalidRange(value) => format!("cannot range over {}", sprig::kind(value)),
-        E::Utf8ConversionFailed(_) => "the output is not UTF-8 text".into(),
-        // These quote only the template's text, names and counts.
-        E::IncompleteTemplate(_)
-        | E::IOError(_)
-        | E::UnknownNode(_)
-        | E::ExpectedIfOrWith(_)
-        | E::EmptyStack
-        | E::VarContextToSmall(_)
-        | E::PipelineMustYieldString
-        | E::TemplateNotDefined(_)
-        | E::MaxTemplateDepth
-        | E::ErrorEvaluatingPipe(_)
-        | E::NoArgsForCommandNode(_)
-        | E::CannotEvaluateCommand(_)
-        | E::FieldChainWithoutFields
-        | E::NotAFunctionButArguments(_)
-        | E::NoFieldsInEvalChainNode
-        | E::NullInChain(_)
-        | E::InvalidArgument(_)
-        | E::UndefinedFunction(_)
-        | E::ArgumentForNonFunction(_)
-        | E::OnlyMapsAndObjectsHaveFields
-        | E::VariableNotFound(_) => error.to_string(),
-    }
-}
-
-/// Our sprig functions' errors pass; the builtins' are withheld, as they quote arguments.
-fn describe_function_error(error: &FuncError) -> String {
-    match error {
-        FuncError::Other(inner) => inner
-            .downcast_ref::<sprig::FunctionError>()
-            .map_or_else(|| WITHHELD.to_string(), ToString::to_string),
-        FuncError::UnableToConvertFromValue
-        | FuncError::AtLeastXArgs(..)
-        | FuncError::ExactlyXArgs(..) => error.to_string(),
-        FuncError::Generic(_) => WITHHELD.into(),
-    }
 }
 
 #[cfg(test)]
@@ -268,18 +198,28 @@ mod tests {
     }
 
     #[test]
-    fn ranging_over_all_values_is_refused_and_keys_is_the_stable_way() {
-        for text in [
-            "{{ range . }}x{{ end }}",
-            "{{- range $k, $v := $ -}}{{ $k }}{{ end }}",
-        ] {
-            let msg = render_one(text).unwrap_err().to_string();
-            assert!(msg.contains("range $key := keys ."), "{msg}");
-        }
+    fn ranging_over_all_values_visits_keys_in_order() {
+        let text = "{{ range $k, $v := . }}{{ $k }}={{ $v }};{{ end }}";
+        let sorted = "api-key=k-123;password=hunter2;username=admin;";
+        assert_eq!(render_one(text).unwrap(), sorted);
         let text = "{{ range $k := keys . }}{{ $k }}={{ index $ $k }};{{ end }}";
+        assert_eq!(render_one(text).unwrap(), sorted);
+    }
+
+    /// Nested ranges that write nothing never reach the output cap; the budget stops them.
+    #[test]
+    fn a_template_that_runs_too_long_is_stopped_by_its_budget() {
+        let depth = 12;
+        let text = format!(
+            "{}{}",
+            "{{ range $k := keys $ }}".repeat(depth),
+            "{{ end }}".repeat(depth)
+        );
+        let msg = render_one(&text).unwrap_err().to_string();
         assert_eq!(
-            render_one(text).unwrap(),
-            "api-key=k-123;password=hunter2;username=admin;"
+            msg,
+            "cannot render template.data key \"out\" of SealedSecret prod/db: exceeded its \
+             execution budget (100000 steps / 500 ms); simplify the template"
         );
     }
 
@@ -323,30 +263,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            msg.ends_with("prod/db: function nofunc not defined"),
+            msg.ends_with("prod/db: line 2: function nofunc not defined"),
             "{msg}"
         );
     }
 
-    /// gtmpl alone loops forever on the first and panics on the second.
+    /// gtmpl looped forever on the first and panicked on the second.
     #[test]
-    fn text_that_trips_gtmpl_is_handled_before_it() {
+    fn text_that_tripped_gtmpl_is_handled() {
         assert!(render_one("{{ .username  ").is_err());
         assert_eq!(render_one("café {{- .username }}").unwrap(), "caféadmin");
     }
 
-    /// gtmpl's own messages quote values: `lt` says "unable to compare hunter2 and 1".
     #[test]
     fn no_error_ever_shows_a_value() {
-        let raw = gtmpl::template(
-            "{{ lt .password 1 }}",
-            Value::Map(HashMap::from([(
-                "password".to_string(),
-                Value::from("hunter2"),
-            )])),
-        );
-        assert!(raw.unwrap_err().to_string().contains("hunter2"), "premise");
-
         let failing = [
             "{{ lt .password 1 }}",
             "{{ ge .password 1 }}",
@@ -393,8 +323,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever the text, rendering ends with output or an error: gtmpl alone hangs or
-        /// panics on some of these.
+        /// Whatever the text, rendering ends with output or an error: gtmpl hung or
+        /// panicked on some of these.
         #[test]
         fn any_text_renders_or_fails_cleanly(parts in proptest::collection::vec(
             proptest::sample::select(vec![

@@ -1233,3 +1233,34 @@ fn objects_with_too_many_values_are_refused_by_their_count() {
         );
     }
 }
+
+/// Nested ranges that write nothing would run for hours; the template budget stops them.
+#[test]
+fn unseal_stops_a_template_that_exceeds_its_budget() {
+    let ws = Workspace::new();
+    let sealed = ws.run(&["seal", "-f", "secret.yaml", "--cert", "cert.pem"]);
+    // Two values: 2^24 iterations.
+    let depth = 24;
+    let hostile = format!(
+        "{}{}",
+        "{{ range $k := keys $ }}".repeat(depth),
+        "{{ end }}".repeat(depth)
+    );
+    ws.write(
+        "hostile.yaml",
+        &sealed.replacen(
+            "  template:\n",
+            &format!("  template:\n    data:\n      spin: '{hostile}'\n"),
+            1,
+        ),
+    );
+    let out = ws
+        .sealsync(&["unseal", "-f", "hostile.yaml", "-k", "key.pem"])
+        .output()
+        .unwrap();
+    assert_clean_failure(
+        &out,
+        "template.data key \"spin\" of SealedSecret prod/db: exceeded its execution budget",
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -189,7 +189,45 @@ fn parse_manifests_seeds() {
     );
 }
 
+/// Templates that use each kind of action and the sprig functions, behind the options byte
+/// (bit 0: missing keys are errors, bit 1: `<%`/`%>` delimiters).
+fn render_template_seeds() {
+    let dir = corpus_dir("render_template");
+    for (name, options, text) in [
+        (
+            "seed-config",
+            0,
+            "db:\n  user: {{ .user | quote }}\n  pass: {{ .password | b64enc }}\n\
+             {{- if hasPrefix \"s3\" .user }}\n  role: {{ .role | default \"owner\" }}{{ end }}\n",
+        ),
+        (
+            "seed-range",
+            0,
+            "{{ range $k, $v := . }}{{ $k }}={{ $v | upper }};{{ else }}none{{ end }}\
+             {{ range $i, $k := keys . | sortAlpha }}{{ $i }}{{ end }}",
+        ),
+        (
+            "seed-printf-with",
+            0,
+            "{{ with .n }}{{ printf \"%05d|%-4s|%.2f\" 42 . 1.5 }}{{ end }}\
+             {{ len .user | lt 3 }} {{ and .empty .n }} {{ or .empty .n }}",
+        ),
+        ("seed-missing-key", 1, "{{ .user }}{{ .nope }}"),
+        ("seed-delimiters", 2, "{{ .user }} <%- .n | toJson -%> <%/* c */%>"),
+        (
+            "seed-nested",
+            0,
+            "{{ range $a := keys $ }}{{ range $b := keys $ }}{{ $a }}{{ $b }}{{ end }}{{ end }}",
+        ),
+    ] {
+        let mut bytes = vec![options];
+        bytes.extend_from_slice(text.as_bytes());
+        write(&dir, name, &bytes);
+    }
+}
+
 fn main() {
     open_sealed_value_seeds();
     parse_manifests_seeds();
+    render_template_seeds();
 }

@@ -1,21 +1,24 @@
-//! The sprig functions that upstream's templates commonly use, added to gtmpl, which has only
-//! Go's builtins. Arguments follow sprig's order (the piped value comes last).
+//! The sprig functions that Helm-style templates commonly use. Arguments follow sprig's
+//! order (the piped value comes last). Like sealed-secrets, nothing here reads the
+//! environment or the network (sprig's `env`, `expandenv` and `getHostByName` are absent).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gtmpl::{Func, FuncError, Value};
+use gtmpl_value::{Func, FuncError, Value};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
-use super::MAX_OUTPUT_BYTES;
+use crate::error::kind;
 
-/// The functions templates may call besides Go's builtins, and a bounded `printf` in place
-/// of gtmpl's. Like upstream, nothing reads the environment or the network (sprig's `env`,
-/// `expandenv` and `getHostByName` are absent).
-pub(super) const FUNCTIONS: &[(&str, Func)] = &[
+/// Most bytes `repeat`, `indent` and `nindent` may produce or pad to: a function must not
+/// make its caller allocate without bound.
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// The sprig functions, by name.
+pub const FUNCTIONS: &[(&str, Func)] = &[
     ("b64enc", b64enc),
     ("b64dec", b64dec),
     ("sha256sum", sha256sum),
@@ -40,38 +43,23 @@ pub(super) const FUNCTIONS: &[(&str, Func)] = &[
     ("keys", keys),
     ("sortAlpha", sort_alpha),
     ("toJson", to_json),
-    ("printf", printf),
 ];
 
 /// A failure of one of these functions. Its message names the function and an argument's
-/// position or kind, never its value, so `template` passes it on as it is.
+/// position or kind, never its value.
 #[derive(Debug, thiserror::Error)]
 #[error("{function}: {problem}")]
-pub(super) struct FunctionError {
+struct FunctionError {
     function: &'static str,
     problem: String,
 }
 
-/// gtmpl only carries foreign errors as `anyhow::Error`; `template` downcasts them back.
+/// `FuncError` carries foreign errors as `anyhow::Error`.
 fn fail(function: &'static str, problem: impl Into<String>) -> FuncError {
     FuncError::Other(anyhow::Error::new(FunctionError {
         function,
         problem: problem.into(),
     }))
-}
-
-/// What kind of value `value` is, for messages that must not show the value itself.
-pub(super) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::NoValue => "no value",
-        Value::Nil => "nil",
-        Value::Bool(_) => "a boolean",
-        Value::String(_) => "text",
-        Value::Number(_) => "a number",
-        Value::Array(_) => "a list",
-        Value::Map(_) | Value::Object(_) => "a map",
-        Value::Function(_) => "a function",
-    }
 }
 
 fn exactly(function: &'static str, args: &[Value], count: usize) -> Result<(), FuncError> {
@@ -461,32 +449,6 @@ fn json_of(value: &Value) -> Result<serde_json::Value, FuncError> {
     })
 }
 
-/// Go's builtin, with widths and precisions kept to three digits: gtmpl pads to whatever it
-/// is asked, so `%0999999999d` would allocate a gigabyte.
-fn printf(args: &[Value]) -> Result<Value, FuncError> {
-    if let Some(Value::String(format)) = args.first()
-        && format.split('%').skip(1).any(is_too_wide)
-    {
-        return Err(fail(
-            "printf",
-            "widths and precisions may have at most 3 digits, and no `*`",
-        ));
-    }
-    gtmpl::funcs::printf(args)
-}
-
-/// Whether the verb after a `%` has a width or precision over three digits, or one taken
-/// from an argument (`*`).
-fn is_too_wide(after_percent: &str) -> bool {
-    let sizes = after_percent
-        .find(|c: char| !"+-# 0123456789.*[]".contains(c))
-        .map_or(after_percent, |end| &after_percent[..end]);
-    sizes.contains('*')
-        || sizes
-            .split(|c: char| !c.is_ascii_digit())
-            .any(|run| run.len() > 3)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,17 +456,17 @@ mod tests {
 
     /// Renders `text` with these functions over `{"s": S, "n": "", "list": [b, a]}`.
     fn render(text: &str, s: &str) -> Result<String, String> {
-        let mut template = gtmpl::Template::default();
-        template.add_funcs(FUNCTIONS);
-        template.parse(text).map_err(|e| e.to_string())?;
+        let options = crate::Options {
+            functions: crate::Functions::sprig(),
+            ..Default::default()
+        };
+        let template = crate::Template::parse(text, options).map_err(|e| e.to_string())?;
         let context = Value::Map(HashMap::from([
             ("s".to_string(), Value::from(s)),
             ("n".to_string(), Value::from("")),
             ("list".to_string(), Value::from(vec!["b", "a"])),
         ]));
-        template
-            .render(&gtmpl::Context::from(context))
-            .map_err(|e| e.to_string())
+        template.render(&context).map_err(|e| e.to_string())
     }
 
     fn ok(text: &str, s: &str) -> String {

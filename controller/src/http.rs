@@ -30,13 +30,14 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(keys: Arc<KeyStore>, metrics: ControllerMetrics) -> Self {
-        // Upstream's limit: 2 verifications per second per client, burst 2.
-        let two = NonZeroU32::new(2).expect("non-zero");
+    /// `rate` verifications per second per client (at least 1), `burst` at once.
+    pub fn new(keys: Arc<KeyStore>, metrics: ControllerMetrics, rate: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Self {
             keys,
             metrics,
-            verify_limit: RateLimiter::keyed(Quota::per_second(two).allow_burst(two)),
+            verify_limit: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
         }
     }
 }

@@ -22,9 +22,10 @@ use sealsync_engine::metrics::EngineMetrics;
 use sealsync_engine::policy::Consent;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::{error, info, warn};
 
-pub use args::{Args, LogFormat};
+pub use args::{Args, KeyOrder, LogFormat, LogLevel, SyncScope};
 pub use generator::SealedSecretGenerator;
 use keys::{KeyManager, KeyPolicy, KeyStore, watch_keys};
 
@@ -54,6 +55,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|_| "kube-system".into()),
     };
     info!(%namespace, version = env!("CARGO_PKG_VERSION"), "sealsync-controller starting");
+    let scope = args.scope.scope(&namespace);
+    if scope != SyncScope::default() {
+        warn!(
+            ?scope,
+            "--all-namespaces, --additional-namespaces, --label-selector, --skip-recreate \
+             and --update-status are not applied yet: every SealedSecret is unsealed"
+        );
+    }
 
     let mut registry = Registry::default();
     let controller_metrics = metrics::ControllerMetrics::register(&mut registry);
@@ -61,16 +70,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let registry = Arc::new(Mutex::new(registry));
 
     let keys = Arc::new(KeyStore::default());
-    tokio::spawn(watch_keys(client.clone(), namespace.clone(), keys.clone()));
+    tokio::spawn(watch_keys(
+        client.clone(),
+        namespace.clone(),
+        keys.clone(),
+        args.key_order_priority,
+    ));
 
     let api_state = Arc::new(http::ApiState::new(
         keys.clone(),
         controller_metrics.clone(),
+        args.rate_limit,
+        args.rate_limit_burst,
     ));
-    serve(args.listen_addr, http::api_router(api_state), "API").await?;
+    let timeouts =
+        |router: axum::Router| with_timeouts(router, args.read_timeout, args.write_timeout);
+    serve(
+        args.listen_addr,
+        timeouts(http::api_router(api_state)),
+        "API",
+    )
+    .await?;
     serve(
         args.listen_metrics_addr,
-        http::metrics_router(registry),
+        timeouts(http::metrics_router(registry)),
         "metrics",
     )
     .await?;
@@ -109,6 +132,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             },
             renew_period: args.key_renew_period,
             cutoff: args.key_cutoff_time,
+            order: args.key_order_priority,
+            annotations: args.privatekey_annotations.0.clone(),
+            labels: args.privatekey_labels.0.clone(),
         },
     );
     let key_task = tokio::spawn(async move { manager.run(rotate).await });
@@ -128,7 +154,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         reporter: FIELD_MANAGER.into(),
         instance: identity.clone(),
     };
-    let generator = Arc::new(SealedSecretGenerator::new(keys.clone(), controller_metrics));
+    let generator = Arc::new(SealedSecretGenerator::new(
+        keys.clone(),
+        controller_metrics,
+        args.accept_deprecated_v1_data,
+    ));
     let key_changes = changes(keys.subscribe());
     let stop = shutdown.clone();
     let engine = run_engine(
@@ -189,6 +219,17 @@ async fn notify_on_termination(shutdown: Arc<Notify>) {
     shutdown.notify_waiters();
     // A second notification for whoever starts waiting after the first.
     shutdown.notify_one();
+}
+
+/// `router` with upstream's `--read-timeout` (reading a request's body) and
+/// `--write-timeout` (answering once the headers are read); 408 when exceeded.
+fn with_timeouts(router: axum::Router, read: Duration, write: Duration) -> axum::Router {
+    router
+        .layer(RequestBodyTimeoutLayer::new(read))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            write,
+        ))
 }
 
 /// SIGUSR1 asks for a new key; only the leader makes keys, so a standby ignores it.

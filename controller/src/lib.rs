@@ -221,8 +221,8 @@ async fn notify_on_termination(shutdown: Arc<Notify>) {
     shutdown.notify_one();
 }
 
-/// `router` with upstream's `--read-timeout` (reading a request's body) and
-/// `--write-timeout` (answering once the headers are read); 408 when exceeded.
+/// `router` with upstream's `--read-timeout` for reading a request's body (then 400) and
+/// `--write-timeout` for answering once the headers are read (then 408).
 fn with_timeouts(router: axum::Router, read: Duration, write: Duration) -> axum::Router {
     router
         .layer(RequestBodyTimeoutLayer::new(read))

@@ -279,3 +279,46 @@ async fn a_request_that_stalls_is_ended_by_the_read_and_write_timeouts() -> anyh
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deprecated_data_form_is_refused_when_not_accepted() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let controller_ns = cluster.namespace("controller").await?;
+    let ns = cluster.namespace("app").await?;
+    let mut controller = SealsyncController::start(
+        &cluster,
+        &controller_ns,
+        &["--key-size=2048", "--accept-deprecated-v1-data=false"],
+    )
+    .await?;
+    let legacy: SealedSecret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": "legacy", "namespace": ns},
+        "spec": {"data": "AgBy3i4OJSWK+PiTySYZZA9rO43cGDEq"},
+    }))?;
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
+    sealed_api.create(&PostParams::default(), &legacy).await?;
+    wait_for(
+        "Synced=False naming the flag",
+        Duration::from_secs(30),
+        Some(controller.process()),
+        || {
+            let api = sealed_api.clone();
+            async move {
+                let status = api.get("legacy").await?.status.unwrap_or_default();
+                Ok(status.conditions.iter().any(|c| {
+                    c.type_ == "Synced"
+                        && c.status == "False"
+                        && c.message.as_deref().is_some_and(|m| {
+                            m.contains("deprecated spec.data")
+                                && m.contains("--accept-deprecated-v1-data")
+                        })
+                }))
+            }
+        },
+    )
+    .await?;
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    assert!(secrets.get_opt("legacy").await?.is_none());
+    Ok(())
+}

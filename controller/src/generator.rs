@@ -28,6 +28,8 @@ pub const PATCH: &str = "sealedsecrets.bitnami.com/patch";
 pub struct SealedSecretGenerator {
     keys: Arc<KeyStore>,
     metrics: ControllerMetrics,
+    /// `--accept-deprecated-v1-data`.
+    accept_deprecated_data: bool,
 }
 
 /// Why a SealedSecret was not unsealed. Messages name the object and key, never a value.
@@ -45,6 +47,11 @@ pub enum UnsealError {
     Refused(sealsync_api::ApiError),
     #[error("the unsealing task failed: {0}")]
     Task(String),
+    #[error(
+        "SealedSecret uses the deprecated spec.data, refused (--accept-deprecated-v1-data=false): \
+         re-seal it into spec.encryptedData"
+    )]
+    DeprecatedData,
 }
 
 impl ReasonedError for UnsealError {
@@ -80,8 +87,16 @@ fn compact_spec(spec: &mut SealedSecretSpec) {
 }
 
 impl SealedSecretGenerator {
-    pub fn new(keys: Arc<KeyStore>, metrics: ControllerMetrics) -> Self {
-        Self { keys, metrics }
+    pub fn new(
+        keys: Arc<KeyStore>,
+        metrics: ControllerMetrics,
+        accept_deprecated_data: bool,
+    ) -> Self {
+        Self {
+            keys,
+            metrics,
+            accept_deprecated_data,
+        }
     }
 }
 
@@ -100,6 +115,9 @@ impl Generator for SealedSecretGenerator {
         let (Some(name), Some(namespace)) = (meta.name.clone(), meta.namespace.clone()) else {
             return Err(UnsealError::Unnamed);
         };
+        if sealed.spec.data.is_some() && !self.accept_deprecated_data {
+            return Err(UnsealError::DeprecatedData);
+        }
         let annotations = meta.annotations.clone().unwrap_or_default();
         let skip_owner = annotations.get(SKIP_OWNER_REFERENCES).map(String::as_str) == Some("true");
         Ok(Plan {
@@ -275,6 +293,30 @@ mod tests {
         assert_eq!(
             twice.spec.encrypted_data, compact.spec.encrypted_data,
             "compacting is idempotent"
+        );
+    }
+
+    #[test]
+    fn the_deprecated_data_form_is_refused_only_when_not_accepted() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ControllerMetrics::register(&mut registry);
+        let mut legacy = sealed(&[]);
+        legacy.spec.data = Some("AgBwhole".into());
+        let generator = |accept| {
+            SealedSecretGenerator::new(Arc::new(KeyStore::default()), metrics.clone(), accept)
+        };
+        assert!(generator(true).plan(&legacy).is_ok());
+        let refused = generator(false).plan(&legacy).unwrap_err();
+        assert_eq!(refused.reason(), "ErrUnsealFailed");
+        assert!(
+            refused.to_string().contains("--accept-deprecated-v1-data"),
+            "{refused}"
+        );
+        assert!(
+            generator(false)
+                .plan(&sealed(&[("password", "AgBone")]))
+                .is_ok(),
+            "encryptedData is unaffected"
         );
     }
 

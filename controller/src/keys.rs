@@ -2,6 +2,7 @@
 //! that an added, relabelled or deleted key takes effect at once; generated when none
 //! exists, renewed on a period or a cutoff time, and on demand (SIGUSR1), by the leader only.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,12 +20,16 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+use crate::args::KeyOrder;
+
 /// The keys in use at one moment.
 #[derive(Debug, Default)]
 pub struct KeySet {
     pub keyring: Keyring,
     /// The certificate new SealedSecrets are sealed to (the newest key's).
     pub newest: Option<SealingCertificate>,
+    /// When the newest key was made, by the key order; renewal counts from it.
+    pub newest_made: Option<OffsetDateTime>,
 }
 
 /// The current key set, shared by the unsealer and the HTTP API, replaced on every change.
@@ -70,8 +75,9 @@ impl KeyStore {
     }
 }
 
-/// Keeps `store` equal to the active key Secrets of `namespace`, forever.
-pub async fn watch_keys(client: Client, namespace: String, store: Arc<KeyStore>) {
+/// Keeps `store` equal to the active key Secrets of `namespace`, newest first by `order`,
+/// forever.
+pub async fn watch_keys(client: Client, namespace: String, store: Arc<KeyStore>, order: KeyOrder) {
     let api: Api<Secret> = Api::namespaced(client, &namespace);
     let (reader, writer) = reflector::store();
     let mut events = watcher(api, watcher::Config::default().labels(KEY_LABEL))
@@ -82,7 +88,8 @@ pub async fn watch_keys(client: Client, namespace: String, store: Arc<KeyStore>)
         match event {
             Ok(Event::Init | Event::InitApply(_)) => {}
             Ok(_) => {
-                let keys = load_key_set(&manifests(reader.state().iter().map(AsRef::as_ref)));
+                let keys =
+                    load_key_set(&manifests(reader.state().iter().map(AsRef::as_ref)), order);
                 info!(
                     namespace = %namespace,
                     keys = keys.keyring.len(),
@@ -103,23 +110,51 @@ fn manifests<'a>(secrets: impl Iterator<Item = &'a Secret>) -> Vec<SecretManifes
         .collect()
 }
 
-/// The key set of `secrets`; a broken key Secret is reported and skipped, not fatal.
-fn load_key_set(secrets: &[SecretManifest]) -> KeySet {
-    let usable: Vec<SecretManifest> = secrets
-        .iter()
-        .filter(
-            |secret| match keyring_from_key_secrets(std::slice::from_ref(*secret)) {
-                Ok(_) => true,
-                Err(e) => {
-                    warn!(error = %e, "key Secret ignored");
-                    false
+/// The key set of `secrets`, the newest by `order`; a broken key Secret is reported and
+/// skipped, not fatal.
+fn load_key_set(secrets: &[SecretManifest], order: KeyOrder) -> KeySet {
+    let mut usable = Vec::new();
+    let mut newest: Option<(OffsetDateTime, SealingCertificate)> = None;
+    for secret in secrets {
+        match keyring_from_key_secrets(std::slice::from_ref(secret)) {
+            Ok((_, Some(cert))) => {
+                let made = ordering_time(secret, &cert, order);
+                // Ties (creation timestamps count whole seconds) go to the later certificate.
+                let newer = newest.as_ref().is_none_or(|(newest_made, newest_cert)| {
+                    (made, cert.not_before()) > (*newest_made, newest_cert.not_before())
+                });
+                if newer {
+                    newest = Some((made, cert));
                 }
-            },
-        )
-        .cloned()
-        .collect();
-    let (keyring, newest) = keyring_from_key_secrets(&usable).unwrap_or_default();
-    KeySet { keyring, newest }
+                usable.push(secret.clone());
+            }
+            // Not labelled active.
+            Ok((_, None)) => {}
+            Err(e) => warn!(error = %e, "key Secret ignored"),
+        }
+    }
+    let (keyring, _) = keyring_from_key_secrets(&usable).unwrap_or_default();
+    KeySet {
+        keyring,
+        newest_made: newest.as_ref().map(|(made, _)| *made),
+        newest: newest.map(|(_, cert)| cert),
+    }
+}
+
+/// When a key counts as made, for `order`.
+fn ordering_time(
+    secret: &SecretManifest,
+    cert: &SealingCertificate,
+    order: KeyOrder,
+) -> OffsetDateTime {
+    let created = || {
+        let created = secret.metadata.creation_timestamp.as_ref()?;
+        OffsetDateTime::from_unix_timestamp(created.0.as_second()).ok()
+    };
+    match order {
+        KeyOrder::CertNotBefore => cert.not_before(),
+        KeyOrder::SecretCreationTimestamp => created().unwrap_or_else(|| cert.not_before()),
+    }
 }
 
 /// How the leader makes keys.
@@ -131,6 +166,10 @@ pub struct KeyPolicy {
     /// Zero: never renew.
     pub renew_period: Duration,
     pub cutoff: Option<OffsetDateTime>,
+    pub order: KeyOrder,
+    /// Put on new key Secrets (`--privatekey-annotations`, `--privatekey-labels`).
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Key creation and renewal in `namespace`, run by the leader.
@@ -160,6 +199,20 @@ pub enum KeyError {
     NotLeading,
 }
 
+/// `secret` with the policy's labels and annotations added; the key label keeps its value.
+fn with_extra_metadata(mut secret: SecretManifest, policy: &KeyPolicy) -> SecretManifest {
+    let metadata = &mut secret.metadata;
+    let mut labels = policy.labels.clone();
+    labels.extend(metadata.labels.take().unwrap_or_default());
+    metadata.labels = Some(labels);
+    if !policy.annotations.is_empty() {
+        let mut annotations = metadata.annotations.take().unwrap_or_default();
+        annotations.extend(policy.annotations.clone());
+        metadata.annotations = Some(annotations);
+    }
+    secret
+}
+
 impl KeyManager {
     pub fn new(client: Client, namespace: &str, policy: KeyPolicy) -> Self {
         Self {
@@ -180,9 +233,7 @@ impl KeyManager {
                 namespace: self.namespace.clone(),
                 source,
             })?;
-        Ok(load_key_set(&manifests(secrets.items.iter()))
-            .newest
-            .map(|c| c.not_before()))
+        Ok(load_key_set(&manifests(secrets.items.iter()), self.policy.order).newest_made)
     }
 
     async fn create_key(&self, why: &str, leadership: &Leadership) -> Result<(), KeyError> {
@@ -192,7 +243,7 @@ impl KeyManager {
             let key = PrivateKey::generate(policy.bits).map_err(|e| e.to_string())?;
             let cert = SealingCertificate::generate(&key, &policy.certificate)
                 .map_err(|e| e.to_string())?;
-            let mut secret = key_secret(&key, &cert, &namespace);
+            let mut secret = with_extra_metadata(key_secret(&key, &cert, &namespace), &policy);
             secret.metadata.generate_name = Some(policy.prefix.clone());
             Ok::<_, String>((secret, cert.public_key().fingerprint().to_string()))
         })
@@ -252,15 +303,90 @@ impl KeyManager {
             }
             let made = newest.expect("a key exists");
             let wait = if self.policy.renew_period.is_zero() {
+                info!("sealing key current; renewal disabled");
                 Duration::MAX
             } else {
                 let age = (OffsetDateTime::now_utc() - made).unsigned_abs();
-                self.policy.renew_period.saturating_sub(age)
+                let wait = self.policy.renew_period.saturating_sub(age);
+                info!(renewal_in_seconds = wait.as_secs(), "sealing key current");
+                wait
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400 * 365))) => {}
                 _ = rotate.notified() => self.create_key("rotation requested", leadership).await?,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+    use sealsync_api::KEY_LABEL_ACTIVE;
+
+    use super::*;
+
+    /// A key Secret, made now, whose Secret says it was created `created` s after the epoch.
+    fn key_secret_created(created: i64) -> (SecretManifest, SealingCertificate) {
+        let key = PrivateKey::generate(2048).unwrap();
+        let cert = SealingCertificate::generate(&key, &CertificateParams::default()).unwrap();
+        let mut secret = key_secret(&key, &cert, "kube-system");
+        secret.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+        (secret, cert)
+    }
+
+    #[test]
+    fn the_key_order_decides_which_key_seals() {
+        // The later certificate (they count whole seconds), restored into the cluster first.
+        let (early_secret, early_cert) = key_secret_created(2_000);
+        std::thread::sleep(Duration::from_millis(1100));
+        let (late_secret, late_cert) = key_secret_created(1_000);
+        let secrets = [early_secret, late_secret];
+        let fingerprint =
+            |cert: Option<&SealingCertificate>| cert.unwrap().public_key().fingerprint().clone();
+
+        let by_cert = load_key_set(&secrets, KeyOrder::CertNotBefore);
+        assert_eq!(
+            fingerprint(by_cert.newest.as_ref()),
+            fingerprint(Some(&late_cert))
+        );
+        assert_eq!(by_cert.newest_made, Some(late_cert.not_before()));
+        let by_secret = load_key_set(&secrets, KeyOrder::SecretCreationTimestamp);
+        assert_eq!(
+            fingerprint(by_secret.newest.as_ref()),
+            fingerprint(Some(&early_cert))
+        );
+        assert_eq!(
+            by_secret.newest_made,
+            Some(OffsetDateTime::from_unix_timestamp(2_000).unwrap())
+        );
+        assert_eq!(by_secret.keyring.len(), 2, "both keys still open");
+    }
+
+    #[test]
+    fn new_key_secrets_carry_the_extra_labels_and_annotations() {
+        let (secret, _) = key_secret_created(1_000);
+        let policy = KeyPolicy {
+            prefix: "k".into(),
+            bits: 2048,
+            certificate: CertificateParams::default(),
+            renew_period: Duration::ZERO,
+            cutoff: None,
+            order: KeyOrder::CertNotBefore,
+            annotations: BTreeMap::from([("backup".into(), "daily".into())]),
+            labels: BTreeMap::from([
+                ("team".into(), "platform".into()),
+                (KEY_LABEL.into(), "compromised".into()),
+            ]),
+        };
+        let secret = with_extra_metadata(secret, &policy);
+        let labels = secret.metadata.labels.unwrap();
+        assert_eq!(labels["team"], "platform");
+        assert_eq!(
+            labels[KEY_LABEL], KEY_LABEL_ACTIVE,
+            "a new key is always active"
+        );
+        assert_eq!(secret.metadata.annotations.unwrap()["backup"], "daily");
     }
 }

@@ -24,9 +24,10 @@ use sealsync_engine::policy::Consent;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Notify, watch};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::{error, info, warn};
 
-pub use args::{Args, LogFormat};
+pub use args::{Args, KeyOrder, LogFormat, LogLevel, SyncScope};
 pub use generator::SealedSecretGenerator;
 pub use http::MAX_BODY_BYTES;
 use keys::{KeyError, KeyManager, KeyPolicy, KeyStore, watch_keys};
@@ -59,6 +60,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|_| "kube-system".into()),
     };
     info!(%namespace, version = env!("CARGO_PKG_VERSION"), "sealsync-controller starting");
+    let scope = args.scope.scope(&namespace);
+    if scope != SyncScope::default() {
+        warn!(
+            ?scope,
+            "--all-namespaces, --additional-namespaces, --label-selector, --skip-recreate \
+             and --update-status are not applied yet: every SealedSecret is unsealed"
+        );
+    }
 
     let mut registry = Registry::default();
     let controller_metrics = metrics::ControllerMetrics::register(&mut registry);
@@ -66,20 +75,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let registry = Arc::new(Mutex::new(registry));
 
     let keys = Arc::new(KeyStore::default());
-    tokio::spawn(watch_keys(client.clone(), namespace.clone(), keys.clone()));
+    tokio::spawn(watch_keys(
+        client.clone(),
+        namespace.clone(),
+        keys.clone(),
+        args.key_order_priority,
+    ));
 
-    // Upstream's limit: 2 verifications per second per client, burst 2.
-    let two = std::num::NonZeroU32::new(2).expect("non-zero");
+    // A limit of 0 (which upstream's flags accept) is taken as 1.
+    let rate_limit = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
     let api_state = Arc::new(http::ApiState::new(
         keys.clone(),
         controller_metrics.clone(),
-        two,
-        two,
+        rate_limit(args.rate_limit),
+        rate_limit(args.rate_limit_burst),
     ));
-    serve(args.listen_addr, http::api_router(api_state), "API").await?;
+    let timeouts =
+        |router: axum::Router| with_timeouts(router, args.read_timeout, args.write_timeout);
+    serve(
+        args.listen_addr,
+        timeouts(http::api_router(api_state)),
+        "API",
+    )
+    .await?;
     serve(
         args.listen_metrics_addr,
-        http::metrics_router(registry),
+        timeouts(http::metrics_router(registry)),
         "metrics",
     )
     .await?;
@@ -124,6 +145,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             },
             renew_period: args.key_renew_period,
             cutoff: args.key_cutoff_time,
+            order: args.key_order_priority,
+            annotations: args.privatekey_annotations.0.clone(),
+            labels: args.privatekey_labels.0.clone(),
         },
     );
     let key_manager = keep_keys(manager, rotate, leadership.clone());
@@ -145,7 +169,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         namespaces: None,
         source_selector: None,
     };
-    let generator = Arc::new(SealedSecretGenerator::new(keys.clone(), controller_metrics));
+    let generator = Arc::new(SealedSecretGenerator::new(
+        keys.clone(),
+        controller_metrics,
+        args.accept_deprecated_v1_data,
+    ));
     let key_changes = changes(keys.subscribe());
     let engine = run_engine(
         client,
@@ -303,6 +331,17 @@ fn termination() -> std::io::Result<watch::Receiver<bool>> {
 async fn stopped(mut termination: watch::Receiver<bool>) {
     // The value stays true once set, also after its sender is gone.
     let _ = termination.wait_for(|requested| *requested).await;
+}
+
+/// `router` with upstream's `--read-timeout` for reading a request's body (then 400) and
+/// `--write-timeout` for answering once the headers are read (then 408).
+fn with_timeouts(router: axum::Router, read: Duration, write: Duration) -> axum::Router {
+    router
+        .layer(RequestBodyTimeoutLayer::new(read))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            write,
+        ))
 }
 
 /// SIGUSR1 asks for a new key; only the leader makes keys, so a standby ignores it.

@@ -5,6 +5,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::bins::project_binary;
 use crate::process::{Process, free_port, http_get, wait_for};
 use crate::{NetNs, TestCluster};
@@ -87,11 +89,19 @@ impl SealsyncController {
         http_get(self.api, "/v1/cert.pem")
     }
 
-    /// The value of a metric sample, e.g. `sealsync_values_opened_total`, summed over
-    /// label sets whose labels contain `labels` (e.g. `result="applied"`).
+    /// The value of a metric, e.g. `sealsync_values_opened_total`, summed over the series
+    /// whose labels contain `labels` (e.g. `result="applied"`). Fails when there is no such
+    /// series: a renamed metric must not read as 0.
     pub fn metric(&self, name: &str, labels: &str) -> anyhow::Result<f64> {
+        self.metric_if_exposed(name, labels)?.with_context(|| {
+            format!("sealsync-controller exposes no series {name}{{{labels}}} on /metrics")
+        })
+    }
+
+    /// As [`Self::metric`], `None` when no such series is exposed (yet, or any more).
+    pub fn metric_if_exposed(&self, name: &str, labels: &str) -> anyhow::Result<Option<f64>> {
         let text = http_get(self.metrics, "/metrics")?;
-        Ok(text
+        let values: Vec<f64> = text
             .lines()
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| {
@@ -99,7 +109,8 @@ impl SealsyncController {
                 let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
                 (metric == name && rest.contains(labels)).then(|| value.parse::<f64>().ok())?
             })
-            .sum())
+            .collect();
+        Ok((!values.is_empty()).then(|| values.iter().sum()))
     }
 
     pub fn process(&mut self) -> &mut Process {

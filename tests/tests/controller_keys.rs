@@ -380,13 +380,22 @@ async fn two_replicas_make_one_key_and_the_standby_takes_over() -> anyhow::Resul
 
     // A rotation request to the standby neither kills it nor makes a key.
     signal("-USR1", &mut standby);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for(
+        "the standby to report the request ignored",
+        Duration::from_secs(10),
+        None,
+        || {
+            let log = standby.process().log();
+            async move { Ok(log.contains("SIGUSR1 ignored")) }
+        },
+    )
+    .await?;
     standby.process().ensure_running()?;
     leader.process().ensure_running()?;
     assert_eq!(
         key_secrets(&cluster, &controller_ns).await?.len(),
         1,
-        "still one key a few seconds later"
+        "still one key once the standby handled the request"
     );
 
     // The leader dies without giving the Lease up; the standby unseals once it expires.
@@ -567,7 +576,17 @@ async fn keys_are_renewed_on_the_period_and_once_at_a_cutoff_time() -> anyhow::R
         &mut cutting,
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The key manager checks again after making the key, and then finds it current.
+    wait_for(
+        "the key manager to find the new key current",
+        Duration::from_secs(20),
+        None,
+        || {
+            let log = cutting.process().log();
+            async move { Ok(log.contains("sealing key current")) }
+        },
+    )
+    .await?;
     cutting.process().ensure_running()?;
     assert_eq!(key_secrets(&cluster, &cutoff_ns).await?.len(), 2);
     Ok(())

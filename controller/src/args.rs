@@ -244,7 +244,7 @@ pub struct SyncScope {
     pub namespaces: Option<Vec<String>>,
     /// Label selector of the SealedSecrets to unseal.
     pub label_selector: Option<String>,
-    /// Watch generated Secrets to restore deleted or edited ones.
+    /// Create again the generated Secrets that someone deleted (not `--skip-recreate`).
     pub restore_drift: bool,
     /// Write the SealedSecrets' status.
     pub update_status: bool,

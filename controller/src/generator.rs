@@ -28,8 +28,18 @@ pub const PATCH: &str = "sealedsecrets.bitnami.com/patch";
 pub struct SealedSecretGenerator {
     keys: Arc<KeyStore>,
     metrics: ControllerMetrics,
+    options: UnsealOptions,
+}
+
+/// What the controller's flags say of unsealing.
+#[derive(Debug, Clone, Copy)]
+pub struct UnsealOptions {
     /// `--accept-deprecated-v1-data`.
-    accept_deprecated_data: bool,
+    pub accept_deprecated_data: bool,
+    /// `--update-status`.
+    pub update_status: bool,
+    /// Not `--skip-recreate`.
+    pub recreate_deleted: bool,
 }
 
 /// Why a SealedSecret was not unsealed. Messages name the object and key, never a value.
@@ -87,15 +97,11 @@ fn compact_spec(spec: &mut SealedSecretSpec) {
 }
 
 impl SealedSecretGenerator {
-    pub fn new(
-        keys: Arc<KeyStore>,
-        metrics: ControllerMetrics,
-        accept_deprecated_data: bool,
-    ) -> Self {
+    pub fn new(keys: Arc<KeyStore>, metrics: ControllerMetrics, options: UnsealOptions) -> Self {
         Self {
             keys,
             metrics,
-            accept_deprecated_data,
+            options,
         }
     }
 }
@@ -115,7 +121,7 @@ impl Generator for SealedSecretGenerator {
         let (Some(name), Some(namespace)) = (meta.name.clone(), meta.namespace.clone()) else {
             return Err(UnsealError::Unnamed);
         };
-        if sealed.spec.data.is_some() && !self.accept_deprecated_data {
+        if sealed.spec.data.is_some() && !self.options.accept_deprecated_data {
             return Err(UnsealError::DeprecatedData);
         }
         let annotations = meta.annotations.clone().unwrap_or_default();
@@ -135,6 +141,7 @@ impl Generator for SealedSecretGenerator {
             }),
             owner_reference: !skip_owner,
             write: WriteMode::Replace,
+            recreate_deleted: self.options.recreate_deleted,
         })
     }
 
@@ -223,6 +230,9 @@ impl Generator for SealedSecretGenerator {
             ),
         };
         self.metrics.condition(sealed, synced);
+        if !self.options.update_status {
+            return None;
+        }
         let status_word = if synced { "True" } else { "False" };
         let same = current.observed_generation == sealed.metadata.generation
             && current.key_fingerprints == fingerprints
@@ -303,7 +313,15 @@ mod tests {
         let mut legacy = sealed(&[]);
         legacy.spec.data = Some("AgBwhole".into());
         let generator = |accept| {
-            SealedSecretGenerator::new(Arc::new(KeyStore::default()), metrics.clone(), accept)
+            SealedSecretGenerator::new(
+                Arc::new(KeyStore::default()),
+                metrics.clone(),
+                UnsealOptions {
+                    accept_deprecated_data: accept,
+                    update_status: true,
+                    recreate_deleted: true,
+                },
+            )
         };
         assert!(generator(true).plan(&legacy).is_ok());
         let refused = generator(false).plan(&legacy).unwrap_err();

@@ -28,7 +28,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::{error, info, warn};
 
 pub use args::{Args, KeyOrder, LogFormat, LogLevel, SyncScope};
-pub use generator::SealedSecretGenerator;
+pub use generator::{SealedSecretGenerator, UnsealOptions};
 pub use http::MAX_BODY_BYTES;
 use keys::{KeyError, KeyManager, KeyPolicy, KeyStore, watch_keys};
 
@@ -61,13 +61,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     info!(%namespace, version = env!("CARGO_PKG_VERSION"), "sealsync-controller starting");
     let scope = args.scope.scope(&namespace);
-    if scope != SyncScope::default() {
-        warn!(
-            ?scope,
-            "--all-namespaces, --additional-namespaces, --label-selector, --skip-recreate \
-             and --update-status are not applied yet: every SealedSecret is unsealed"
-        );
-    }
 
     let mut registry = Registry::default();
     let controller_metrics = metrics::ControllerMetrics::register(&mut registry);
@@ -166,13 +159,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         reporter: FIELD_MANAGER.into(),
         instance: identity.clone(),
         leadership: leadership.clone(),
-        namespaces: None,
-        source_selector: None,
+        namespaces: scope.namespaces.clone(),
+        source_selector: scope.label_selector.clone(),
     };
     let generator = Arc::new(SealedSecretGenerator::new(
         keys.clone(),
         controller_metrics,
-        args.accept_deprecated_v1_data,
+        UnsealOptions {
+            accept_deprecated_data: args.accept_deprecated_v1_data,
+            update_status: scope.update_status,
+            recreate_deleted: scope.restore_drift,
+        },
     ));
     let key_changes = changes(keys.subscribe());
     let engine = run_engine(

@@ -42,6 +42,9 @@ pub struct Plan {
     /// Whether the Secret gets an ownerReference to its source (garbage-collected with it).
     pub owner_reference: bool,
     pub write: WriteMode,
+    /// Whether a Secret deleted by someone else is created again (drift repair of a
+    /// deletion; upstream's `--skip-recreate` turns it off).
+    pub recreate_deleted: bool,
     /// The data keys the generated Secret will have, when known without generating it. A
     /// Secret that others write too (merge mode) has drifted only when one of these is no
     /// longer ours, not whenever it is written.

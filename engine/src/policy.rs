@@ -90,6 +90,7 @@ pub fn decide(
     let Some(existing) = existing else {
         // Gone although this process wrote or saw it: deleted by someone else.
         let action = match last_seen {
+            Some(_) if !plan.recreate_deleted => return Decision::Skip,
             Some(_) => AppliedAction::DriftReverted,
             None => AppliedAction::Created,
         };
@@ -171,6 +172,7 @@ mod tests {
             owner_reference: true,
             write: WriteMode::Replace,
             data_keys: Some(keys(&["password", "user"])),
+            recreate_deleted: true,
         }
     }
 
@@ -231,6 +233,17 @@ mod tests {
         assert_eq!(
             decide_for(None, Some("7")),
             apply(WriteMode::Replace, AppliedAction::DriftReverted)
+        );
+        let keep_deleted = Plan {
+            recreate_deleted: false,
+            ..plan()
+        };
+        let decide_deleted = |seen| decide(&keep_deleted, &source(), None, seen, None, &consent());
+        assert_eq!(decide_deleted(Some("7")), Decision::Skip);
+        assert_eq!(
+            decide_deleted(None),
+            apply(WriteMode::Replace, AppliedAction::Created),
+            "a Secret that never existed is created"
         );
     }
 

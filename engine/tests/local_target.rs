@@ -52,6 +52,7 @@ impl Generator for ConfigMapToSecret {
                 WriteMode::Replace
             },
             data_keys: None,
+            recreate_deleted: true,
         })
     }
 

@@ -40,36 +40,7 @@ const SKIPPED: &[(&str, &str)] = &[
 
 /// Specs that fail against sealsync for reasons owned by other work, with the reason. The
 /// test fails when one of them passes, so that this list only shrinks.
-const KNOWN_FAILURES: &[(&str, &str)] = &[
-    (
-        "controller --version should produce the version",
-        "controller/: `sealsync-controller --version` prints `sealsync-controller <version>`, \
-         the suite wants `controller version: v<semver>`",
-    ),
-    (
-        "create Immutable Secret Error should record update failure as an event",
-        "engine: an immutable Secret whose SealedSecret changed is replaced, where upstream \
-         leaves it and records an ErrUpdateFailed event \"the target Secret is immutable\"",
-    ),
-    (
-        "create Secret already exists With managed annotation should take ownership of the existing Secret overwriting the whole Secret",
-        "engine: the generated Secret carries sealsync's annotations (sealsync.dev/source, \
-         sealsync.dev/input-digest), and a takeover on `managed` keeps the old labels",
-    ),
-    (
-        "create Secret already exists With managed and patch annotation should take ownership of the existing Secret patching instead of overwriting the whole Secret",
-        "engine: the merged Secret gets sealsync's annotations (sealsync.dev/source, \
-         sealsync.dev/input-digest)",
-    ),
-    (
-        "create Secret already exists With patch annotation should not take ownership of existing Secret while patching the Secret",
-        "engine: `patch` alone (without `managed`) sets an ownerReference on the Secret",
-    ),
-    (
-        "create Secret already exists With patch annotation and empty secret should not take ownership of existing Secret while patching the Secret",
-        "engine: `patch` alone (without `managed`) sets an ownerReference on the Secret",
-    ),
-];
+const KNOWN_FAILURES: &[(&str, &str)] = &[];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

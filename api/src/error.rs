@@ -51,8 +51,8 @@ pub enum ApiError {
         key: String,
         reason: String,
     },
-    /// `problem` is built from the template text and gtmpl's errors with every part that
-    /// could quote a value left out; see `template::describe_exec_error`.
+    /// `problem` is sealsync-template's error, which describes values by kind, never by
+    /// value.
     #[error("cannot render template.data key {key:?} of SealedSecret {object}: {problem}")]
     Template {
         object: String,

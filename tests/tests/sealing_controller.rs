@@ -257,10 +257,13 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
     let mut renamed = seal("original-name")?;
     renamed.metadata.name = Some("renamed".into());
     sealed_api.create(&PostParams::default(), &renamed).await?;
-    // Same name as a Secret nobody manages: refused, the Secret left alone.
+    // Same name as a Secret nobody manages: refused, the Secret left alone. (Of the
+    // template's type: a Secret's type cannot change, so upstream cannot take over one of
+    // another type either.)
     let foreign: Secret = serde_json::from_value(json!({
         "metadata": {"name": "taken", "namespace": ns},
-        "stringData": {"mine": "keep-me"}
+        "type": "kubernetes.io/basic-auth",
+        "stringData": {"mine": "keep-me", "username": "placeholder"}
     }))?;
     secrets.create(&PostParams::default(), &foreign).await?;
     sealed_api

@@ -7,6 +7,7 @@
 mod bins;
 mod cluster;
 mod controller;
+mod events;
 mod moto;
 mod netns;
 mod pki;
@@ -17,6 +18,7 @@ mod vault;
 pub use bins::{Component, binary, project_binary};
 pub use cluster::TestCluster;
 pub use controller::SealsyncController;
+pub use events::events_about;
 pub use moto::Moto;
 pub use netns::NetNs;
 pub use process::{Process, free_port, http_get, run_ok, wait_for};

@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::discovery::ApiResource;
 use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret};
 use sealsync_crypto::SealingCertificate;
-use sealsync_testkit::{SealsyncController, TestCluster, wait_for};
+use sealsync_testkit::{SealsyncController, TestCluster, events_about, wait_for};
 use serde_json::json;
 
 const PLAINTEXT: &str = "s3cr3t-ownership-value";
@@ -75,31 +75,6 @@ async fn wait_for_value(
     Ok(secrets.get(name).await?)
 }
 
-/// `(type, reason, note)` of the events about the SealedSecret `name`.
-async fn events_about(
-    api: &Api<Event>,
-    name: &str,
-) -> anyhow::Result<Vec<(String, String, String)>> {
-    Ok(api
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().is_some_and(|r| {
-                r.kind.as_deref() == Some("SealedSecret") && r.name.as_deref() == Some(name)
-            })
-        })
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
-        .collect())
-}
-
 async fn wait_for_event(
     controller: &mut SealsyncController,
     events: &Api<Event>,
@@ -113,7 +88,7 @@ async fn wait_for_event(
         || {
             let events = events.clone();
             async move {
-                Ok(events_about(&events, name)
+                Ok(events_about(&events, "SealedSecret", name)
                     .await?
                     .iter()
                     .any(|(_, r, _)| r == reason))
@@ -121,7 +96,7 @@ async fn wait_for_event(
         },
     )
     .await?;
-    let (type_, _, note) = events_about(events, name)
+    let (type_, _, note) = events_about(events, "SealedSecret", name)
         .await?
         .into_iter()
         .find(|(_, r, _)| r == reason)

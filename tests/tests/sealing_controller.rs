@@ -11,7 +11,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret};
 use sealsync_crypto::SealingCertificate;
-use sealsync_testkit::{SealsyncController, TestCluster, wait_for};
+use sealsync_testkit::{SealsyncController, TestCluster, events_about, wait_for};
 use serde_json::json;
 
 const PLAINTEXTS: [&str; 3] = [
@@ -70,35 +70,6 @@ async fn wait_for_values(
         },
     )
     .await
-}
-
-/// `(type, reason, note)` of the events about the SealedSecret `name`, oldest first.
-async fn events_about(
-    api: &Api<Event>,
-    name: &str,
-) -> anyhow::Result<Vec<(String, String, String)>> {
-    let mut events: Vec<Event> = api
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().is_some_and(|r| {
-                r.kind.as_deref() == Some("SealedSecret") && r.name.as_deref() == Some(name)
-            })
-        })
-        .collect();
-    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-    Ok(events
-        .into_iter()
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
-        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,7 +195,7 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         || {
             let events = events.clone();
             async move {
-                let about_db = events_about(&events, "db").await?;
+                let about_db = events_about(&events, "SealedSecret", "db").await?;
                 let restored = about_db
                     .iter()
                     .filter(|(type_, reason, note)| {
@@ -237,7 +208,7 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         },
     )
     .await?;
-    let db_events = events_about(&events, "db").await?;
+    let db_events = events_about(&events, "SealedSecret", "db").await?;
     assert_eq!(
         db_events
             .first()
@@ -310,11 +281,15 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
             Some(controller.process()),
             || {
                 let events = events.clone();
-                async move { Ok(!events_about(&events, name).await?.is_empty()) }
+                async move {
+                    Ok(!events_about(&events, "SealedSecret", name)
+                        .await?
+                        .is_empty())
+                }
             },
         )
         .await?;
-        let warnings = events_about(&events, name).await?;
+        let warnings = events_about(&events, "SealedSecret", name).await?;
         assert!(
             warnings
                 .iter()
@@ -413,7 +388,7 @@ async fn unseals_reverts_drift_and_refuses_what_it_must_not_touch() -> anyhow::R
         "a write to the other keys of a merged Secret is not reverted"
     );
     assert!(
-        !events_about(&events, "shared")
+        !events_about(&events, "SealedSecret", "shared")
             .await?
             .iter()
             .any(|(_, _, note)| note.contains("restored")),

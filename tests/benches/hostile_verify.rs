@@ -8,8 +8,7 @@
 //!   cargo test -p sealsync-testkit --bench hostile_verify -- [--keys 12] [--key-bits 4096] [--requests 5]
 //! ```
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use kube::api::{Api, PostParams};
 use sealsync_api::{MAX_SEALED_VALUES, SealedSecret, SealedSecretSpec, key_secret};
 use sealsync_controller::MAX_BODY_BYTES;
 use sealsync_crypto::{CertificateParams, PrivateKey, SealingCertificate};
-use sealsync_testkit::{Process, TestCluster, free_port, http_get, wait_for};
+use sealsync_testkit::{Process, TestCluster, free_port, http_get, http_post, wait_for};
 
 const RSA_DECRYPTIONS: &str = "sealsync_rsa_decryptions_total";
 
@@ -46,22 +45,7 @@ struct Args {
 fn post(addr: SocketAddrV4, path: &str, body: &[u8]) -> anyhow::Result<(u16, f64)> {
     loop {
         let started = Instant::now();
-        let mut stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(600)))?;
-        write!(
-            stream,
-            "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        )?;
-        stream.write_all(body)?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let code = response
-            .split_whitespace()
-            .nth(1)
-            .context("malformed HTTP response")?
-            .parse()?;
+        let (code, _) = http_post(addr, path, body, Duration::from_secs(600))?;
         if code != 429 {
             return Ok((code, started.elapsed().as_secs_f64()));
         }

@@ -21,6 +21,6 @@ pub use controller::SealsyncController;
 pub use events::events_about;
 pub use moto::Moto;
 pub use netns::NetNs;
-pub use process::{Process, free_port, http_get, run_ok, wait_for};
+pub use process::{Process, free_port, http_get, http_post, run_ok, wait_for};
 pub use upstream::UpstreamController;
 pub use vault::Vault;

@@ -179,6 +179,33 @@ where
 }
 
 /// A plain HTTP/1.0 GET of a harness process; the body when the status is 200.
+/// Status code and body of one plain HTTP/1.0 `POST` of a JSON `body`.
+pub fn http_post(
+    addr: SocketAddrV4,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .context("malformed HTTP response")?
+        .parse()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b);
+    Ok((code, body.unwrap_or_default().to_string()))
+}
+
 pub fn http_get(addr: SocketAddrV4, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;

@@ -3,11 +3,9 @@
 //! SealedSecrets over the caps are refused by their size, and malformed bodies are refused
 //! without their values in the answer.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use anyhow::Context;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::Secret;
@@ -17,7 +15,7 @@ use sealsync_api::{
     parse_documents, seal_secret,
 };
 use sealsync_crypto::{CertificateParams, PrivateKey, SealingCertificate};
-use sealsync_testkit::{SealsyncController, TestCluster, wait_for};
+use sealsync_testkit::{SealsyncController, TestCluster, http_post, wait_for};
 
 const KEYS: usize = 12;
 const RSA_DECRYPTIONS: &str = "sealsync_rsa_decryptions_total";
@@ -25,25 +23,9 @@ const RSA_DECRYPTIONS: &str = "sealsync_rsa_decryptions_total";
 /// Status code and body of a plain HTTP/1.0 POST, retried while rate limited (429).
 async fn post(addr: SocketAddrV4, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
     loop {
-        let mut stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        write!(
-            stream,
-            "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        )?;
-        stream.write_all(body)?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let code: u16 = response
-            .split_whitespace()
-            .nth(1)
-            .context("malformed HTTP response")?
-            .parse()?;
-        if code != 429 {
-            let body = response.split_once("\r\n\r\n").map(|(_, b)| b);
-            return Ok((code, body.unwrap_or_default().to_string()));
+        let answer = http_post(addr, path, body, Duration::from_secs(60))?;
+        if answer.0 != 429 {
+            return Ok(answer);
         }
         tokio::time::sleep(Duration::from_millis(600)).await;
     }

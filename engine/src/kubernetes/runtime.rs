@@ -152,9 +152,14 @@ pub async fn run<G>(
         let _ = all.send(());
         std::future::ready(())
     });
+    // The engine stops when its scopes stop; the end of `reconcile_all` stops nothing.
+    let forward = async move {
+        forward.await;
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         _ = futures::future::join_all(runs) => {}
-        () = forward => std::future::pending().await,
+        () = forward => {}
     }
     info!("engine stopped");
 }

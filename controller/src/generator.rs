@@ -9,7 +9,8 @@ use sealsync_api::{
     ApiError, SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, unseal,
 };
 use sealsync_engine::{
-    DesiredSecret, Generator, Outcome, Plan, ReasonedError, SecretRef, WriteMode, digest_of,
+    Desired, DesiredSecret, Generator, Outcome, Ownership, Plan, Policy, ReasonedError, SecretRef,
+    digest_of,
 };
 use serde_json::json;
 
@@ -139,9 +140,16 @@ impl Generator for SealedSecretGenerator {
                     .cloned()
                     .collect()
             }),
-            owner_reference: !skip_owner,
-            write: WriteMode::Replace,
-            recreate_deleted: self.options.recreate_deleted,
+            policy: Policy {
+                ownership: if skip_owner {
+                    Ownership::Orphan
+                } else {
+                    Ownership::Owner
+                },
+                recreate_deleted: self.options.recreate_deleted,
+                ..Policy::default()
+            },
+            dependencies: Vec::new(),
         })
     }
 
@@ -156,7 +164,7 @@ impl Generator for SealedSecretGenerator {
     async fn generate(
         &self,
         sealed: &SealedSecret,
-    ) -> Result<(DesiredSecret, BTreeSet<String>), UnsealError> {
+    ) -> Result<(Desired, BTreeSet<String>), UnsealError> {
         let keys = self.keys.current();
         let sealed_copy = sealed.clone();
         let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
@@ -185,7 +193,7 @@ impl Generator for SealedSecretGenerator {
                 .collect(),
         };
         let fingerprints = unsealed.opened_by.values().map(|f| f.to_string()).collect();
-        Ok((desired, fingerprints))
+        Ok((Desired::Secret(desired), fingerprints))
     }
 
     fn synced_digest(&self, sealed: &SealedSecret) -> Option<String> {

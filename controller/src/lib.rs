@@ -17,7 +17,7 @@ use anyhow::Context;
 use kube::Client;
 use prometheus_client::registry::Registry;
 use sealsync_crypto::CertificateParams;
-use sealsync_engine::kubernetes::{EngineConfig, run as run_engine};
+use sealsync_engine::kubernetes::{GeneratorConfig, Runtime, RuntimeConfig};
 use sealsync_engine::leader::{LeaderElection, Leadership, remedy};
 use sealsync_engine::metrics::EngineMetrics;
 use sealsync_engine::policy::Consent;
@@ -145,7 +145,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let key_manager = keep_keys(manager, rotate, leadership.clone());
 
-    let config = EngineConfig {
+    let mut runtime = Runtime::new(
+        client,
+        RuntimeConfig {
+            reporter: FIELD_MANAGER.into(),
+            instance: identity.clone(),
+            namespaces: scope.namespaces.clone(),
+            leadership: leadership.clone(),
+        },
+    );
+    let config = GeneratorConfig {
         field_manager: FIELD_MANAGER.into(),
         resync: args.resync_period,
         concurrency: args
@@ -156,10 +165,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             merge: Some(generator::PATCH.into()),
         },
         backoff: (Duration::from_millis(500), Duration::from_secs(300)),
-        reporter: FIELD_MANAGER.into(),
-        instance: identity.clone(),
-        leadership: leadership.clone(),
-        namespaces: scope.namespaces.clone(),
         source_selector: scope.label_selector.clone(),
     };
     let generator = Arc::new(SealedSecretGenerator::new(
@@ -172,14 +177,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
     ));
     let key_changes = changes(keys.subscribe());
-    let engine = run_engine(
-        client,
-        generator,
-        config,
-        engine_metrics,
-        key_changes,
-        stopped(shutdown.clone()),
-    );
+    // SealedSecrets depend on nothing but the keys, which reconcile them all.
+    runtime.add(generator, config, engine_metrics, key_changes);
+    let engine = runtime.run(stopped(shutdown.clone()));
     let lead = async {
         if keys.current().newest.is_none() {
             info!("waiting for the first sealing key");

@@ -49,7 +49,12 @@ impl EventPublisher {
         note: String,
     ) -> Result<(), kube::Error> {
         let now = Timestamp::now();
-        let namespace = regarding.namespace.clone().unwrap_or_default();
+        // Events about cluster-scoped objects live in `default`, as kubectl looks for them.
+        let namespace = regarding
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".into());
         let name = format!(
             "{}.{:x}",
             regarding.name.as_deref().unwrap_or(&self.controller),

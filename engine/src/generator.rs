@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::time::{Duration, SystemTime};
 
 use kube::Resource;
 use sealsync_crypto::SecretBytes;
@@ -32,23 +33,96 @@ pub enum WriteMode {
     Merge,
 }
 
+/// Whose a source's Secret is, and so how it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Created with an ownerReference to the source (garbage-collected with it), holding
+    /// exactly the generated data.
+    Owner,
+    /// As `Owner`, without the ownerReference: the Secret outlives its source.
+    Orphan,
+    /// Only the source's own keys are written into the Secret, next to what others write
+    /// (other sources included); never an ownerReference. `create`: a missing Secret is
+    /// created, else the source waits until someone creates it.
+    Merge { create: bool },
+}
+
+/// What happens to an existing Secret when its source wants none ([`Desired::Absent`],
+/// e.g. its data was deleted at the provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenAbsent {
+    /// The Secret stays as it is.
+    Keep,
+    /// The Secret is deleted, when it is the source's.
+    Delete,
+    /// Only the source's own keys are removed from it.
+    RemoveOwnKeys,
+}
+
+/// How the engine treats a source's Secret: each source declares its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub ownership: Ownership,
+    /// Whether a change of the Secret by someone else is reverted.
+    pub repair_drift: bool,
+    /// Whether a Secret deleted by someone else is created again (upstream's
+    /// `--skip-recreate` turns it off).
+    pub recreate_deleted: bool,
+    pub when_absent: WhenAbsent,
+    /// The Secret is generated again this long after its last sync even when its inputs
+    /// did not change (data from outside, e.g. a provider); `None`: only on change.
+    pub refresh: Option<Duration>,
+}
+
+impl Default for Policy {
+    /// Owned, drift repaired, generated again only when its inputs change.
+    fn default() -> Self {
+        Self {
+            ownership: Ownership::Owner,
+            repair_drift: true,
+            recreate_deleted: true,
+            when_absent: WhenAbsent::Keep,
+            refresh: None,
+        }
+    }
+}
+
+/// An object a source's Secret is generated from besides the source itself (a store, a
+/// credentials Secret): when it changes, the sources that depend on it are reconciled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dependency {
+    pub kind: String,
+    /// `None` for a cluster-scoped object.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Dependency {
+    /// A Secret: the Secret watch of the engine reconciles its dependents by itself.
+    pub fn secret(secret: &SecretRef) -> Self {
+        Self {
+            kind: "Secret".into(),
+            namespace: Some(secret.namespace.clone()),
+            name: secret.name.clone(),
+        }
+    }
+}
+
 /// What a source declares, known without opening anything.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: SecretRef,
     /// Digest of everything the generated Secret depends on (see [`digest_of`]); when the
-    /// Secret carries the same digest and was not changed by anyone else, nothing is done.
+    /// Secret was generated from the same digest and not changed by anyone else since,
+    /// nothing is done.
     pub input_digest: String,
-    /// Whether the Secret gets an ownerReference to its source (garbage-collected with it).
-    pub owner_reference: bool,
-    pub write: WriteMode,
-    /// Whether a Secret deleted by someone else is created again (drift repair of a
-    /// deletion; upstream's `--skip-recreate` turns it off).
-    pub recreate_deleted: bool,
+    pub policy: Policy,
     /// The data keys the generated Secret will have, when known without generating it. A
     /// Secret that others write too (merge mode) has drifted only when one of these is no
     /// longer ours, not whenever it is written.
     pub data_keys: Option<BTreeSet<String>>,
+    /// What else the Secret is generated from ([`Dependency`]).
+    pub dependencies: Vec<Dependency>,
 }
 
 /// The Secret a source wants. Values are zeroized when it is dropped.
@@ -61,13 +135,22 @@ pub struct DesiredSecret {
     pub data: BTreeMap<String, SecretBytes>,
 }
 
+/// What a source wants.
+#[derive(Debug)]
+pub enum Desired {
+    Secret(DesiredSecret),
+    /// No Secret (its data is gone); [`Policy::when_absent`] says what happens.
+    Absent,
+}
+
 /// What happened to a source in one reconcile, handed to the generator to make its status.
 #[derive(Debug)]
 pub enum Outcome<R> {
     /// The Secret was already up to date; nothing was opened or written.
     Unchanged,
-    /// The Secret was written (created, updated, or restored after drift) from the inputs
-    /// of `input_digest`, which the status records ([`Generator::synced_digest`]).
+    /// The source's desired state was brought about (its Secret created, updated, restored
+    /// after drift, deleted...) from the inputs of `input_digest`, which the status
+    /// records ([`Generator::synced_digest`]).
     Applied {
         report: R,
         action: AppliedAction,
@@ -91,6 +174,14 @@ pub enum AppliedAction {
     DriftReverted,
     /// An existing Secret that allowed it was taken over.
     Adopted,
+    /// Generated again because its refresh was due; nothing in it changed.
+    Refreshed,
+    /// The source wants no Secret ([`Desired::Absent`]) and its Secret was deleted,
+    Deleted,
+    /// ... or the source's keys were removed from it,
+    KeysRemoved,
+    /// ... or it was kept as it is (or there was none).
+    Kept,
 }
 
 /// An error that knows its short machine-readable reason (metric label, event reason).
@@ -137,17 +228,24 @@ pub trait Generator: Send + Sync + 'static {
     /// Secret goes with it through its ownerReference.
     fn forget(&self, _source: &Self::Source) {}
 
-    /// The desired Secret of `source`.
+    /// The desired state of `source`'s Secret.
     fn generate(
         &self,
         source: &Self::Source,
-    ) -> impl Future<Output = Result<(DesiredSecret, Self::Report), Self::Error>> + Send;
+    ) -> impl Future<Output = Result<(Desired, Self::Report), Self::Error>> + Send;
 
     /// The input digest ([`Plan::input_digest`]) of the Secret that the status of `source`
     /// reports as synced for its current generation, if any: when it is the plan's, an
     /// unchanged Secret needs no regeneration, also after a restart. The engine keeps no
     /// bookkeeping on the Secret itself.
     fn synced_digest(&self, source: &Self::Source) -> Option<String>;
+
+    /// When the status of `source` says its Secret was last generated, for the refresh
+    /// ([`Policy::refresh`]) after a restart. The default: unknown, so a source with a
+    /// refresh is generated once when the process starts.
+    fn synced_at(&self, _source: &Self::Source) -> Option<SystemTime> {
+        None
+    }
 
     /// The status `source` should have after `outcome`, or `None` when its current status
     /// already says so (statuses are written only when they change). After

@@ -17,8 +17,9 @@ mod sync;
 pub mod target;
 pub mod telemetry;
 
+pub use events::EventType;
 pub use generator::{
-    AppliedAction, DesiredSecret, Generator, Outcome, Plan, ReasonedError, SecretRef, WriteMode,
-    digest_of,
+    AppliedAction, Dependency, Desired, DesiredSecret, Generator, Outcome, Ownership, Plan, Policy,
+    ReasonedError, SecretRef, WhenAbsent, WriteMode, digest_of,
 };
-pub use sync::Syncer;
+pub use sync::{SourceKey, Syncer};

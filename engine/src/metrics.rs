@@ -62,6 +62,14 @@ impl EngineMetrics {
         metrics
     }
 
+    /// The same metrics for another controller (generator) of the process.
+    pub fn for_controller(&self, controller: &str) -> Self {
+        Self {
+            controller: controller.into(),
+            ..self.clone()
+        }
+    }
+
     fn labels(&self, extra: &[(&'static str, &str)]) -> Labels {
         std::iter::once(("controller", self.controller.clone()))
             .chain(extra.iter().map(|(k, v)| (*k, v.to_string())))

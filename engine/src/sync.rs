@@ -1,15 +1,23 @@
 //! One convergence step for one source, independent of where Secrets live: plan, guard,
-//! generate only when needed, write, and remember what was written to recognise drift.
+//! generate only when needed, write (or delete), and remember, per source, what was written
+//! to recognise drift and to know when a refresh is due.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use kube::Resource;
 
-use crate::generator::{AppliedAction, Generator, Outcome, ReasonedError, SecretRef};
-use crate::policy::{Consent, Decision, SourceIdentity, decide};
+use crate::generator::{
+    AppliedAction, Dependency, Desired, DesiredSecret, Generator, Outcome, Plan, ReasonedError,
+    SecretRef, WhenAbsent, WriteMode,
+};
+use crate::policy::{Consent, Decision, ExistingSecret, FieldManager, History, SourceIdentity};
 use crate::target::{Owner, SecretTarget, SecretWrite};
+
+/// A source of a generator, by namespace and name.
+pub type SourceKey = SecretRef;
 
 /// Converges sources of one generator into one target.
 #[derive(Debug)]
@@ -17,30 +25,58 @@ pub struct Syncer<G, T> {
     generator: Arc<G>,
     target: T,
     consent: Consent,
-    /// Each Secret as this process last wrote or checked it.
-    last_seen: Mutex<HashMap<SecretRef, Seen>>,
-    /// The source (by name, in the Secret's namespace) that each Secret was planned for,
-    /// so that a change of the Secret reconciles its source.
-    sources: Mutex<HashMap<SecretRef, String>>,
+    /// The base of the sources' field managers ([`FieldManager::of_source`]).
+    field_manager: String,
+    state: Mutex<State>,
 }
 
-/// What this process knows of a Secret it handled.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
+struct State {
+    /// Each source's Secret as this process last wrote or checked it.
+    seen: HashMap<SourceKey, Seen>,
+    /// The sources that depend on each object (their Secret, their plan's dependencies),
+    /// so that a change of it reconciles them and nothing else.
+    dependents: HashMap<Dependency, BTreeSet<SourceKey>>,
+    /// What each source is in `dependents` under.
+    depends_on: HashMap<SourceKey, Vec<Dependency>>,
+}
+
+/// What this process knows of a source's Secret.
+#[derive(Debug, Clone)]
 struct Seen {
+    secret: SecretRef,
     version: String,
     /// The input digest this process generated and wrote it from (its status was written
     /// in the same reconcile, even if the watch has not shown that status yet).
     written_from: Option<String>,
+    /// When it was last generated.
+    written_at: Option<SystemTime>,
+    /// The data keys written then.
+    written_keys: Option<BTreeSet<String>>,
+}
+
+impl Seen {
+    /// `secret`, of which nothing is known yet.
+    fn of(secret: &SecretRef) -> Self {
+        Self {
+            secret: secret.clone(),
+            version: String::new(),
+            written_from: None,
+            written_at: None,
+            written_keys: None,
+        }
+    }
 }
 
 impl<G: Generator, T: SecretTarget> Syncer<G, T> {
-    pub fn new(generator: Arc<G>, target: T, consent: Consent) -> Self {
+    /// `field_manager` is the base of the field managers of the sources' writes.
+    pub fn new(generator: Arc<G>, target: T, field_manager: &str, consent: Consent) -> Self {
         Self {
             generator,
             target,
             consent,
-            last_seen: Mutex::default(),
-            sources: Mutex::default(),
+            field_manager: field_manager.into(),
+            state: Mutex::default(),
         }
     }
 
@@ -52,16 +88,24 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         &self.generator
     }
 
-    /// The name of the source whose Secret `secret` is, if one was planned for it.
-    pub fn source_of(&self, secret: &SecretRef) -> Option<String> {
-        self.sources
-            .lock()
-            .expect("sources lock")
-            .get(secret)
-            .cloned()
+    /// The sources (planned so far) that depend on `dependency`.
+    pub fn dependents(&self, dependency: &Dependency) -> Vec<SourceKey> {
+        self.state()
+            .dependents
+            .get(dependency)
+            .map(|sources| sources.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
-    /// Brings the Secret of `source` to its desired state, or says why not. Never deletes.
+    /// How long until the refresh of `source` is due ([`crate::Policy::refresh`]): its
+    /// interval after its last sync, never earlier; `None` when it has no refresh.
+    pub fn due_in(&self, source: &G::Source) -> Option<Duration> {
+        let plan = self.generator.plan(source).ok()?;
+        let due = self.last_sync(source, &plan)? + plan.policy.refresh?;
+        Some(due.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+
+    /// Brings the Secret of `source` to its desired state, or says why not.
     pub async fn sync(&self, source: &G::Source) -> Outcome<G::Report> {
         self.sync_cached(source, async { Ok::<_, Infallible>(Some(source.clone())) })
             .await
@@ -76,20 +120,14 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         source: &G::Source,
         read: impl Future<Output = Result<Option<G::Source>, E>>,
     ) -> Outcome<G::Report> {
-        let failed = |e: &dyn ReasonedError| Outcome::Failed {
-            reason: e.reason(),
-            message: e.to_string(),
-        };
         let plan = match self.generator.plan(source) {
             Ok(plan) => plan,
             Err(e) => return failed(&e),
         };
-        if let Some(name) = source.meta().name.clone() {
-            self.sources
-                .lock()
-                .expect("sources lock")
-                .insert(plan.target.clone(), name);
-        }
+        let Some(key) = source_key(source) else {
+            return Outcome::Unchanged;
+        };
+        self.index(&key, &plan);
         let existing = match self.target.existing(&plan.target).await {
             Ok(existing) => existing,
             Err(e) => return failed(&e),
@@ -97,24 +135,34 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         let identity = SourceIdentity {
             kind: G::Source::kind(&()).into_owned(),
             uid: source.meta().uid.clone(),
+            manager: FieldManager::of_source(&self.field_manager, &G::Source::kind(&()), &key.name),
         };
-        let seen = self.last_seen(&plan.target);
+        let seen = self.seen(&key, &plan.target);
         let synced = seen
             .as_ref()
             .and_then(|s| s.written_from.clone())
             .or_else(|| self.generator.synced_digest(source));
-        let decision = decide(
-            &plan,
-            &identity,
-            existing.as_ref(),
-            seen.as_ref().map(|s| s.version.as_str()),
-            synced.as_deref(),
-            &self.consent,
-        );
+        let refresh_due = plan.policy.refresh.is_some_and(|interval| {
+            self.last_sync(source, &plan)
+                .is_none_or(|last| last + interval <= SystemTime::now())
+        });
+        let own_keys = plan
+            .data_keys
+            .clone()
+            .or_else(|| seen.as_ref().and_then(|s| s.written_keys.clone()));
+        let history = History {
+            last_seen: seen.as_ref().map(|s| s.version.as_str()),
+            synced_digest: synced.as_deref(),
+            own_keys: own_keys.as_ref(),
+            refresh_due,
+        };
+        let decision =
+            crate::policy::decide(&plan, &identity, existing.as_ref(), &history, &self.consent);
         let (mode, action, owner_reference) = match decision {
             Decision::Skip => {
                 if let Some(version) = existing.and_then(|e| e.resource_version) {
-                    self.remember(&plan.target, version, seen.and_then(|s| s.written_from));
+                    let seen = seen.unwrap_or_else(|| Seen::of(&plan.target));
+                    self.remember(&key, Seen { version, ..seen });
                 }
                 return Outcome::Unchanged;
             }
@@ -137,61 +185,216 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             Ok(fresh) => fresh,
             Err(e) => return failed(&e),
         };
-        let (secret, report) = match self.generator.generate(&full).await {
+        let (desired, report) = match self.generator.generate(&full).await {
             Ok(generated) => generated,
             Err(e) => return failed(&e),
         };
-        let owner = owner_reference.then(|| owner_of(&full)).flatten();
-        let write = SecretWrite {
-            target: &plan.target,
-            secret: &secret,
-            owner: owner.as_ref(),
-            mode,
+        let step = Step {
+            plan: &plan,
+            key: &key,
+            manager: &identity.manager,
+            existing: existing.as_ref(),
         };
-        match self.target.apply(&write).await {
-            Ok(version) => {
-                self.remember(&plan.target, version, Some(plan.input_digest.clone()));
-                Outcome::Applied {
-                    report,
-                    action,
-                    input_digest: plan.input_digest,
-                }
+        let written = match desired {
+            Desired::Secret(secret) => {
+                let owner = owner_reference.then(|| owner_of(&full)).flatten();
+                self.write(&step, &secret, mode, owner.as_ref(), action)
+                    .await
             }
-            Err(e) => failed(&e),
+            Desired::Absent => self.absent(&step).await,
+        };
+        match written {
+            Ok(action) => Outcome::Applied {
+                report,
+                action,
+                input_digest: plan.input_digest,
+            },
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Writes `secret` and returns what it did, or the outcome that stopped it.
+    async fn write(
+        &self,
+        step: &Step<'_>,
+        secret: &DesiredSecret,
+        mode: WriteMode,
+        owner: Option<&Owner>,
+        action: AppliedAction,
+    ) -> Result<AppliedAction, Outcome<G::Report>> {
+        // Two sources taking one key from each other would write it in turns forever.
+        if let Some((key, manager)) = step
+            .existing
+            .and_then(|e| e.key_of_a_sibling(step.manager, secret.data.keys()))
+        {
+            return Err(Outcome::Refused {
+                message: format!(
+                    "key \"{key}\" of Secret \"{}\" is written by another source (field manager \
+                     {manager}): give each source its own keys",
+                    step.plan.target.name
+                ),
+            });
+        }
+        let write = SecretWrite {
+            target: &step.plan.target,
+            secret,
+            owner,
+            mode,
+            manager: step.manager,
+        };
+        let version = self.target.apply(&write).await.map_err(|e| failed(&e))?;
+        let unchanged =
+            step.existing.and_then(|e| e.resource_version.as_deref()) == Some(version.as_str());
+        self.remember(
+            step.key,
+            Seen {
+                secret: step.plan.target.clone(),
+                version,
+                written_from: Some(step.plan.input_digest.clone()),
+                written_at: Some(SystemTime::now()),
+                written_keys: Some(secret.data.keys().cloned().collect()),
+            },
+        );
+        Ok(match action {
+            // A refresh that brought new data is an update.
+            AppliedAction::Refreshed if !unchanged => AppliedAction::Updated,
+            action => action,
+        })
+    }
+
+    /// Brings about [`Desired::Absent`] as the source's policy says.
+    async fn absent(&self, step: &Step<'_>) -> Result<AppliedAction, Outcome<G::Report>> {
+        let Some(existing) = step.existing else {
+            self.state().seen.remove(step.key);
+            return Ok(AppliedAction::Kept);
+        };
+        match step.plan.policy.when_absent {
+            WhenAbsent::Keep => {
+                if let Some(version) = existing.resource_version.clone() {
+                    self.remember(
+                        step.key,
+                        Seen {
+                            version,
+                            written_from: Some(step.plan.input_digest.clone()),
+                            written_at: Some(SystemTime::now()),
+                            ..Seen::of(&step.plan.target)
+                        },
+                    );
+                }
+                Ok(AppliedAction::Kept)
+            }
+            WhenAbsent::Delete => {
+                let version = existing.resource_version.as_deref().unwrap_or_default();
+                self.target
+                    .delete(&step.plan.target, version)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                self.state().seen.remove(step.key);
+                Ok(AppliedAction::Deleted)
+            }
+            WhenAbsent::RemoveOwnKeys => {
+                // Applying nothing under the source's field manager removes what only it
+                // wrote.
+                let nothing = DesiredSecret::default();
+                self.write(
+                    step,
+                    &nothing,
+                    WriteMode::Merge,
+                    None,
+                    AppliedAction::KeysRemoved,
+                )
+                .await
+            }
         }
     }
 
     /// Drops what this process knows of `source`, which was deleted.
     pub fn forget(&self, source: &G::Source) {
-        if let Ok(plan) = self.generator.plan(source) {
-            self.last_seen
-                .lock()
-                .expect("last_seen lock")
-                .remove(&plan.target);
-            self.sources
-                .lock()
-                .expect("sources lock")
-                .remove(&plan.target);
+        if let Some(key) = source_key(source) {
+            let mut state = self.state();
+            state.seen.remove(&key);
+            unindex(&mut state, &key);
         }
         self.generator.forget(source);
     }
-    fn last_seen(&self, secret: &SecretRef) -> Option<Seen> {
-        self.last_seen
-            .lock()
-            .expect("last_seen lock")
-            .get(secret)
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("syncer state lock")
+    }
+
+    /// Records what `source` depends on under `plan`.
+    fn index(&self, source: &SourceKey, plan: &Plan) {
+        let dependencies: Vec<Dependency> = std::iter::once(Dependency::secret(&plan.target))
+            .chain(plan.dependencies.iter().cloned())
+            .collect();
+        let mut state = self.state();
+        if state.depends_on.get(source) == Some(&dependencies) {
+            return;
+        }
+        unindex(&mut state, source);
+        for dependency in &dependencies {
+            state
+                .dependents
+                .entry(dependency.clone())
+                .or_default()
+                .insert(source.clone());
+        }
+        state.depends_on.insert(source.clone(), dependencies);
+    }
+
+    /// What this process knows of the Secret of `source`, if it is still `secret`.
+    fn seen(&self, source: &SourceKey, secret: &SecretRef) -> Option<Seen> {
+        self.state()
+            .seen
+            .get(source)
+            .filter(|seen| &seen.secret == secret)
             .cloned()
     }
 
-    fn remember(&self, secret: &SecretRef, version: String, written_from: Option<String>) {
-        self.last_seen.lock().expect("last_seen lock").insert(
-            secret.clone(),
-            Seen {
-                version,
-                written_from,
-            },
-        );
+    fn remember(&self, source: &SourceKey, seen: Seen) {
+        self.state().seen.insert(source.clone(), seen);
     }
+
+    /// When `source`'s Secret was last generated, by this process or as its status says.
+    fn last_sync(&self, source: &G::Source, plan: &Plan) -> Option<SystemTime> {
+        source_key(source)
+            .and_then(|key| self.seen(&key, &plan.target))
+            .and_then(|seen| seen.written_at)
+            .or_else(|| self.generator.synced_at(source))
+    }
+}
+
+/// What one write step works on.
+struct Step<'a> {
+    plan: &'a Plan,
+    key: &'a SourceKey,
+    manager: &'a FieldManager,
+    existing: Option<&'a ExistingSecret>,
+}
+
+fn unindex(state: &mut State, source: &SourceKey) {
+    for dependency in state.depends_on.remove(source).unwrap_or_default() {
+        if let Some(sources) = state.dependents.get_mut(&dependency) {
+            sources.remove(source);
+            if sources.is_empty() {
+                state.dependents.remove(&dependency);
+            }
+        }
+    }
+}
+
+fn failed<R>(e: &dyn ReasonedError) -> Outcome<R> {
+    Outcome::Failed {
+        reason: e.reason(),
+        message: e.to_string(),
+    }
+}
+
+fn source_key<K: Resource>(source: &K) -> Option<SourceKey> {
+    Some(SourceKey {
+        namespace: source.meta().namespace.clone()?,
+        name: source.meta().name.clone()?,
+    })
 }
 
 fn owner_of<K: Resource<DynamicType = ()>>(source: &K) -> Option<Owner> {
@@ -211,6 +414,10 @@ impl AppliedAction {
             Self::Updated => "updated",
             Self::DriftReverted => "restored after it was changed or deleted by someone else",
             Self::Adopted => "taken over",
+            Self::Refreshed => "refreshed, unchanged",
+            Self::Deleted => "deleted: its source wants none",
+            Self::KeysRemoved => "left without the source's keys: its source wants none",
+            Self::Kept => "kept: its source wants none",
         }
     }
 }

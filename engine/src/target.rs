@@ -14,7 +14,7 @@ use sealsync_crypto::SecretBytes;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::generator::{DesiredSecret, ReasonedError, SecretRef, WriteMode, hex_sha256};
-use crate::policy::ExistingSecret;
+use crate::policy::{ExistingSecret, FieldManager, Writer};
 
 /// The source a Secret is owned by (becomes an ownerReference with `controller: true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,11 @@ pub struct SecretWrite<'a> {
     pub secret: &'a DesiredSecret,
     pub owner: Option<&'a Owner>,
     /// In [`WriteMode::Replace`] the Secret ends with exactly the generated data, labels and
-    /// annotations, as upstream writes it; in [`WriteMode::Merge`] others' stay.
+    /// annotations (and other sources' keys), as upstream writes it; in [`WriteMode::Merge`]
+    /// others' stay.
     pub mode: WriteMode,
+    /// Whose write it is: the keys it owns afterwards are exactly the generated ones.
+    pub manager: &'a FieldManager,
 }
 
 /// A store of Secrets the engine can read metadata from and write to.
@@ -51,6 +54,14 @@ pub trait SecretTarget: Send + Sync + 'static {
         &self,
         write: &SecretWrite<'_>,
     ) -> impl Future<Output = Result<String, Self::Error>> + Send;
+
+    /// Deletes the Secret if it is still at `version` (nobody wrote it since it was
+    /// decided on); a Secret already gone is not an error.
+    fn delete(
+        &self,
+        secret: &SecretRef,
+        version: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// The Secret object as sent to the API server or written to a file, values base64-encoded
@@ -180,15 +191,16 @@ impl ReasonedError for LocalDirError {
 
 /// Secrets as `<root>/<namespace>/<name>.yaml` manifests, written atomically with mode 0600.
 /// Versions are digests of the file contents, so an edit by hand is seen as drift. The store
-/// has no managedFields: each file it writes names its writer in [`LOCAL_WRITER_ANNOTATION`].
+/// has no managedFields: each file says which field manager wrote which of its keys in
+/// [`LOCAL_KEYS_ANNOTATION`].
 #[derive(Debug, Clone)]
 pub struct LocalDirTarget {
     root: PathBuf,
-    field_manager: String,
 }
 
-/// Annotation of the local store's files naming the field manager that wrote them.
-pub const LOCAL_WRITER_ANNOTATION: &str = "sealsync.dev/written-by";
+/// Annotation of the local store's files: a JSON map from each field manager that wrote
+/// the file to the data keys it wrote.
+pub const LOCAL_KEYS_ANNOTATION: &str = "sealsync.dev/managed-keys";
 
 /// What the local store reads back from a manifest.
 #[derive(Deserialize)]
@@ -215,12 +227,22 @@ struct StoredOwner {
     controller: bool,
 }
 
+type KeysByManager = BTreeMap<String, std::collections::BTreeSet<String>>;
+
+impl StoredSecret {
+    /// Who wrote which keys; a file edited into something else has no writers.
+    fn keys_by_manager(&self) -> KeysByManager {
+        self.metadata
+            .annotations
+            .get(LOCAL_KEYS_ANNOTATION)
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default()
+    }
+}
+
 impl LocalDirTarget {
-    pub fn new(root: impl Into<PathBuf>, field_manager: &str) -> Self {
-        Self {
-            root: root.into(),
-            field_manager: field_manager.into(),
-        }
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
     }
 
     /// The file of `secret`.
@@ -260,35 +282,62 @@ impl SecretTarget for LocalDirTarget {
         Ok(
             Self::read(&self.path(secret))?.map(|(stored, version)| ExistingSecret {
                 resource_version: Some(version),
-                written_by_us: stored.metadata.annotations.get(LOCAL_WRITER_ANNOTATION)
-                    == Some(&self.field_manager),
-                annotations: stored.metadata.annotations,
+                writers: stored
+                    .keys_by_manager()
+                    .into_iter()
+                    .map(|(manager, data_keys)| Writer {
+                        manager,
+                        time: None,
+                        data_keys,
+                    })
+                    .collect(),
                 controller_uid: stored
                     .metadata
                     .owner_references
                     .into_iter()
                     .find(|o| o.controller)
                     .map(|o| o.uid),
-                changed_by_others: false,
-                our_data_keys: None,
+                annotations: stored.metadata.annotations,
             }),
         )
     }
 
     async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, LocalDirError> {
         let path = self.path(write.target);
+        let manager = write.manager;
         let mut data = write.secret.data.clone();
-        if write.mode == WriteMode::Merge
-            && let Some((stored, _)) = Self::read(&path)?
-        {
+        let mut keys = KeysByManager::new();
+        if let Some((stored, _)) = Self::read(&path)? {
+            keys = stored.keys_by_manager();
+            let ours = keys.remove(manager.name()).unwrap_or_default();
+            // Merge keeps every key but the ones this source no longer writes; replace keeps
+            // only the other sources' keys.
+            let kept = |key: &String| match write.mode {
+                WriteMode::Merge => !ours.contains(key),
+                WriteMode::Replace => keys
+                    .iter()
+                    .any(|(m, k)| manager.is_sibling(m) && k.contains(key)),
+            };
             for (key, encoded) in stored.data {
-                data.entry(key).or_insert_with(|| {
-                    SecretBytes::from(STANDARD.decode(encoded.trim()).unwrap_or_default())
-                });
+                if kept(&key) {
+                    data.entry(key).or_insert_with(|| {
+                        SecretBytes::from(STANDARD.decode(encoded.trim()).unwrap_or_default())
+                    });
+                }
+            }
+            if write.mode == WriteMode::Replace {
+                keys.retain(|m, _| manager.is_sibling(m));
             }
         }
+        keys.insert(
+            manager.name().into(),
+            write.secret.data.keys().cloned().collect(),
+        );
         let mut annotations = write.secret.annotations.clone();
-        annotations.insert(LOCAL_WRITER_ANNOTATION.into(), self.field_manager.clone());
+        annotations.insert(
+            LOCAL_KEYS_ANNOTATION.into(),
+            serde_json::to_string(&keys).expect("names serialize"),
+        );
         let mut object = SecretObject::new(write, &data);
         object.metadata.annotations = &annotations;
         let text =
@@ -306,5 +355,16 @@ impl SecretTarget for LocalDirTarget {
         file.write_all(text.as_bytes()).map_err(failed)?;
         file.persist(&path).map_err(|e| failed(e.error))?;
         Ok(hex_sha256(text.as_bytes()))
+    }
+
+    async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), LocalDirError> {
+        let path = self.path(secret);
+        match Self::read(&path)? {
+            Some((_, current)) if current == version => {
+                fs::remove_file(&path).map_err(|source| LocalDirError::Write { path, source })
+            }
+            // Changed since it was decided on: the next reconcile decides again.
+            _ => Ok(()),
+        }
     }
 }

@@ -7,10 +7,11 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::WatchStreamExt;
@@ -18,13 +19,13 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource};
-use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::target::{KubeTarget, api_message};
+use super::report::ObjectReporter;
+use super::target::{KubeTarget, SecretCache, api_message};
 use crate::backoff::{Backoff, jitter};
 use crate::events::{EventPublisher, EventType};
-use crate::generator::{AppliedAction, Generator, Outcome, ReasonedError};
+use crate::generator::{AppliedAction, Dependency, Generator, Outcome, ReasonedError};
 use crate::leader::Leadership;
 use crate::metrics::EngineMetrics;
 use crate::policy::Consent;
@@ -68,35 +69,45 @@ fn describe_invalid(kind: &str, invalid: &InvalidObject) -> String {
     format!("the object cannot be read as a {kind}{expected}; it is skipped until it is fixed")
 }
 
-/// How the engine runs one generator.
+/// What the generators of one runtime share.
 #[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// Server-side apply field manager of Secrets and statuses.
-    pub field_manager: String,
-    /// Every source is checked again this often even when nothing happened.
-    pub resync: Duration,
-    /// Sources reconciled at the same time.
-    pub concurrency: u16,
-    pub consent: Consent,
-    /// First and longest retry delay after a failure.
-    pub backoff: (Duration, Duration),
+pub struct RuntimeConfig {
     /// Who publishes the events.
     pub reporter: String,
     /// This replica, in events (e.g. its leader-election identity).
     pub instance: String,
-    /// The namespaces whose sources are reconciled; `None`: all of them.
+    /// The namespaces whose sources and Secrets are watched, each on its own (nothing is
+    /// read elsewhere, so Roles in those namespaces are enough); `None`: all of them.
     pub namespaces: Option<Vec<String>>,
-    /// Only sources with these labels (a label selector) are reconciled.
-    pub source_selector: Option<String>,
     /// Asked before each reconcile: a replica that no longer leads writes nothing.
     pub leadership: Leadership,
+}
+
+/// How the runtime runs one generator.
+#[derive(Debug, Clone)]
+pub struct GeneratorConfig {
+    /// Field manager of the sources' statuses, and base of their Secret writes' field
+    /// managers ([`crate::policy::FieldManager::of_source`]).
+    pub field_manager: String,
+    /// Sources without a refresh ([`crate::Policy::refresh`]) are checked again this often
+    /// even when nothing happened.
+    pub resync: Duration,
+    /// Sources reconciled at the same time, in each watched namespace (network-bound
+    /// generators want many more than the core count).
+    pub concurrency: u16,
+    pub consent: Consent,
+    /// First and longest retry delay after a failure.
+    pub backoff: (Duration, Duration),
+    /// Only sources with these labels (a label selector) are reconciled.
+    pub source_selector: Option<String>,
 }
 
 struct Context<G: Generator> {
     syncer: Syncer<G, KubeTarget>,
     client: Client,
-    config: EngineConfig,
-    events: EventPublisher,
+    config: GeneratorConfig,
+    leadership: Leadership,
+    reporter: ObjectReporter,
     metrics: EngineMetrics,
     backoff: Backoff,
 }
@@ -106,28 +117,216 @@ struct Context<G: Generator> {
 #[error("{0}")]
 pub struct NotConverged(String);
 
-/// Runs the engine for generator `G` until `shutdown` resolves. `reconcile_all` makes
-/// every source be looked at again (e.g. when keys changed). With
-/// [`EngineConfig::namespaces`], each namespace is watched on its own (nothing is read
-/// elsewhere, so Roles in those namespaces are enough).
-pub async fn run<G>(
+/// Asks a generator's engine to reconcile the sources that depend on an object
+/// ([`crate::Plan::dependencies`]), and only those. Secrets need none: the runtime's Secret
+/// watch reconciles their dependents by itself.
+#[derive(Clone)]
+pub struct Triggers(Arc<dyn Fn(&Dependency) + Send + Sync>);
+
+impl Triggers {
+    /// `dependency` changed.
+    pub fn changed(&self, dependency: &Dependency) {
+        (self.0)(dependency)
+    }
+}
+
+impl std::fmt::Debug for Triggers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Triggers")
+    }
+}
+
+type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+type Task = Box<dyn FnOnce(Shutdown) -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// Several generators in one process: one shared metadata-only watch of Secrets (per
+/// watched namespace) feeding one compact cache, one leadership, and per generator its
+/// own source watches, concurrency, backoff, resync and metrics.
+pub struct Runtime {
     client: Client,
-    generator: Arc<G>,
-    config: EngineConfig,
-    metrics: EngineMetrics,
+    config: RuntimeConfig,
+    cache: Arc<SecretCache>,
+    events: EventPublisher,
+    /// What each generator does with Secrets that changed.
+    secret_listeners: Vec<Triggers>,
+    generators: Vec<Task>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .field("generators", &self.generators.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(client: Client, config: RuntimeConfig) -> Self {
+        Self {
+            events: EventPublisher::new(
+                client.clone(),
+                config.reporter.clone(),
+                config.instance.clone(),
+            ),
+            client,
+            config,
+            cache: Arc::default(),
+            secret_listeners: Vec::new(),
+            generators: Vec::new(),
+        }
+    }
+
+    /// Status and events of objects that are not sources (e.g. a generator's stores),
+    /// written as the runtime writes those of sources.
+    pub fn reporter(&self, field_manager: &str) -> ObjectReporter {
+        ObjectReporter::new(self.client.clone(), self.events.clone(), field_manager)
+    }
+
+    /// Adds generator `G`; `reconcile_all` makes every one of its sources be looked at
+    /// again (e.g. when keys changed). The returned [`Triggers`] reconcile the sources
+    /// that depend on an object.
+    pub fn add<G>(
+        &mut self,
+        generator: Arc<G>,
+        config: GeneratorConfig,
+        metrics: EngineMetrics,
+        reconcile_all: impl Stream<Item = ()> + Send + 'static,
+    ) -> Triggers
+    where
+        G: Generator,
+        G::Source: Resource<Scope = NamespaceResourceScope>,
+    {
+        self.cache.keep_for(
+            &config.field_manager,
+            (
+                G::Source::api_version(&()).into_owned(),
+                G::Source::kind(&()).into_owned(),
+            ),
+            &config.consent,
+        );
+        let context = Arc::new(Context {
+            syncer: Syncer::new(
+                generator,
+                KubeTarget::new(self.client.clone(), self.cache.clone()),
+                &config.field_manager,
+                config.consent.clone(),
+            ),
+            reporter: self.reporter(&config.field_manager),
+            client: self.client.clone(),
+            backoff: Backoff::new(config.backoff.0, config.backoff.1),
+            leadership: self.config.leadership.clone(),
+            metrics,
+            config,
+        });
+        let scopes = self.scopes();
+        let (senders, receivers): (Vec<_>, Vec<_>) = scopes
+            .iter()
+            .map(|scope| {
+                let (sender, receiver) = mpsc::unbounded();
+                ((scope.clone(), sender), receiver)
+            })
+            .unzip();
+        let triggers = Triggers(Arc::new({
+            let context = context.clone();
+            move |dependency: &Dependency| {
+                for source in context.syncer.dependents(dependency) {
+                    let scope = senders.iter().find(|(scope, _)| {
+                        scope.as_deref().is_none_or(|ns| ns == source.namespace)
+                    });
+                    if let Some((_, sender)) = scope {
+                        // Closed only once the generator stopped.
+                        let _ = sender
+                            .unbounded_send(ObjectRef::new(&source.name).within(&source.namespace));
+                    }
+                }
+            }
+        }));
+        self.secret_listeners.push(triggers.clone());
+        let client = self.client.clone();
+        self.generators.push(Box::new(move |shutdown| {
+            run_generator(client, context, scopes, receivers, reconcile_all, shutdown).boxed()
+        }));
+        triggers
+    }
+
+    fn scopes(&self) -> Vec<Option<String>> {
+        match &self.config.namespaces {
+            None => vec![None],
+            Some(namespaces) => namespaces.iter().cloned().map(Some).collect(),
+        }
+    }
+
+    /// Runs every generator until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let shutdown: Shutdown = shutdown.boxed().shared();
+        let scopes = self.scopes();
+        let listeners = Arc::new(self.secret_listeners);
+        let watches = scopes.into_iter().map(|scope| {
+            watch_secrets(
+                self.client.clone(),
+                self.cache.clone(),
+                scope,
+                listeners.clone(),
+            )
+        });
+        let generators = self
+            .generators
+            .into_iter()
+            .map(|task| task(shutdown.clone()));
+        // The Secret watches never end; the runtime stops when its generators have.
+        tokio::select! {
+            _ = futures::future::join_all(generators) => {}
+            _ = futures::future::join_all(watches) => {}
+        }
+        info!("engine stopped");
+    }
+}
+
+/// One metadata-only watch of the Secrets of `scope`: it feeds the shared cache, and the
+/// sources depending on a Secret that changed are reconciled.
+async fn watch_secrets(
+    client: Client,
+    cache: Arc<SecretCache>,
+    scope: Option<String>,
+    listeners: Arc<Vec<Triggers>>,
+) {
+    watcher(
+        api_in::<PartialObjectMeta<Secret>>(client, scope.as_deref()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .for_each(|event| {
+        match event {
+            Ok(event) => {
+                for secret in cache.observe(scope.as_deref(), event) {
+                    let dependency = Dependency::secret(&secret);
+                    for listener in listeners.iter() {
+                        listener.changed(&dependency);
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "the Secret watch restarts"),
+        }
+        std::future::ready(())
+    })
+    .await;
+}
+
+/// One generator in each scope, with the runtime's triggers for each.
+async fn run_generator<G>(
+    client: Client,
+    context: Arc<Context<G>>,
+    scopes: Vec<Option<String>>,
+    triggered: Vec<mpsc::UnboundedReceiver<ObjectRef<G::Source>>>,
     reconcile_all: impl Stream<Item = ()> + Send + 'static,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: Shutdown,
 ) where
     G: Generator,
     G::Source: Resource<Scope = NamespaceResourceScope>,
 {
-    let scopes: Vec<Option<String>> = match &config.namespaces {
-        None => vec![None],
-        Some(namespaces) => namespaces.iter().cloned().map(Some).collect(),
-    };
     let (all, _) = tokio::sync::broadcast::channel(16);
-    let shutdown = shutdown.shared();
-    let runs = scopes.into_iter().map(|scope| {
+    let runs = scopes.into_iter().zip(triggered).map(|(scope, triggered)| {
         let reconcile_all = futures::stream::unfold(all.subscribe(), |mut requests| async move {
             // A lagging receiver missed some requests: one reconcile of all covers them.
             match requests.recv().await {
@@ -139,10 +338,9 @@ pub async fn run<G>(
         });
         run_scope(
             client.clone(),
-            generator.clone(),
-            config.clone(),
-            metrics.clone(),
+            context.clone(),
             scope,
+            triggered,
             reconcile_all,
             shutdown.clone(),
         )
@@ -152,7 +350,7 @@ pub async fn run<G>(
         let _ = all.send(());
         std::future::ready(())
     });
-    // The engine stops when its scopes stop; the end of `reconcile_all` stops nothing.
+    // The generator stops when its scopes stop; the end of `reconcile_all` stops nothing.
     let forward = async move {
         forward.await;
         std::future::pending::<()>().await
@@ -161,7 +359,6 @@ pub async fn run<G>(
         _ = futures::future::join_all(runs) => {}
         () = forward => {}
     }
-    info!("engine stopped");
 }
 
 /// `Api::all` or `Api::namespaced`, as `scope` says.
@@ -175,44 +372,19 @@ where
     }
 }
 
-/// The engine in one namespace, or in all.
+/// The generator in one namespace, or in all.
 async fn run_scope<G>(
     client: Client,
-    generator: Arc<G>,
-    config: EngineConfig,
-    metrics: EngineMetrics,
+    context: Arc<Context<G>>,
     scope: Option<String>,
+    triggered: impl Stream<Item = ObjectRef<G::Source>> + Send + 'static,
     reconcile_all: impl Stream<Item = ()> + Send + 'static,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: Shutdown,
 ) where
     G: Generator,
     G::Source: Resource<Scope = NamespaceResourceScope>,
 {
-    let target = KubeTarget::new(
-        client.clone(),
-        &config.field_manager,
-        config.consent.clone(),
-        (
-            G::Source::api_version(&()).into_owned(),
-            G::Source::kind(&()).into_owned(),
-        ),
-    );
-    let context = Arc::new(Context {
-        syncer: Syncer::new(generator.clone(), target, config.consent.clone()),
-        events: EventPublisher::new(
-            client.clone(),
-            config.reporter.clone(),
-            config.instance.clone(),
-        ),
-        client: client.clone(),
-        backoff: Backoff::new(config.backoff.0, config.backoff.1),
-        metrics,
-        config: config.clone(),
-    });
-    let secret_changes = secret_changes(
-        api_in::<PartialObjectMeta<Secret>>(client.clone(), scope.as_deref()),
-        context.clone(),
-    );
+    let config = &context.config;
     let mut source_watch = watcher::Config::default();
     if let Some(selector) = &config.source_selector {
         source_watch = source_watch.labels(selector);
@@ -229,13 +401,16 @@ async fn run_scope<G>(
         let store = source_store.clone();
         move |event| std::future::ready(readable(event, &context, &store).transpose())
     })
-    .modify(move |source| {
-        // Bookkeeping the engine never reads, often as large as the spec.
-        source.meta_mut().managed_fields = None;
-        if let Some(annotations) = source.meta_mut().annotations.as_mut() {
-            annotations.remove(LAST_APPLIED);
+    .modify({
+        let context = context.clone();
+        move |source| {
+            // Bookkeeping the engine never reads, often as large as the spec.
+            source.meta_mut().managed_fields = None;
+            if let Some(annotations) = source.meta_mut().annotations.as_mut() {
+                annotations.remove(LAST_APPLIED);
+            }
+            context.syncer.generator().compact(source);
         }
-        generator.compact(source);
     })
     .map({
         let context = context.clone();
@@ -262,16 +437,17 @@ async fn run_scope<G>(
 
     info!(
         field_manager = %config.field_manager,
+        kind = %G::Source::kind(&()),
         concurrency = config.concurrency,
         namespace = scope.as_deref().unwrap_or("*"),
         "engine started"
     );
     Controller::for_stream(sources, source_store)
-        .reconcile_on(secret_changes)
+        .reconcile_on(triggered)
         .reconcile_all_on(reconcile_all)
         .graceful_shutdown_on(shutdown)
         .with_config(controller::Config::default().concurrency(config.concurrency))
-        .run(reconcile::<G>, error_policy::<G>, context)
+        .run(reconcile::<G>, error_policy::<G>, context.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 debug!(error = %e, "reconcile not converged");
@@ -282,34 +458,6 @@ async fn run_scope<G>(
 
 /// kubectl's copy of the last applied object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// The sources whose Secrets changed, from one metadata-only watch of all Secrets that feeds
-/// the target's compact cache.
-fn secret_changes<G: Generator>(
-    secrets: Api<PartialObjectMeta<Secret>>,
-    context: Arc<Context<G>>,
-) -> impl Stream<Item = ObjectRef<G::Source>> + Send + 'static {
-    watcher(secrets, watcher::Config::default())
-        .default_backoff()
-        .filter_map(move |event| {
-            let changed = match event {
-                Ok(event) => context.syncer.target().observe(event),
-                Err(e) => {
-                    debug!(error = %e, "the Secret watch restarts");
-                    Vec::new()
-                }
-            };
-            let sources: Vec<_> = changed
-                .into_iter()
-                .filter_map(|secret| {
-                    let name = context.syncer.source_of(&secret)?;
-                    Some(ObjectRef::new(&name).within(&secret.namespace))
-                })
-                .collect();
-            std::future::ready(Some(futures::stream::iter(sources)))
-        })
-        .flatten()
-}
 
 /// The event with its object read, or `None` for an object that cannot be read as a
 /// source, which is reported (log line, Warning event) and left out. A deleted unreadable
@@ -372,10 +520,10 @@ where
         resource_version: meta.resource_version.clone(),
         ..ObjectReference::default()
     };
-    let events = context.events.clone();
+    let reporter = context.reporter.clone();
     tokio::spawn(async move {
-        if let Err(e) = events
-            .publish(regarding, EventType::Warning, UNREADABLE, "Sync", message)
+        if let Err(e) = reporter
+            .event_about(regarding, EventType::Warning, UNREADABLE, message)
             .await
         {
             warn!(%object, error = %e, "cannot publish an event");
@@ -449,7 +597,7 @@ where
         if source.meta().deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        if !context.config.leadership.is_leading() {
+        if !context.leadership.is_leading() {
             debug!("not leading: nothing written");
             return Ok(Action::await_change());
         }
@@ -471,7 +619,14 @@ where
         match outcome {
             Outcome::Unchanged | Outcome::Applied { .. } => {
                 context.backoff.succeeded(&key);
-                Ok(Action::requeue(jitter(context.config.resync)))
+                // A source with a refresh comes back when it is due, never earlier; the
+                // others at a jittered resync.
+                Ok(Action::requeue(
+                    match context.syncer.due_in(source.as_ref()) {
+                        Some(due) => due + jitter(due / 20),
+                        None => jitter(context.config.resync),
+                    },
+                ))
             }
             Outcome::Refused { message } | Outcome::Failed { message, .. } => {
                 Err(NotConverged(message))
@@ -517,25 +672,19 @@ where
 
     let status = context.syncer.generator().status(source, outcome);
     let status_changed = status.is_some();
-    if let Some(status) = status {
-        let api: Api<G::Source> = Api::namespaced(
-            context.client.clone(),
-            source.meta().namespace.as_deref().unwrap_or_default(),
-        );
-        let patch = Patch::Apply(json!({
-            "apiVersion": G::Source::api_version(&()),
-            "kind": G::Source::kind(&()),
-            "status": status,
-        }));
-        let params = PatchParams::apply(&context.config.field_manager).force();
-        let name = source.meta().name.as_deref().unwrap_or_default();
-        if let Err(e) = api.patch_status(name, &params, &patch).await {
-            warn!(error = %e, "cannot write the status");
-        }
+    if let Some(status) = status
+        && let Err(e) = context.reporter.write_status(source, status).await
+    {
+        warn!(error = %e, "cannot write the status");
     }
 
     let event = match outcome {
         Outcome::Unchanged => None,
+        // A refresh that changed nothing is routine: no event every interval.
+        Outcome::Applied {
+            action: AppliedAction::Refreshed,
+            ..
+        } => None,
         Outcome::Applied { action, .. } => {
             info!(
                 action = action_label(*action),
@@ -561,8 +710,8 @@ where
     };
     if let Some((type_, reason, note)) = event
         && let Err(e) = context
-            .events
-            .publish(source.object_ref(&()), type_, reason, "Sync", note)
+            .reporter
+            .event(source, type_, reason, "Sync", note)
             .await
     {
         warn!(error = %e, "cannot publish an event");
@@ -575,5 +724,9 @@ fn action_label(action: AppliedAction) -> &'static str {
         AppliedAction::Updated => "updated",
         AppliedAction::DriftReverted => "drift_reverted",
         AppliedAction::Adopted => "adopted",
+        AppliedAction::Refreshed => "refreshed",
+        AppliedAction::Deleted => "deleted",
+        AppliedAction::KeysRemoved => "keys_removed",
+        AppliedAction::Kept => "kept",
     }
 }

@@ -39,6 +39,8 @@ struct State {
     dependents: HashMap<Dependency, BTreeSet<SourceKey>>,
     /// What each source is in `dependents` under.
     depends_on: HashMap<SourceKey, Vec<Dependency>>,
+    /// When each source was last generated, for its refresh.
+    generated_at: HashMap<SourceKey, SystemTime>,
 }
 
 /// What this process knows of a source's Secret.
@@ -49,8 +51,6 @@ struct Seen {
     /// The input digest this process generated and wrote it from (its status was written
     /// in the same reconcile, even if the watch has not shown that status yet).
     written_from: Option<String>,
-    /// When it was last generated.
-    written_at: Option<SystemTime>,
     /// The data keys written then.
     written_keys: Option<BTreeSet<String>>,
 }
@@ -62,7 +62,6 @@ impl Seen {
             secret: secret.clone(),
             version: String::new(),
             written_from: None,
-            written_at: None,
             written_keys: None,
         }
     }
@@ -98,11 +97,16 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
     }
 
     /// How long until the refresh of `source` is due ([`crate::Policy::refresh`]): its
-    /// interval after its last sync, never earlier; `None` when it has no refresh.
+    /// interval after its last sync (or from now, when that is unknown), never earlier;
+    /// `None` when it has no refresh.
     pub fn due_in(&self, source: &G::Source) -> Option<Duration> {
-        let plan = self.generator.plan(source).ok()?;
-        let due = self.last_sync(source, &plan)? + plan.policy.refresh?;
-        Some(due.duration_since(SystemTime::now()).unwrap_or_default())
+        let refresh = self.generator.plan(source).ok()?.policy.refresh?;
+        let last = self.last_sync(source).unwrap_or_else(SystemTime::now);
+        Some(
+            (last + refresh)
+                .duration_since(SystemTime::now())
+                .unwrap_or_default(),
+        )
     }
 
     /// Brings the Secret of `source` to its desired state, or says why not.
@@ -143,7 +147,7 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             .and_then(|s| s.written_from.clone())
             .or_else(|| self.generator.synced_digest(source));
         let refresh_due = plan.policy.refresh.is_some_and(|interval| {
-            self.last_sync(source, &plan)
+            self.last_sync(source)
                 .is_none_or(|last| last + interval <= SystemTime::now())
         });
         let own_keys = plan
@@ -189,6 +193,9 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             Ok(generated) => generated,
             Err(e) => return failed(&e),
         };
+        self.state()
+            .generated_at
+            .insert(key.clone(), SystemTime::now());
         let step = Step {
             plan: &plan,
             key: &key,
@@ -251,7 +258,6 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
                 secret: step.plan.target.clone(),
                 version,
                 written_from: Some(step.plan.input_digest.clone()),
-                written_at: Some(SystemTime::now()),
                 written_keys: Some(secret.data.keys().cloned().collect()),
             },
         );
@@ -276,7 +282,6 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
                         Seen {
                             version,
                             written_from: Some(step.plan.input_digest.clone()),
-                            written_at: Some(SystemTime::now()),
                             ..Seen::of(&step.plan.target)
                         },
                     );
@@ -313,6 +318,7 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         if let Some(key) = source_key(source) {
             let mut state = self.state();
             state.seen.remove(&key);
+            state.generated_at.remove(&key);
             unindex(&mut state, &key);
         }
         self.generator.forget(source);
@@ -355,11 +361,10 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         self.state().seen.insert(source.clone(), seen);
     }
 
-    /// When `source`'s Secret was last generated, by this process or as its status says.
-    fn last_sync(&self, source: &G::Source, plan: &Plan) -> Option<SystemTime> {
+    /// When `source` was last generated, by this process or as its status says.
+    fn last_sync(&self, source: &G::Source) -> Option<SystemTime> {
         source_key(source)
-            .and_then(|key| self.seen(&key, &plan.target))
-            .and_then(|seen| seen.written_at)
+            .and_then(|key| self.state().generated_at.get(&key).copied())
             .or_else(|| self.generator.synced_at(source))
     }
 }

@@ -1,0 +1,510 @@
+//! The engine with two generators in one `Runtime` on the harness's real API server: one
+//! shared Secret watch, sources of two kinds merging into one Secret (each owns its keys,
+//! no ping-pong, drift of one's key repaired without touching the other's), triggers that
+//! reconcile only the dependents of an object, refresh as a per-source due time, a missing
+//! Secret waited for, and a Secret deleted when its source wants none.
+//!
+//! The generators turn ConfigMaps and ServiceAccounts into Secret keys read from an
+//! in-memory "provider", as an ExternalSecret reads a secret manager.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use prometheus_client::registry::Registry;
+use sealsync_crypto::SecretBytes;
+use sealsync_engine::kubernetes::{GeneratorConfig, Runtime, RuntimeConfig, Triggers};
+use sealsync_engine::leader::LeaderElection;
+use sealsync_engine::metrics::EngineMetrics;
+use sealsync_engine::policy::Consent;
+use sealsync_engine::{
+    Dependency, Desired, DesiredSecret, Generator, Outcome, Ownership, Plan, Policy,
+    ReasonedError, SecretRef, WhenAbsent, digest_of,
+};
+use sealsync_testkit::{TestCluster, wait_for};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+const BASE: &str = "engine-test";
+
+/// Entries by name: a version (what a store's generation would be) and the data, `None`
+/// when the entry was deleted.
+#[derive(Debug, Default)]
+struct Provider(Mutex<HashMap<String, (u64, Option<BTreeMap<String, String>>)>>);
+
+impl Provider {
+    fn set(&self, entry: &str, version: u64, data: Option<&[(&str, &str)]>) {
+        let data = data.map(|d| {
+            d.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        });
+        self.0
+            .lock()
+            .unwrap()
+            .insert(entry.into(), (version, data));
+    }
+
+    fn get(&self, entry: &str) -> (u64, Option<BTreeMap<String, String>>) {
+        self.0
+            .lock()
+            .unwrap()
+            .get(entry)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the source has no entry annotation")]
+struct NoEntry;
+
+impl ReasonedError for NoEntry {
+    fn reason(&self) -> &'static str {
+        "NoEntry"
+    }
+}
+
+/// Sources of kind `K` whose annotations say: `engine.test/entry` (the provider entry),
+/// `engine.test/target` (the Secret), `engine.test/ownership` (`merge`, `merge-create`,
+/// else owner), `engine.test/absent` (`delete`, else keep), `engine.test/refresh` (s).
+#[derive(Debug)]
+struct FromProvider<K> {
+    provider: Arc<Provider>,
+    /// When each source was generated, by name.
+    generated: Mutex<Vec<(String, Instant)>>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> FromProvider<K> {
+    fn new(provider: Arc<Provider>) -> Self {
+        Self {
+            provider,
+            generated: Mutex::default(),
+            kind: PhantomData,
+        }
+    }
+
+    fn generations(&self, source: &str) -> Vec<Instant> {
+        self.generated
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| name == source)
+            .map(|(_, at)| *at)
+            .collect()
+    }
+}
+
+fn entry_dependency(entry: &str) -> Dependency {
+    Dependency {
+        kind: "Entry".into(),
+        namespace: None,
+        name: entry.into(),
+    }
+}
+
+impl<K> Generator for FromProvider<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Serialize
+        + Send
+        + Sync
+        + 'static,
+{
+    type Source = K;
+    type Report = ();
+    type Error = NoEntry;
+    const APPLIED_REASON: &'static str = "Synced";
+    const REFUSED_REASON: &'static str = "NotOwned";
+
+    fn plan(&self, source: &K) -> Result<Plan, NoEntry> {
+        let annotation = |name: &str| source.annotations().get(name).cloned();
+        let entry = annotation("engine.test/entry").ok_or(NoEntry)?;
+        let (version, _) = self.provider.get(&entry);
+        Ok(Plan {
+            target: SecretRef {
+                namespace: source.namespace().unwrap_or_default(),
+                name: annotation("engine.test/target").unwrap_or_else(|| source.name_any()),
+            },
+            input_digest: digest_of(&(source.annotations(), version)),
+            policy: Policy {
+                ownership: match annotation("engine.test/ownership").as_deref() {
+                    Some("merge") => Ownership::Merge { create: false },
+                    Some("merge-create") => Ownership::Merge { create: true },
+                    _ => Ownership::Owner,
+                },
+                when_absent: match annotation("engine.test/absent").as_deref() {
+                    Some("delete") => WhenAbsent::Delete,
+                    _ => WhenAbsent::Keep,
+                },
+                refresh: annotation("engine.test/refresh")
+                    .map(|s| Duration::from_secs(s.parse().expect("seconds"))),
+                ..Policy::default()
+            },
+            data_keys: None,
+            dependencies: vec![entry_dependency(&entry)],
+        })
+    }
+
+    async fn generate(&self, source: &K) -> Result<(Desired, ()), NoEntry> {
+        self.generated
+            .lock()
+            .unwrap()
+            .push((source.name_any(), Instant::now()));
+        let entry = source
+            .annotations()
+            .get("engine.test/entry")
+            .ok_or(NoEntry)?;
+        let desired = match self.provider.get(entry).1 {
+            Some(data) => Desired::Secret(DesiredSecret {
+                data: data
+                    .into_iter()
+                    .map(|(k, v)| (k, SecretBytes::from(v.into_bytes())))
+                    .collect(),
+                ..DesiredSecret::default()
+            }),
+            None => Desired::Absent,
+        };
+        Ok((desired, ()))
+    }
+
+    fn synced_digest(&self, _: &K) -> Option<String> {
+        None
+    }
+
+    fn status(&self, _: &K, _: &Outcome<()>) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+struct Engine {
+    config_maps: Arc<FromProvider<ConfigMap>>,
+    accounts: Arc<FromProvider<ServiceAccount>>,
+    config_map_triggers: Triggers,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<()>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl Engine {
+    async fn start(cluster: &TestCluster, namespace: &str, provider: Arc<Provider>) -> Self {
+        let client = cluster.client();
+        let leader = LeaderElection::new(client.clone(), namespace, "engine-test", "test")
+            .acquire()
+            .await;
+        let mut registry = Registry::default();
+        let metrics = EngineMetrics::register(&mut registry, "config-maps");
+        let mut runtime = Runtime::new(
+            client,
+            RuntimeConfig {
+                reporter: BASE.into(),
+                instance: "test".into(),
+                namespaces: Some(vec![namespace.into()]),
+                leadership: leader.leadership(),
+            },
+        );
+        let config = GeneratorConfig {
+            field_manager: BASE.into(),
+            resync: Duration::from_secs(3600),
+            concurrency: 4,
+            consent: Consent::default(),
+            backoff: (Duration::from_millis(200), Duration::from_secs(2)),
+            source_selector: Some("engine.test/source=yes".into()),
+        };
+        let config_maps = Arc::new(FromProvider::<ConfigMap>::new(provider.clone()));
+        let accounts = Arc::new(FromProvider::<ServiceAccount>::new(provider));
+        let config_map_triggers = runtime.add(
+            config_maps.clone(),
+            config.clone(),
+            metrics.clone(),
+            futures::stream::pending(),
+        );
+        runtime.add(
+            accounts.clone(),
+            config,
+            metrics.for_controller("service-accounts"),
+            futures::stream::pending(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let running = tokio::spawn(async move {
+            runtime.run(stopped.map(drop)).await;
+            drop(leader);
+        });
+        Self {
+            config_maps,
+            accounts,
+            config_map_triggers,
+            stop,
+            running,
+            registry: Arc::new(Mutex::new(registry)),
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.running).await;
+    }
+
+    /// `sealsync_reconciles_total` of `controller`, all results.
+    fn reconciles(&self, controller: &str) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry.lock().unwrap())
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("sealsync_reconciles_total{")
+                    && l.contains(&format!("controller=\"{controller}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+fn meta(name: &str, namespace: &str, annotations: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        labels: Some([("engine.test/source".to_string(), "yes".to_string())].into()),
+        annotations: Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..ObjectMeta::default()
+    }
+}
+
+fn values(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn wait_for_data(
+    secrets: &Api<Secret>,
+    name: &str,
+    expected: &BTreeMap<String, String>,
+) -> anyhow::Result<Secret> {
+    wait_for(
+        &format!("Secret {name} with the expected keys"),
+        Duration::from_secs(30),
+        None,
+        || async {
+            Ok(secrets
+                .get_opt(name)
+                .await?
+                .is_some_and(|s| &values(&s) == expected))
+        },
+    )
+    .await?;
+    Ok(secrets.get(name).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let ns = cluster.namespace("engine").await?;
+    let client = cluster.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let provider = Arc::new(Provider::default());
+    provider.set("db", 1, Some(&[("db-password", "one")]));
+    provider.set("api", 1, Some(&[("api-token", "two")]));
+    provider.set("other", 1, Some(&[("other", "three")]));
+    let engine = Engine::start(&cluster, &ns, provider.clone()).await;
+
+    // A ConfigMap and a ServiceAccount merge into one Secret that nobody created yet: the
+    // one that may not create it waits, and is reconciled when the other creates it.
+    let merge_into = |entry, ownership| {
+        [
+            ("engine.test/entry", entry),
+            ("engine.test/target", "shared"),
+            ("engine.test/ownership", ownership),
+        ]
+    };
+    config_maps
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: meta("db", &ns, &merge_into("db", "merge")),
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(secrets.get_opt("shared").await?.is_none());
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta("api", &ns, &merge_into("api", "merge-create")),
+                ..ServiceAccount::default()
+            },
+        )
+        .await?;
+    let both = map(&[("api-token", "two"), ("db-password", "one")]);
+    let shared = wait_for_data(&secrets, "shared", &both).await?;
+    let mut managers: Vec<String> = shared
+        .managed_fields()
+        .iter()
+        .filter_map(|e| e.manager.clone())
+        .collect();
+    managers.sort();
+    assert_eq!(
+        managers,
+        [
+            "engine-test/ConfigMap/db",
+            "engine-test/ServiceAccount/api"
+        ],
+        "a field manager per source"
+    );
+    assert!(
+        shared.owner_references().is_empty(),
+        "a merged Secret is nobody's to garbage-collect"
+    );
+
+    // No ping-pong: the Secret stays at its version while both keep reconciling.
+    let version = shared.resource_version();
+    let before = (engine.reconciles("config-maps"), engine.reconciles("service-accounts"));
+    engine
+        .config_map_triggers
+        .changed(&entry_dependency("db"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = (engine.reconciles("config-maps"), engine.reconciles("service-accounts"));
+    assert!(after.0 > before.0, "the trigger reconciled the ConfigMap");
+    assert_eq!(secrets.get("shared").await?.resource_version(), version);
+
+    // Someone overwrites one source's key: that one is restored, the other's left alone.
+    secrets
+        .patch(
+            "shared",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"db-password": "edited"}})),
+        )
+        .await?;
+    wait_for_data(&secrets, "shared", &both).await?;
+
+    // A trigger reconciles the dependents of one entry, and only them.
+    config_maps
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: meta("bystander", &ns, &[("engine.test/entry", "other")]),
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
+    wait_for_data(&secrets, "bystander", &map(&[("other", "three")])).await?;
+    let bystander_generations = engine.config_maps.generations("bystander").len();
+    provider.set("db", 2, Some(&[("db-password", "rotated")]));
+    engine
+        .config_map_triggers
+        .changed(&entry_dependency("db"));
+    wait_for_data(
+        &secrets,
+        "shared",
+        &map(&[("api-token", "two"), ("db-password", "rotated")]),
+    )
+    .await?;
+    assert_eq!(
+        engine.config_maps.generations("bystander").len(),
+        bystander_generations,
+        "a source that does not depend on the entry is not generated again"
+    );
+
+    // Refresh: the provider's data changes without a new version; a source with a
+    // refresh picks it up when due, and is generated no earlier than that.
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta(
+                    "refreshed",
+                    &ns,
+                    &[("engine.test/entry", "ticking"), ("engine.test/refresh", "2")],
+                ),
+                ..ServiceAccount::default()
+            },
+        )
+        .await?;
+    provider.set("ticking", 1, Some(&[("tick", "0")]));
+    wait_for_data(&secrets, "refreshed", &map(&[("tick", "0")])).await?;
+    provider.set("ticking", 1, Some(&[("tick", "1")]));
+    wait_for_data(&secrets, "refreshed", &map(&[("tick", "1")])).await?;
+    wait_for(
+        "three generations of the refreshed source",
+        Duration::from_secs(30),
+        None,
+        || async { Ok(engine.accounts.generations("refreshed").len() >= 3) },
+    )
+    .await?;
+    let generations = engine.accounts.generations("refreshed");
+    for pair in generations.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(1900),
+            "generated again after {gap:?}, before its refresh was due"
+        );
+    }
+
+    // A source whose entry is gone, with `absent: delete`, deletes its Secret.
+    config_maps
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: meta(
+                    "doomed",
+                    &ns,
+                    &[("engine.test/entry", "doomed"), ("engine.test/absent", "delete")],
+                ),
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
+    provider.set("doomed", 1, Some(&[("k", "v")]));
+    engine
+        .config_map_triggers
+        .changed(&entry_dependency("doomed"));
+    wait_for_data(&secrets, "doomed", &map(&[("k", "v")])).await?;
+    provider.set("doomed", 2, None);
+    engine
+        .config_map_triggers
+        .changed(&entry_dependency("doomed"));
+    wait_for(
+        "the Secret of a source that wants none deleted",
+        Duration::from_secs(30),
+        None,
+        || async { Ok(secrets.get_opt("doomed").await?.is_none()) },
+    )
+    .await?;
+    // The others are untouched.
+    assert_eq!(
+        values(&secrets.get("shared").await?),
+        map(&[("api-token", "two"), ("db-password", "rotated")])
+    );
+    engine.stop().await;
+    Ok(())
+}

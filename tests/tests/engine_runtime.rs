@@ -2,7 +2,8 @@
 //! shared Secret watch, sources of two kinds merging into one Secret (each owns its keys,
 //! no ping-pong, drift of one's key repaired without touching the other's), triggers that
 //! reconcile only the dependents of an object, refresh as a per-source due time, a missing
-//! Secret waited for, and a Secret deleted when its source wants none.
+//! Secret waited for, and a Secret deleted when its source wants none; and the reporter of
+//! status and events for objects that are not sources.
 //!
 //! The generators turn ConfigMaps and ServiceAccounts into Secret keys read from an
 //! in-memory "provider", as an ExternalSecret reads a secret manager.
@@ -15,20 +16,22 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use prometheus_client::registry::Registry;
+use sealsync_api::SealedSecret;
 use sealsync_crypto::SecretBytes;
 use sealsync_engine::kubernetes::{GeneratorConfig, Runtime, RuntimeConfig, Triggers};
 use sealsync_engine::leader::LeaderElection;
 use sealsync_engine::metrics::EngineMetrics;
 use sealsync_engine::policy::Consent;
 use sealsync_engine::{
-    Dependency, Desired, DesiredSecret, Generator, Outcome, Ownership, Plan, Policy,
+    Dependency, Desired, DesiredSecret, EventType, Generator, Outcome, Ownership, Plan, Policy,
     ReasonedError, SecretRef, WhenAbsent, digest_of,
 };
-use sealsync_testkit::{TestCluster, wait_for};
+use sealsync_testkit::{TestCluster, events_about, wait_for};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -46,10 +49,7 @@ impl Provider {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         });
-        self.0
-            .lock()
-            .unwrap()
-            .insert(entry.into(), (version, data));
+        self.0.lock().unwrap().insert(entry.into(), (version, data));
     }
 
     fn get(&self, entry: &str) -> (u64, Option<BTreeMap<String, String>>) {
@@ -375,10 +375,7 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
     managers.sort();
     assert_eq!(
         managers,
-        [
-            "engine-test/ConfigMap/db",
-            "engine-test/ServiceAccount/api"
-        ],
+        ["engine-test/ConfigMap/db", "engine-test/ServiceAccount/api"],
         "a field manager per source"
     );
     assert!(
@@ -388,12 +385,16 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
 
     // No ping-pong: the Secret stays at its version while both keep reconciling.
     let version = shared.resource_version();
-    let before = (engine.reconciles("config-maps"), engine.reconciles("service-accounts"));
-    engine
-        .config_map_triggers
-        .changed(&entry_dependency("db"));
+    let before = (
+        engine.reconciles("config-maps"),
+        engine.reconciles("service-accounts"),
+    );
+    engine.config_map_triggers.changed(&entry_dependency("db"));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = (engine.reconciles("config-maps"), engine.reconciles("service-accounts"));
+    let after = (
+        engine.reconciles("config-maps"),
+        engine.reconciles("service-accounts"),
+    );
     assert!(after.0 > before.0, "the trigger reconciled the ConfigMap");
     assert_eq!(secrets.get("shared").await?.resource_version(), version);
 
@@ -420,9 +421,7 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
     wait_for_data(&secrets, "bystander", &map(&[("other", "three")])).await?;
     let bystander_generations = engine.config_maps.generations("bystander").len();
     provider.set("db", 2, Some(&[("db-password", "rotated")]));
-    engine
-        .config_map_triggers
-        .changed(&entry_dependency("db"));
+    engine.config_map_triggers.changed(&entry_dependency("db"));
     wait_for_data(
         &secrets,
         "shared",
@@ -444,7 +443,10 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
                 metadata: meta(
                     "refreshed",
                     &ns,
-                    &[("engine.test/entry", "ticking"), ("engine.test/refresh", "2")],
+                    &[
+                        ("engine.test/entry", "ticking"),
+                        ("engine.test/refresh", "2"),
+                    ],
                 ),
                 ..ServiceAccount::default()
             },
@@ -478,7 +480,10 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
                 metadata: meta(
                     "doomed",
                     &ns,
-                    &[("engine.test/entry", "doomed"), ("engine.test/absent", "delete")],
+                    &[
+                        ("engine.test/entry", "doomed"),
+                        ("engine.test/absent", "delete"),
+                    ],
                 ),
                 ..ConfigMap::default()
             },
@@ -506,5 +511,70 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
         map(&[("api-token", "two"), ("db-password", "rotated")])
     );
     engine.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reporter_writes_status_and_events_of_objects_that_are_not_sources()
+-> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let ns = cluster.namespace("reporter").await?;
+    let client = cluster.client();
+    let leadership = LeaderElection::new(client.clone(), &ns, "unused", "test").leadership();
+    let runtime = Runtime::new(
+        client.clone(),
+        RuntimeConfig {
+            reporter: BASE.into(),
+            instance: "test".into(),
+            namespaces: None,
+            leadership,
+        },
+    );
+    let reporter = runtime.reporter("engine-test-stores");
+
+    // A namespaced custom object (standing in for a store) gets its status.
+    let sealed: SealedSecret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bitnami.com/v1alpha1",
+        "kind": "SealedSecret",
+        "metadata": {"name": "store", "namespace": ns},
+        "spec": {"encryptedData": {}},
+    }))?;
+    let api: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
+    let sealed = api.create(&PostParams::default(), &sealed).await?;
+    reporter
+        .write_status(
+            &sealed,
+            serde_json::json!({"conditions": [{"type": "Synced", "status": "False",
+                "reason": "InvalidProviderConfig", "message": "no region"}]}),
+        )
+        .await?;
+    let status = api.get("store").await?.status.expect("a status");
+    let condition = &status.conditions[0];
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_deref()),
+        ("False", Some("InvalidProviderConfig"))
+    );
+
+    // An event about a cluster-scoped object lands in `default`, where kubectl shows it.
+    let namespace: Namespace = Api::all(client.clone()).get(&ns).await?;
+    reporter
+        .event(
+            &namespace,
+            EventType::Warning,
+            "ValidationFailed",
+            "Validate",
+            "no region".into(),
+        )
+        .await?;
+    let events: Api<Event> = Api::namespaced(client, "default");
+    let about = events_about(&events, "Namespace", &ns).await?;
+    assert_eq!(
+        about,
+        [(
+            "Warning".to_string(),
+            "ValidationFailed".to_string(),
+            "no region".to_string()
+        )]
+    );
     Ok(())
 }

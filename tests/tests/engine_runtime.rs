@@ -37,10 +37,13 @@ use serde::de::DeserializeOwned;
 
 const BASE: &str = "engine-test";
 
-/// Entries by name: a version (what a store's generation would be) and the data, `None`
-/// when the entry was deleted.
+/// One entry of the provider: a version (what a store's generation would be) and the data,
+/// `None` when the entry was deleted.
+type Entry = (u64, Option<BTreeMap<String, String>>);
+
+/// Entries by name.
 #[derive(Debug, Default)]
-struct Provider(Mutex<HashMap<String, (u64, Option<BTreeMap<String, String>>)>>);
+struct Provider(Mutex<HashMap<String, Entry>>);
 
 impl Provider {
     fn set(&self, entry: &str, version: u64, data: Option<&[(&str, &str)]>) {
@@ -52,7 +55,7 @@ impl Provider {
         self.0.lock().unwrap().insert(entry.into(), (version, data));
     }
 
-    fn get(&self, entry: &str) -> (u64, Option<BTreeMap<String, String>>) {
+    fn get(&self, entry: &str) -> Entry {
         self.0
             .lock()
             .unwrap()

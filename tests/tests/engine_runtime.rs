@@ -289,6 +289,22 @@ fn meta(name: &str, namespace: &str, annotations: &[(&str, &str)]) -> ObjectMeta
     }
 }
 
+/// Creates a source named `name` with `annotations`.
+async fn create<K>(
+    api: &Api<K>,
+    namespace: &str,
+    name: &str,
+    annotations: &[(&str, &str)],
+) -> anyhow::Result<()>
+where
+    K: Resource + Default + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let mut object = K::default();
+    *object.meta_mut() = meta(name, namespace, annotations);
+    api.create(&PostParams::default(), &object).await?;
+    Ok(())
+}
+
 fn values(secret: &Secret) -> BTreeMap<String, String> {
     secret
         .data
@@ -348,26 +364,10 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
             ("engine.test/ownership", ownership),
         ]
     };
-    config_maps
-        .create(
-            &PostParams::default(),
-            &ConfigMap {
-                metadata: meta("db", &ns, &merge_into("db", "merge")),
-                ..ConfigMap::default()
-            },
-        )
-        .await?;
+    create(&config_maps, &ns, "db", &merge_into("db", "merge")).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(secrets.get_opt("shared").await?.is_none());
-    accounts
-        .create(
-            &PostParams::default(),
-            &ServiceAccount {
-                metadata: meta("api", &ns, &merge_into("api", "merge-create")),
-                ..ServiceAccount::default()
-            },
-        )
-        .await?;
+    create(&accounts, &ns, "api", &merge_into("api", "merge-create")).await?;
     let both = map(&[("api-token", "two"), ("db-password", "one")]);
     let shared = wait_for_data(&secrets, "shared", &both).await?;
     let mut managers: Vec<String> = shared
@@ -412,15 +412,13 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
     wait_for_data(&secrets, "shared", &both).await?;
 
     // A trigger reconciles the dependents of one entry, and only them.
-    config_maps
-        .create(
-            &PostParams::default(),
-            &ConfigMap {
-                metadata: meta("bystander", &ns, &[("engine.test/entry", "other")]),
-                ..ConfigMap::default()
-            },
-        )
-        .await?;
+    create(
+        &config_maps,
+        &ns,
+        "bystander",
+        &[("engine.test/entry", "other")],
+    )
+    .await?;
     wait_for_data(&secrets, "bystander", &map(&[("other", "three")])).await?;
     let bystander_generations = engine.config_maps.generations("bystander").len();
     provider.set("db", 2, Some(&[("db-password", "rotated")]));
@@ -439,22 +437,16 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
 
     // Refresh: the provider's data changes without a new version; a source with a
     // refresh picks it up when due, and is generated no earlier than that.
-    accounts
-        .create(
-            &PostParams::default(),
-            &ServiceAccount {
-                metadata: meta(
-                    "refreshed",
-                    &ns,
-                    &[
-                        ("engine.test/entry", "ticking"),
-                        ("engine.test/refresh", "2"),
-                    ],
-                ),
-                ..ServiceAccount::default()
-            },
-        )
-        .await?;
+    create(
+        &accounts,
+        &ns,
+        "refreshed",
+        &[
+            ("engine.test/entry", "ticking"),
+            ("engine.test/refresh", "2"),
+        ],
+    )
+    .await?;
     provider.set("ticking", 1, Some(&[("tick", "0")]));
     wait_for_data(&secrets, "refreshed", &map(&[("tick", "0")])).await?;
     provider.set("ticking", 1, Some(&[("tick", "1")]));
@@ -476,22 +468,16 @@ async fn two_generators_share_one_secret_and_one_runtime() -> anyhow::Result<()>
     }
 
     // A source whose entry is gone, with `absent: delete`, deletes its Secret.
-    config_maps
-        .create(
-            &PostParams::default(),
-            &ConfigMap {
-                metadata: meta(
-                    "doomed",
-                    &ns,
-                    &[
-                        ("engine.test/entry", "doomed"),
-                        ("engine.test/absent", "delete"),
-                    ],
-                ),
-                ..ConfigMap::default()
-            },
-        )
-        .await?;
+    create(
+        &config_maps,
+        &ns,
+        "doomed",
+        &[
+            ("engine.test/entry", "doomed"),
+            ("engine.test/absent", "delete"),
+        ],
+    )
+    .await?;
     provider.set("doomed", 1, Some(&[("k", "v")]));
     engine
         .config_map_triggers

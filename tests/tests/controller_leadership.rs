@@ -1,5 +1,6 @@
 //! Leadership and start-up of sealsync-controller on the real API server: a leader frozen
-//! until a standby took over writes nothing once it resumes; the lease is held from the
+//! until a standby took over writes nothing once it resumes, neither a key nor a Secret of
+//! what arrived meanwhile; the lease is held from the
 //! moment it is won, also while the first key cannot be made; a start-up that cannot go on
 //! says why, and SIGTERM ends every wait.
 
@@ -251,6 +252,90 @@ async fn a_frozen_leader_writes_nothing_once_resumed_and_the_standby_takes_over(
         Some("replica-b")
     );
     b.process().ensure_running()?;
+    Ok(())
+}
+
+/// Whether `name` has its Secret with the sealed value.
+async fn unsealed(secrets: &Api<Secret>, name: &str) -> anyhow::Result<bool> {
+    Ok(secrets
+        .get_opt(name)
+        .await?
+        .and_then(|s| s.data?.get("password").cloned())
+        .is_some_and(|v| v.0 == VALUE.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_leader_does_not_unseal_what_arrived_while_it_was_frozen() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let controller_ns = cluster.namespace("controller").await?;
+    let ns = cluster.namespace("app").await?;
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    // A leader with its key and its engine running, unsealing.
+    let mut a = SealsyncController::start(
+        &cluster,
+        &controller_ns,
+        &[KEY_SIZE, "--leader-election-identity=replica-a"],
+    )
+    .await?;
+    wait_for_holder(&cluster, &controller_ns, "replica-a", a.process()).await?;
+    let cert = SealingCertificate::from_pem(a.certificate()?.as_bytes())?;
+    sealed_api
+        .create(&PostParams::default(), &sealed(&ns, "before", &cert)?)
+        .await?;
+    wait_for(
+        "before unsealed",
+        Duration::from_secs(30),
+        Some(a.process()),
+        || unsealed(&secrets, "before"),
+    )
+    .await?;
+
+    // It freezes; a standby takes over and freezes too, holding the lease: nobody may act
+    // on what arrives now.
+    a.process().stop()?;
+    let mut b = SealsyncController::start(
+        &cluster,
+        &controller_ns,
+        &[KEY_SIZE, "--leader-election-identity=replica-b"],
+    )
+    .await?;
+    wait_for_holder(&cluster, &controller_ns, "replica-b", b.process()).await?;
+    b.process().stop()?;
+    sealed_api
+        .create(&PostParams::default(), &sealed(&ns, "unseen", &cert)?)
+        .await?;
+
+    // The old leader resumes with the key in memory and the new object in its watch: it
+    // would unseal it at once if it did not know it no longer leads.
+    let before = a.process().log().len();
+    a.process().resume()?;
+    let status = a
+        .process()
+        .wait_exit(Duration::from_secs(30))
+        .await?
+        .context("the resumed leader goes on running")?;
+    let resumed = a.process().log()[before..].to_string();
+    assert!(!status.success(), "{status}: {resumed}");
+    assert!(resumed.contains("lost the leader lease"), "{resumed}");
+    assert!(
+        secrets.get_opt("unseen").await?.is_none(),
+        "the old leader wrote a Secret: {resumed}"
+    );
+    assert!(
+        sealed_api.get("unseen").await?.status.is_none(),
+        "the old leader wrote a status: {resumed}"
+    );
+
+    // The standby resumes and does the work.
+    b.process().resume()?;
+    wait_for(
+        "unseen unsealed by the standby",
+        Duration::from_secs(60),
+        Some(b.process()),
+        || unsealed(&secrets, "unseen"),
+    )
+    .await?;
     Ok(())
 }
 

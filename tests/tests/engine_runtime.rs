@@ -3,7 +3,8 @@
 //! no ping-pong, drift of one's key repaired without touching the other's), triggers that
 //! reconcile only the dependents of an object, refresh as a per-source due time, a missing
 //! Secret waited for, and a Secret deleted when its source wants none; and the reporter of
-//! status and events for objects that are not sources.
+//! status and events for objects that are not sources; and a runtime that does not lead
+//! writes nothing until it does.
 //!
 //! The generators turn ConfigMaps and ServiceAccounts into Secret keys read from an
 //! in-memory "provider", as an ExternalSecret reads a secret manager.
@@ -191,6 +192,42 @@ where
     }
 }
 
+/// A runtime of the ConfigMap generator alone in `namespace`, with `leadership`.
+fn config_map_runtime(
+    cluster: &TestCluster,
+    namespace: &str,
+    leadership: sealsync_engine::leader::Leadership,
+    generator: Arc<FromProvider<ConfigMap>>,
+) -> Runtime {
+    let mut runtime = Runtime::new(
+        cluster.client(),
+        RuntimeConfig {
+            reporter: BASE.into(),
+            instance: "test".into(),
+            namespaces: Some(vec![namespace.into()]),
+            leadership,
+        },
+    );
+    runtime.add(
+        generator,
+        generator_config(),
+        EngineMetrics::register(&mut Registry::default(), "config-maps"),
+        futures::stream::pending(),
+    );
+    runtime
+}
+
+fn generator_config() -> GeneratorConfig {
+    GeneratorConfig {
+        field_manager: BASE.into(),
+        resync: Duration::from_secs(3600),
+        concurrency: 4,
+        consent: Consent::default(),
+        backoff: (Duration::from_millis(200), Duration::from_secs(2)),
+        source_selector: Some("engine.test/source=yes".into()),
+    }
+}
+
 struct Engine {
     config_maps: Arc<FromProvider<ConfigMap>>,
     accounts: Arc<FromProvider<ServiceAccount>>,
@@ -217,14 +254,7 @@ impl Engine {
                 leadership: leader.leadership(),
             },
         );
-        let config = GeneratorConfig {
-            field_manager: BASE.into(),
-            resync: Duration::from_secs(3600),
-            concurrency: 4,
-            consent: Consent::default(),
-            backoff: (Duration::from_millis(200), Duration::from_secs(2)),
-            source_selector: Some("engine.test/source=yes".into()),
-        };
+        let config = generator_config();
         let config_maps = Arc::new(FromProvider::<ConfigMap>::new(provider.clone()));
         let accounts = Arc::new(FromProvider::<ServiceAccount>::new(provider));
         let config_map_triggers = runtime.add(
@@ -565,5 +595,35 @@ async fn the_reporter_writes_status_and_events_of_objects_that_are_not_sources()
             "no region".to_string()
         )]
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_does_not_lead_writes_nothing_until_it_leads() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let ns = cluster.namespace("standby").await?;
+    let provider = Arc::new(Provider::default());
+    provider.set("entry", 1, Some(&[("k", "v")]));
+    let election = LeaderElection::new(cluster.client(), &ns, "standby-test", "standby");
+    let generator = Arc::new(FromProvider::<ConfigMap>::new(provider));
+    let runtime = config_map_runtime(&cluster, &ns, election.leadership(), generator.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(runtime.run(stopped.map(drop)));
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.client(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    create(&config_maps, &ns, "app", &[("engine.test/entry", "entry")]).await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        generator.generations("app").is_empty(),
+        "a runtime that does not lead generates nothing"
+    );
+    assert!(secrets.get_opt("app").await?.is_none());
+
+    // Once it leads, the source it already saw is done without any change to it.
+    let leader = election.acquire().await;
+    wait_for_data(&secrets, "app", &map(&[("k", "v")])).await?;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(20), running).await;
+    drop(leader);
     Ok(())
 }

@@ -456,6 +456,9 @@ async fn run_scope<G>(
         .await;
 }
 
+/// How often a replica that does not lead looks at a source again.
+const NOT_LEADING_RETRY: Duration = Duration::from_secs(2);
+
 /// kubectl's copy of the last applied object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -598,8 +601,9 @@ where
             return Ok(Action::await_change());
         }
         if !context.leadership.is_leading() {
+            // Looked at again soon: a replica that leads later does the work.
             debug!("not leading: nothing written");
-            return Ok(Action::await_change());
+            return Ok(Action::requeue(jitter(NOT_LEADING_RETRY)));
         }
         let in_flight = context.metrics.started();
         let api: Api<G::Source> = Api::namespaced(

@@ -254,3 +254,21 @@ fn printf_pads_with_zeros_as_go_does() {
         "00042|0003.142|7    |ff"
     );
 }
+
+#[test]
+fn printf_formats_integers_of_either_sign() {
+    assert_eq!(
+        ok(
+            r#"{{ printf "%b|%d|%v|%o|%x|%X|%c|%q|%U|%#x|%+d" 10 10 10 8 255 255 65 65 65 255 3 }}"#
+        ),
+        "1010|10|10|10|ff|FF|A|'A'|U+41|0xff|+3"
+    );
+    // Go prints a negative number for %v as for %d.
+    assert_eq!(
+        ok(r#"{{ printf "%d|%v|%5d" -10 -10 -3 }}"#),
+        "-10|-10|   -3"
+    );
+    for text in [r#"{{ printf "%c" -1 }}"#, r#"{{ printf "%s" -1 }}"#] {
+        assert!(render(text).is_err(), "{text}");
+    }
+}

@@ -272,3 +272,33 @@ fn printf_formats_integers_of_either_sign() {
         assert!(render(text).is_err(), "{text}");
     }
 }
+
+#[test]
+fn index_of_a_path_gives_what_the_function_gives() {
+    // A key of a pipeline makes `index` copy its arguments and call the function.
+    for (key, through_function) in [
+        (r#""user""#, r#"(print "user")"#),
+        (r#""nope""#, r#"(print "nope")"#),
+        ("1", "(len \"x\")"),
+    ] {
+        for collection in [".", "$", "$.user"] {
+            let in_place = format!("{{{{ index {collection} {key} }}}}");
+            let called = format!("{{{{ index {collection} {through_function} }}}}");
+            assert_eq!(render(&in_place), render(&called), "{in_place}");
+        }
+    }
+    assert_eq!(ok(r#"{{ "user" | index . }}"#), "admin");
+    assert!(render("{{ index . }}").unwrap_err().contains("at least 2"));
+    // An `index` of the caller's replaces the builtin.
+    fn first(args: &[Value]) -> Result<Value, FuncError> {
+        Ok(args[0].clone())
+    }
+    let options = Options {
+        functions: Functions::builtins().with(&[("index", first)]),
+        ..Options::default()
+    };
+    assert_eq!(
+        render_with(r#"{{ index .user "x" }}"#, options).unwrap(),
+        "admin"
+    );
+}

@@ -45,6 +45,7 @@ fn hostile_sealed_secrets_cost_a_few_dozen_rsa_decryptions_at_most() {
         .map(|_| PrivateKey::generate(MIN_KEY_BITS).unwrap())
         .collect();
     let newest = keys[0].public_key().clone();
+    let oldest = keys[KEYS - 1].public_key().clone();
     let keyring = Keyring::new(keys);
     let threads = rayon::current_num_threads() as u64;
     let keys = KEYS as u64;
@@ -138,4 +139,18 @@ fn hostile_sealed_secrets_cost_a_few_dozen_rsa_decryptions_at_most() {
             .contains("sealed with namespace-wide scope")
     );
     assert!(rsa_decryptions() - before <= 3 * keys);
+
+    // Values that open, all sealed to the oldest key: the first tries every key, the others
+    // the key that opened it first (not every key each).
+    let values = 40;
+    let sealed_to_oldest = (0..values)
+        .map(|i| {
+            let value = seal_value(&oldest, &label, b"v").unwrap();
+            (format!("v{i:02}"), STANDARD.encode(value))
+        })
+        .collect();
+    let before = rsa_decryptions();
+    let unsealed = unseal(&sealed_secret(sealed_to_oldest), &keyring).unwrap();
+    assert_eq!(unsealed.secret.data.len() as u64, values);
+    assert_eq!(rsa_decryptions() - before, keys + values - 1);
 }

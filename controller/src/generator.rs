@@ -59,10 +59,21 @@ pub enum UnsealError {
     #[error("the unsealing task failed: {0}")]
     Task(String),
     #[error(
-        "SealedSecret uses the deprecated spec.data, refused (--accept-deprecated-v1-data=false): \
-         re-seal it into spec.encryptedData"
+        "SealedSecret {object} uses the deprecated spec.data, refused \
+         (--accept-deprecated-v1-data=false): re-seal it into spec.encryptedData"
     )]
-    DeprecatedData,
+    DeprecatedData { object: String },
+}
+
+/// Refuses the deprecated `spec.data` under `--accept-deprecated-v1-data=false`, before any
+/// decryption: the same in the reconciler as in `/v1/verify` and `/v1/rotate`.
+pub fn check_data_form(sealed: &SealedSecret, accept_deprecated: bool) -> Result<(), UnsealError> {
+    if sealed.spec.data.is_some() && !accept_deprecated {
+        return Err(UnsealError::DeprecatedData {
+            object: sealed.object_ref(),
+        });
+    }
+    Ok(())
 }
 
 impl ReasonedError for UnsealError {
@@ -122,9 +133,7 @@ impl Generator for SealedSecretGenerator {
         let (Some(name), Some(namespace)) = (meta.name.clone(), meta.namespace.clone()) else {
             return Err(UnsealError::Unnamed);
         };
-        if sealed.spec.data.is_some() && !self.options.accept_deprecated_data {
-            return Err(UnsealError::DeprecatedData);
-        }
+        check_data_form(sealed, self.options.accept_deprecated_data)?;
         let annotations = meta.annotations.clone().unwrap_or_default();
         let skip_owner = annotations.get(SKIP_OWNER_REFERENCES).map(String::as_str) == Some("true");
         Ok(Plan {

@@ -22,6 +22,7 @@ use governor::{Quota, RateLimiter};
 use prometheus_client::registry::Registry;
 use sealsync_api::{SealedSecret, check_value_count, parse_json, reencrypt, unseal};
 
+use crate::generator::check_data_form;
 use crate::keys::KeyStore;
 use crate::metrics::ControllerMetrics;
 
@@ -39,15 +40,18 @@ pub struct ApiState {
     keys: Arc<KeyStore>,
     metrics: ControllerMetrics,
     verify_limit: ClientLimiter,
+    accept_deprecated_data: bool,
 }
 
 impl ApiState {
-    /// `rate` verifications per second per client address, at most `burst` at once.
+    /// `rate` verifications per second per client address, at most `burst` at once; the
+    /// deprecated `spec.data` refused (409) unless `accept_deprecated_data`, as the reconciler does.
     pub fn new(
         keys: Arc<KeyStore>,
         metrics: ControllerMetrics,
         rate: NonZeroU32,
         burst: NonZeroU32,
+        accept_deprecated_data: bool,
     ) -> Self {
         Self {
             keys,
@@ -56,6 +60,7 @@ impl ApiState {
                 Quota::per_second(rate).allow_burst(burst),
                 DefaultClock::default(),
             ),
+            accept_deprecated_data,
         }
     }
 }
@@ -151,9 +156,10 @@ async fn certificate(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
-/// The SealedSecret of a request, refused (400, 413) before any RSA work when it is not one
-/// or holds too many values. Messages name fields and types, never a value.
-fn parse(body: &[u8]) -> Result<SealedSecret, (StatusCode, String)> {
+/// The SealedSecret of a request, refused before any RSA work when it is not one (400), holds
+/// too many values (413) or is of the deprecated form this controller refuses to open (409,
+/// like a SealedSecret that does not open). Messages name fields and types, never a value.
+fn parse(state: &ApiState, body: &[u8]) -> Result<SealedSecret, (StatusCode, String)> {
     let sealed: SealedSecret = parse_json(body).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
@@ -161,6 +167,8 @@ fn parse(body: &[u8]) -> Result<SealedSecret, (StatusCode, String)> {
         )
     })?;
     check_value_count(&sealed).map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n")))?;
+    check_data_form(&sealed, state.accept_deprecated_data)
+        .map_err(|e| (StatusCode::CONFLICT, format!("{e}\n")))?;
     Ok(sealed)
 }
 
@@ -172,7 +180,7 @@ async fn verify(
     if !state.verify_limit.admit(client.ip()) {
         return (StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response();
     }
-    let sealed = match parse(&body) {
+    let sealed = match parse(&state, &body) {
         Ok(sealed) => sealed,
         Err(refusal) => return refusal.into_response(),
     };
@@ -186,7 +194,7 @@ async fn verify(
 }
 
 async fn rotate(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
-    let sealed = match parse(&body) {
+    let sealed = match parse(&state, &body) {
         Ok(sealed) => sealed,
         Err(refusal) => return refusal.into_response(),
     };
@@ -220,16 +228,26 @@ mod tests {
     use std::time::Duration;
     use tower::ServiceExt;
 
-    /// Status and body of `POST path` with `body` to a controller without keys.
-    async fn post(path: &str, body: Vec<u8>) -> (StatusCode, String) {
+    /// A controller without keys.
+    fn keyless(accept_deprecated_data: bool) -> ApiState {
         let mut registry = Registry::default();
         let many = NonZeroU32::new(1000).unwrap();
-        let state = Arc::new(ApiState::new(
+        ApiState::new(
             Arc::new(KeyStore::default()),
             ControllerMetrics::register(&mut registry),
             many,
             many,
-        ));
+            accept_deprecated_data,
+        )
+    }
+
+    /// Status and body of `POST path` with `body` to a controller without keys.
+    async fn post(path: &str, body: Vec<u8>) -> (StatusCode, String) {
+        post_to(keyless(true), path, body).await
+    }
+
+    async fn post_to(state: ApiState, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let state = Arc::new(state);
         let request = Request::post(path)
             .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))))
             .body(Body::from(body))
@@ -296,6 +314,24 @@ mod tests {
             // Just under the size cap, a body is read (and then found not to be JSON).
             let (status, _) = post(path, vec![b' '; MAX_BODY_BYTES]).await;
             assert_eq!(status, StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deprecated_data_form_is_refused_when_not_accepted() {
+        let legacy = br#"{"apiVersion":"bitnami.com/v1alpha1","kind":"SealedSecret","metadata":{"name":"db","namespace":"prod"},"spec":{"data":"AgBwhole"}}"#;
+        for path in ["/v1/verify", "/v1/rotate"] {
+            let (status, body) = post_to(keyless(false), path, legacy.to_vec()).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{path}");
+            assert_eq!(
+                body,
+                "SealedSecret prod/db uses the deprecated spec.data, refused \
+                 (--accept-deprecated-v1-data=false): re-seal it into spec.encryptedData\n"
+            );
+            // Accepted (the default), it is opened, here by no key.
+            let (status, body) = post(path, legacy.to_vec()).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{path}");
+            assert!(!body.contains("deprecated"), "{path}: {body}");
         }
     }
 

@@ -82,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         controller_metrics.clone(),
         rate_limit(args.rate_limit),
         rate_limit(args.rate_limit_burst),
+        args.accept_deprecated_v1_data,
     ));
     let timeouts =
         |router: axum::Router| with_timeouts(router, args.read_timeout, args.write_timeout);
@@ -373,6 +374,7 @@ mod tests {
             metrics::ControllerMetrics::register(&mut registry),
             std::num::NonZeroU32::MIN,
             std::num::NonZeroU32::MIN,
+            true,
         ));
         let any = "[::]:0".parse().unwrap();
         let port = serve(any, http::api_router(state), "API")

@@ -63,8 +63,21 @@ impl Keyring {
     /// Opens a sealed value under `label` with the first key that can; one RSA decryption
     /// per key of the right size tried.
     pub fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Opened<'_>, CryptoError> {
+        self.open_trying_first(None, label, sealed)
+    }
+
+    /// [`Keyring::open`], trying first the key of fingerprint `likely` (the one that opened
+    /// another value of the same object: they are almost always sealed to one key).
+    pub fn open_trying_first(
+        &self,
+        likely: Option<&Fingerprint>,
+        label: &[u8],
+        sealed: &[u8],
+    ) -> Result<Opened<'_>, CryptoError> {
         let parts = self.split(sealed)?;
-        for key in &self.keys {
+        let is_likely = |key: &&PrivateKey| Some(key.fingerprint()) == likely;
+        let others = self.keys.iter().filter(|key| !is_likely(key));
+        for key in self.keys.iter().filter(is_likely).chain(others) {
             if let Some(opened) = parts.open_with(key, label) {
                 return opened.map(|plaintext| Opened {
                     plaintext,
@@ -98,6 +111,29 @@ mod tests {
             assert_eq!(opened.key, fingerprint);
         }
         assert_eq!(ring.newest().unwrap().fingerprint(), &fingerprints[0]);
+    }
+
+    #[test]
+    fn a_wrong_or_unknown_likely_key_still_opens_with_the_right_one() {
+        let keys: Vec<_> = (0..3)
+            .map(|_| PrivateKey::generate(MIN_KEY_BITS).unwrap())
+            .collect();
+        let sealed = seal_value(keys[2].public_key(), b"ns/name", b"v").unwrap();
+        let stranger = PrivateKey::generate(MIN_KEY_BITS).unwrap();
+        let hints = [
+            Some(keys[0].fingerprint().clone()),
+            Some(keys[2].fingerprint().clone()),
+            Some(stranger.fingerprint().clone()),
+            None,
+        ];
+        let ring = Keyring::new(keys);
+        for hint in &hints {
+            let opened = ring
+                .open_trying_first(hint.as_ref(), b"ns/name", &sealed)
+                .unwrap();
+            assert_eq!(opened.plaintext.expose(), b"v");
+            assert_eq!(opened.key, ring.keys()[2].fingerprint(), "{hint:?}");
+        }
     }
 
     #[test]

@@ -146,10 +146,15 @@ pub fn printf(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 /// `index x 1 2` is Go's `x[1][2]`; a map's missing key gives no value.
-fn index(args: &[Value]) -> Result<Value, FuncError> {
+pub(crate) fn index(args: &[Value]) -> Result<Value, FuncError> {
     let [collection, keys @ ..] = args else {
         return Err(FuncError::AtLeastXArgs("index".into(), 2));
     };
+    index_of(collection, keys)
+}
+
+/// [`index`] of a collection the caller keeps (the executor indexes `$` or `.` in place).
+pub(crate) fn index_of(collection: &Value, keys: &[Value]) -> Result<Value, FuncError> {
     if keys.is_empty() {
         return Err(FuncError::AtLeastXArgs("index".into(), 2));
     }

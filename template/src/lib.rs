@@ -19,7 +19,9 @@
 //!   trim markers trim only ASCII white space and accept any of it after `-`, actions may
 //!   span lines, numeric zero of any type is false, `printf` turns `%%` into `%` and honours
 //!   the `0` and `-` flags on their own;
-//! - `printf` widths and precisions are bounded, and no error message shows a value.
+//! - `printf` widths and precisions are bounded, and no error message shows a value;
+//! - lookups (`.key`, `$x.a`, `index $ $k`) borrow the data instead of copying all of it
+//!   each time (gtmpl copied `.` or `$` whole for each).
 
 mod error;
 mod exec;
@@ -52,9 +54,9 @@ pub struct Limits {
 
 impl Default for Limits {
     /// Real templates (a config file, a range over a couple of hundred keys) take a few
-    /// thousand steps; the deadline leaves room for a debug build on a loaded machine,
-    /// where such a range takes 150 ms (each `$` copies the values). Nested ranges that
-    /// multiply to millions of iterations stop at whichever limit comes first.
+    /// thousand steps; the deadline leaves room for a debug build on a loaded machine.
+    /// Nested ranges that multiply to millions of iterations stop at whichever limit comes
+    /// first.
     fn default() -> Self {
         Limits {
             max_steps: 100_000,

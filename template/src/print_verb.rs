@@ -10,56 +10,10 @@ use gtmpl_value::Value;
 pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintError> {
     match *val {
         Value::Number(ref n) if n.as_u64().is_some() => {
-            let u = n.as_u64().unwrap();
-            Ok(match typ {
-                'b' => printf_b(p, u),
-                'd' | 'v' => printf_generic(p, u),
-                'o' => printf_o(p, u),
-                'c' => {
-                    let c = u32::try_from(u)
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or(PrintError::NotAValidChar)?;
-                    printf_generic(p, c)
-                }
-                'q' => {
-                    let c = u32::try_from(u)
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or(PrintError::NotAValidChar)?;
-                    printf_generic(p, format!("'{}'", escape_char(c)))
-                }
-                'x' => printf_x(p, u),
-                'X' => printf_xx(p, u),
-                'U' => printf_generic(p, format!("U+{:X}", u)),
-                _ => return Err(PrintError::UnableToFormat(kind(val), typ)),
-            })
+            print_integer(p, typ, n.as_u64().unwrap(), val)
         }
         Value::Number(ref n) if n.as_i64().is_some() => {
-            let i = n.as_i64().unwrap();
-            Ok(match typ {
-                'b' => printf_b(p, i),
-                'd' => printf_generic(p, i),
-                'o' => printf_o(p, i),
-                'c' => {
-                    let c = u32::try_from(i)
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or(PrintError::NotAValidChar)?;
-                    printf_generic(p, c)
-                }
-                'q' => {
-                    let c = u32::try_from(i)
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or(PrintError::NotAValidChar)?;
-                    printf_generic(p, format!("'{}'", escape_char(c)))
-                }
-                'x' => printf_x(p, i),
-                'X' => printf_xx(p, i),
-                'U' => printf_generic(p, format!("U+{:X}", i)),
-                _ => return Err(PrintError::UnableToFormat(kind(val), typ)),
-            })
+            print_integer(p, typ, n.as_i64().unwrap(), val)
         }
         Value::Number(ref n) if n.as_f64().is_some() => {
             let f = n.as_f64().unwrap();
@@ -111,6 +65,31 @@ pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintEr
         }),
         _ => Err(PrintError::UnableToFormat(kind(val), typ)),
     }
+}
+
+/// The integer verbs, for unsigned (`u64`) and negative (`i64`) numbers alike.
+fn print_integer<I>(p: &FormatParams, typ: char, n: I, val: &Value) -> Result<String, PrintError>
+where
+    I: Copy + fmt::Display + fmt::Binary + fmt::Octal + fmt::LowerHex + fmt::UpperHex,
+    u32: TryFrom<I>,
+{
+    let as_char = || {
+        u32::try_from(n)
+            .ok()
+            .and_then(char::from_u32)
+            .ok_or(PrintError::NotAValidChar)
+    };
+    Ok(match typ {
+        'b' => printf_b(p, n),
+        'd' | 'v' => printf_generic(p, n),
+        'o' => printf_o(p, n),
+        'c' => printf_generic(p, as_char()?),
+        'q' => printf_generic(p, format!("'{}'", escape_char(as_char()?))),
+        'x' => printf_x(p, n),
+        'X' => printf_xx(p, n),
+        'U' => printf_generic(p, format!("U+{:X}", n)),
+        _ => return Err(PrintError::UnableToFormat(kind(val), typ)),
+    })
 }
 
 fn printf_b<B: fmt::Binary>(p: &FormatParams, u: B) -> String {

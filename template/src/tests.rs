@@ -254,3 +254,51 @@ fn printf_pads_with_zeros_as_go_does() {
         "00042|0003.142|7    |ff"
     );
 }
+
+#[test]
+fn printf_formats_integers_of_either_sign() {
+    assert_eq!(
+        ok(
+            r#"{{ printf "%b|%d|%v|%o|%x|%X|%c|%q|%U|%#x|%+d" 10 10 10 8 255 255 65 65 65 255 3 }}"#
+        ),
+        "1010|10|10|10|ff|FF|A|'A'|U+41|0xff|+3"
+    );
+    // Go prints a negative number for %v as for %d.
+    assert_eq!(
+        ok(r#"{{ printf "%d|%v|%5d" -10 -10 -3 }}"#),
+        "-10|-10|   -3"
+    );
+    for text in [r#"{{ printf "%c" -1 }}"#, r#"{{ printf "%s" -1 }}"#] {
+        assert!(render(text).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn index_of_a_path_gives_what_the_function_gives() {
+    // A key of a pipeline makes `index` copy its arguments and call the function.
+    for (key, through_function) in [
+        (r#""user""#, r#"(print "user")"#),
+        (r#""nope""#, r#"(print "nope")"#),
+        ("1", "(len \"x\")"),
+    ] {
+        for collection in [".", "$", "$.user"] {
+            let in_place = format!("{{{{ index {collection} {key} }}}}");
+            let called = format!("{{{{ index {collection} {through_function} }}}}");
+            assert_eq!(render(&in_place), render(&called), "{in_place}");
+        }
+    }
+    assert_eq!(ok(r#"{{ "user" | index . }}"#), "admin");
+    assert!(render("{{ index . }}").unwrap_err().contains("at least 2"));
+    // An `index` of the caller's replaces the builtin.
+    fn first(args: &[Value]) -> Result<Value, FuncError> {
+        Ok(args[0].clone())
+    }
+    let options = Options {
+        functions: Functions::builtins().with(&[("index", first)]),
+        ..Options::default()
+    };
+    assert_eq!(
+        render_with(r#"{{ index .user "x" }}"#, options).unwrap(),
+        "admin"
+    );
+}

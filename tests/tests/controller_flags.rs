@@ -14,7 +14,9 @@ use sealsync_api::{
     KEY_LABEL, SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret,
 };
 use sealsync_crypto::SealingCertificate;
-use sealsync_testkit::{Component, SealsyncController, TestCluster, binary, run_ok, wait_for};
+use sealsync_testkit::{
+    Component, SealsyncController, TestCluster, binary, http_post, run_ok, wait_for,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -320,5 +322,20 @@ async fn the_deprecated_data_form_is_refused_when_not_accepted() -> anyhow::Resu
     .await?;
     let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
     assert!(secrets.get_opt("legacy").await?.is_none());
+
+    // Validating or re-encrypting it through the controller is refused the same way.
+    let body = serde_json::to_vec(&legacy)?;
+    for path in ["/v1/verify", "/v1/rotate"] {
+        let (status, answer) = http_post(controller.api(), path, &body, Duration::from_secs(30))?;
+        assert_eq!(status, 409, "{path}: {answer}");
+        assert_eq!(
+            answer,
+            format!(
+                "SealedSecret {ns}/legacy uses the deprecated spec.data, refused \
+                 (--accept-deprecated-v1-data=false): re-seal it into spec.encryptedData\n"
+            ),
+            "{path}"
+        );
+    }
     Ok(())
 }

@@ -172,11 +172,7 @@ impl SecretsManager {
             .send()
             .await
             .map_err(|e| error("GetSecretValue", &key, e))?;
-        Ok(match (value.secret_binary(), value.secret_string()) {
-            (Some(binary), _) => binary.as_ref().into(),
-            (None, Some(text)) => text.as_bytes().into(),
-            (None, None) => SecretBytes::default(),
-        })
+        Ok(secret_bytes(value.secret_binary(), value.secret_string()))
     }
 
     /// The names of all secrets (paginated `ListSecrets`) that `name` matches.
@@ -238,12 +234,10 @@ impl SecretsManager {
                 }
                 for value in page.secret_values() {
                     let Some(name) = value.name() else { continue };
-                    let bytes = match (value.secret_binary(), value.secret_string()) {
-                        (Some(binary), _) => binary.as_ref().into(),
-                        (None, Some(text)) => text.as_bytes().into(),
-                        (None, None) => SecretBytes::default(),
-                    };
-                    found.insert(name.to_string(), bytes);
+                    found.insert(
+                        name.to_string(),
+                        secret_bytes(value.secret_binary(), value.secret_string()),
+                    );
                 }
             }
         }
@@ -366,6 +360,18 @@ async fn web_identity(
         std::time::SystemTime::try_from(*credentials.expiration()).ok(),
         "sealsync-web-identity",
     ))
+}
+
+/// A secret's payload: its binary form when it has one, byte for byte, else its string.
+fn secret_bytes(
+    binary: Option<&aws_sdk_secretsmanager::primitives::Blob>,
+    string: Option<&str>,
+) -> SecretBytes {
+    match (binary, string) {
+        (Some(binary), _) => binary.as_ref().into(),
+        (None, Some(text)) => text.as_bytes().into(),
+        (None, None) => SecretBytes::default(),
+    }
 }
 
 fn utf8(bytes: &SecretBytes) -> Result<String, std::str::Utf8Error> {

@@ -9,6 +9,7 @@
 
 pub mod aws;
 mod value;
+pub mod vault;
 
 use std::collections::BTreeMap;
 

@@ -111,9 +111,17 @@ pub(crate) fn at_path(payload: &[u8], path: &str) -> Option<SecretBytes> {
     })
 }
 
-/// A dotted property as one literal key (`a.b` names the key "a.b", not b inside a).
-pub(crate) fn literal_key_path(property: &str) -> String {
-    property.replace('.', "\\.")
+/// A gjson path naming the one top-level key `key`, special characters escaped (`a.b`
+/// names the key "a.b", not b inside a).
+pub(crate) fn literal_key_path(key: &str) -> String {
+    let mut path = String::with_capacity(key.len());
+    for c in key.chars() {
+        if matches!(c, '\\' | '.' | '*' | '?' | '|' | '#' | '@') {
+            path.push('\\');
+        }
+        path.push(c);
+    }
+    path
 }
 
 /// The top-level entries of a JSON object: strings unquoted, `null` empty, anything else
@@ -217,6 +225,15 @@ mod tests {
         assert_eq!(at("missing"), None);
         assert_eq!(at("a.b").as_deref(), Some("inner"));
         assert_eq!(at(&literal_key_path("a.b")).as_deref(), Some("dotted"));
+        let odd = br##"{"w*ld?": "card", "p|pe": "pipe", "#": "hash"}"##;
+        for (key, expected) in [("w*ld?", "card"), ("p|pe", "pipe"), ("#", "hash")] {
+            assert_eq!(
+                at_path(odd, &literal_key_path(key))
+                    .map(|v| text(&v).to_string())
+                    .as_deref(),
+                Some(expected)
+            );
+        }
         assert_eq!(at_path(&[0xff, 0xfe], "user"), None, "not JSON");
     }
 

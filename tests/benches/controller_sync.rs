@@ -47,6 +47,10 @@ const LABEL: &str = "sealsync-bench=sealed";
 const VALUES: usize = 3;
 /// Prometheus counter of RSA private-key decryptions on sealsync-controller's `/metrics`.
 const SEALSYNC_DECRYPTIONS_METRIC: &str = "sealsync_rsa_decryptions_total";
+/// Sum and count of sealsync-controller's histogram of reconcile durations (from its start
+/// to the end of its Secret write, status and event excluded).
+const SEALSYNC_RECONCILE_SECONDS_SUM: &str = "sealsync_reconcile_duration_seconds_sum";
+const SEALSYNC_RECONCILE_SECONDS_COUNT: &str = "sealsync_reconcile_duration_seconds_count";
 /// Prometheus counter of finished reconciles (every result) on sealsync-controller.
 const SEALSYNC_RECONCILES_METRIC: &str = "sealsync_reconciles_total";
 
@@ -778,6 +782,20 @@ async fn initial_sync(
         all_synced.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64()))
     );
 
+    // Where the time of sealsync's sync goes: reconciles run `--concurrency` at a time.
+    if let (Some(Ok(count)), Some(Ok(sum))) = (
+        running.sealsync_metric(SEALSYNC_RECONCILE_SECONDS_COUNT),
+        running.sealsync_metric(SEALSYNC_RECONCILE_SECONDS_SUM),
+    ) {
+        results.record(&label("a", "reconciles until in sync"), controller, count);
+        if count > 0.0 {
+            results.record(
+                &label("a", "mean reconcile time, ms"),
+                controller,
+                sum / count * 1000.0,
+            );
+        }
+    }
     match running.decryptions() {
         None => {}
         Some(Ok(during_sync)) => {

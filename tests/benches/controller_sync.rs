@@ -804,6 +804,21 @@ async fn initial_sync(
                 controller,
                 during_sync,
             );
+            // A restart opens again what has no digest to compare with.
+            let sealed: Api<SealedSecret> = Api::namespaced(cluster.client(), WORK_NS);
+            let undigested = sealed
+                .list(&ListParams::default().labels(LABEL))
+                .await?
+                .items
+                .iter()
+                .filter(|s| is_synced(s))
+                .filter(|s| s.status.as_ref().is_none_or(|st| st.input_digest.is_none()))
+                .count();
+            results.record(
+                &label("c", "Synced=True without status.inputDigest after the sync"),
+                controller,
+                undigested as f64,
+            );
             // Stopped as a rollout stops it (SIGTERM): the lease is handed over, so the
             // restart does not wait for it to expire.
             running

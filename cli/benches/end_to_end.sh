@@ -127,45 +127,14 @@ time_cmd() {
 # The floor: OpenSSL (through Python cryptography) decrypting the RSA parts of the 40 values
 # of sealed40.json with their label: each decryption timed alone (wall), and each round of
 # 40 timed as a whole (wall and CPU), like the unseal it is compared with.
-cat >"$work/floor.py" <<'EOF'
-import base64, json, sys, time
-from cryptography.hazmat.backends.openssl import backend
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-
-key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
-sealed = json.load(open(sys.argv[2]))
-rounds = int(sys.argv[3])
-meta = sealed["metadata"]
-label = f'{meta["namespace"]}/{meta["name"]}'.encode()
-pad = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label)
-cts = []
-for value in sealed["spec"]["encryptedData"].values():
-    raw = base64.b64decode(value)
-    n = int.from_bytes(raw[:2], "big")
-    cts.append(raw[2:2 + n])
-assert len(cts) == 40 and all(len(ct) == 512 for ct in cts)
-for ct in cts[:5]:  # warm-up
-    assert len(key.decrypt(ct, pad)) == 32
-single, batch_wall, batch_cpu = [], [], []
-for _ in range(rounds):
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    for ct in cts:
-        t = time.perf_counter()
-        key.decrypt(ct, pad)
-        single.append(time.perf_counter() - t)
-    batch_wall.append((time.perf_counter() - wall0) / len(cts))
-    batch_cpu.append((time.process_time() - cpu0) / len(cts))
-print(json.dumps({"openssl": backend.openssl_version_text(), "single": single,
-                  "batch_wall": batch_wall, "batch_cpu": batch_cpu}))
-EOF
+floor=("$repo_root/cli/benches/floor.py" "$work/key.pem" "$work/sealed40.json" "$FLOOR_ROUNDS")
 
 seal100=("$bin" seal -f "$work/secret100.yaml" --cert "$work/cert.pem")
 unseal40=("$bin" unseal -f "$work/sealed40.json" -k "$work/key.pem")
 unseal1=("$bin" unseal -f "$work/sealed1.json" -k "$work/key.pem")
 
 echo "timing (RUNS=$RUNS)..." >&2
-python3 "$work/floor.py" "$work/key.pem" "$work/sealed40.json" "$FLOOR_ROUNDS" >"$work/floor.json"
+python3 "${floor[@]}" >"$work/floor.json"
 time_cmd version -- "$bin" --version
 time_cmd seal100 -- "${seal100[@]}"
 time_cmd seal100_1t RAYON_NUM_THREADS=1 -- "${seal100[@]}"
@@ -179,7 +148,7 @@ if [[ -n $nojitter_bin ]]; then
     time_cmd nj_unseal40_1t RAYON_NUM_THREADS=1 -- "$nojitter_bin" unseal -f "$work/sealed40.json" -k "$work/key.pem"
 fi
 # The floor again after the commands, so a change of load shows.
-python3 "$work/floor.py" "$work/key.pem" "$work/sealed40.json" "$FLOOR_ROUNDS" >"$work/floor2.json"
+python3 "${floor[@]}" >"$work/floor2.json"
 speed=$(openssl speed -seconds 3 rsa4096 2>/dev/null | grep -E '^rsa 4096' || true)
 
 python3 - "$work" "$RUNS" "$speed" "$([[ $use_hyperfine == 1 ]] && echo hyperfine || echo 'Python loop')" <<'EOF'

@@ -1,12 +1,14 @@
 //! How fast a Sealed Secrets controller brings a cluster in sync, and how much memory it
 //! holds: the upstream controller v0.36.0 and `sealsync-controller`, in the same run, each
-//! alone on its own fresh control plane (a benchmark, never a test; see docs/benchmarks.md).
+//! alone on its own fresh control plane, against the physical limit of that sync on the
+//! same machine (a benchmark, never a test; see docs/benchmarks.md).
 //!
 //! ```sh
 //! cargo bench -p sealsync-testkit --bench controller_sync -- [--secrets N] [--memory-objects M] [--runs R]
 //! ```
 
 use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -18,13 +20,18 @@ use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::{ByteString, NamespaceResourceScope};
-use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::{Resource, ResourceExt};
-use sealsync_api::{SealOptions, SealedSecret, SecretManifest, key_secret, seal_secret};
+use sealsync_api::{
+    SealOptions, SealedSecret, SealedSecretCondition, SealedSecretStatus, SecretManifest,
+    key_secret, seal_secret,
+};
 use sealsync_crypto::{
     CertificateParams, DEFAULT_KEY_BITS, PrivateKey, SealingCertificate, SecretBytes,
 };
-use sealsync_testkit::{Process, TestCluster, UpstreamController, free_port};
+use sealsync_testkit::{Process, TestCluster, UpstreamController, free_port, http_get};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
@@ -38,8 +45,12 @@ const UNRELATED_NS: &str = "bench-unrelated";
 const LABEL: &str = "sealsync-bench=sealed";
 /// Values per SealedSecret.
 const VALUES: usize = 3;
-/// Prometheus counter of RSA decryptions on sealsync-controller's `/metrics`.
-const SEALSYNC_DECRYPTIONS_METRIC: &str = "sealsync_values_opened_total";
+/// Prometheus counter of RSA private-key decryptions on sealsync-controller's `/metrics`.
+const SEALSYNC_DECRYPTIONS_METRIC: &str = "sealsync_rsa_decryptions_total";
+/// Sum and count of sealsync-controller's histogram of reconcile durations (from its start
+/// to the end of its Secret write, status and event excluded).
+const SEALSYNC_RECONCILE_SECONDS_SUM: &str = "sealsync_reconcile_duration_seconds_sum";
+const SEALSYNC_RECONCILE_SECONDS_COUNT: &str = "sealsync_reconcile_duration_seconds_count";
 /// Prometheus counter of finished reconciles (every result) on sealsync-controller.
 const SEALSYNC_RECONCILES_METRIC: &str = "sealsync_reconciles_total";
 
@@ -67,6 +78,10 @@ struct Args {
     /// Objects created concurrently while filling a cluster.
     #[arg(long, default_value_t = 24)]
     in_flight: usize,
+    /// SealedSecrets the bare client of the limit case writes for concurrently (a Secret,
+    /// then a status, each): each level on its own fresh control plane; the fastest counts.
+    #[arg(long, value_delimiter = ',', default_values_t = [8, 32, 128])]
+    limit_in_flight: Vec<usize>,
     /// Give up on a controller that has not synced after this many seconds.
     #[arg(long, default_value_t = 7200)]
     timeout_secs: u64,
@@ -88,8 +103,25 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Cases {
     All,
+    /// (a) and (c) for each controller, then the limit of (a).
     Sync,
     Memory,
+    /// The limit of (a) alone.
+    Limit,
+}
+
+impl Cases {
+    fn sync(self) -> bool {
+        matches!(self, Cases::All | Cases::Sync)
+    }
+
+    fn limit(self) -> bool {
+        matches!(self, Cases::All | Cases::Sync | Cases::Limit)
+    }
+
+    fn memory(self) -> bool {
+        matches!(self, Cases::All | Cases::Memory)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,7 +221,8 @@ impl Running {
         match self {
             Running::Upstream(_) => None,
             Running::Sealsync { metrics_port, .. } => {
-                Some(http_get(*metrics_port, "/metrics").and_then(|text| metric_sum(&text, name)))
+                let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, *metrics_port);
+                Some(http_get(addr, "/metrics").and_then(|text| metric_sum(&text, name)))
             }
         }
     }
@@ -218,16 +251,18 @@ impl Fixture {
                 .map(|i| sealed_secret(i, &cert))
                 .collect::<anyhow::Result<Vec<_>>>()
         };
-        let (sync, memory) = match args.cases {
-            Cases::All => (seal_all(args.secrets)?, seal_all(args.memory_objects)?),
-            Cases::Sync => (seal_all(args.secrets)?, Vec::new()),
-            Cases::Memory => (Vec::new(), seal_all(args.memory_objects)?),
+        let sync = if args.cases.limit() {
+            seal_all(args.secrets)?
+        } else {
+            Vec::new()
         };
-        let unrelated = match args.cases {
-            Cases::Sync => Vec::new(),
-            _ => (0..args.memory_objects)
+        let (memory, unrelated) = if args.cases.memory() {
+            let unrelated = (0..args.memory_objects)
                 .map(|i| unrelated_secret(i, args.unrelated_bytes))
-                .collect(),
+                .collect();
+            (seal_all(args.memory_objects)?, unrelated)
+        } else {
+            (Vec::new(), Vec::new())
         };
         Ok(Self {
             key_secret,
@@ -297,6 +332,30 @@ fn unrelated_secret(i: usize, bytes: usize) -> Secret {
         },
         type_: Some("Opaque".into()),
         data: Some([("blob".to_string(), ByteString(value))].into()),
+        ..Secret::default()
+    }
+}
+
+/// The Secret a controller makes of `sealed`: its values, the template's labels, owned by it.
+fn unsealed_secret(sealed: &SealedSecret) -> Secret {
+    let name = sealed.name_any();
+    let data = (0..VALUES)
+        .map(|j| (value_name(j), ByteString(plaintext(&name, j).into_bytes())))
+        .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: sealed.namespace(),
+            labels: sealed.metadata.labels.clone(),
+            owner_references: Some(vec![
+                sealed
+                    .controller_owner_ref(&())
+                    .expect("a listed SealedSecret has a uid"),
+            ]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
         ..Secret::default()
     }
 }
@@ -541,12 +600,20 @@ fn usage(pid: u32, clock_ticks: f64) -> anyhow::Result<Usage> {
     })
 }
 
-/// Figures of one controller, case by case, in the order they were first recorded.
+/// Figures of each controller, case by case, in the order they were first recorded, and of
+/// the limit of the initial sync.
 #[derive(Default)]
 struct Results {
     rows: Vec<(String, Vec<f64>, Vec<f64>)>,
+    limit_rows: Vec<(String, Vec<f64>)>,
+    /// The limit of (a), one per run; rows named in [`AGAINST_LIMIT`] are divided by it.
+    limit: Vec<f64>,
+    floor_version: Option<String>,
     notes: Vec<String>,
 }
+
+/// The end of an initial sync: a controller writes the statuses after the Secrets.
+const AGAINST_LIMIT: &str = "all Synced=True, s";
 
 impl Results {
     fn record(&mut self, metric: &str, controller: &Controller, value: f64) {
@@ -564,20 +631,47 @@ impl Results {
         }
     }
 
+    fn record_limit(&mut self, metric: &str, value: f64) {
+        match self.limit_rows.iter_mut().find(|(m, _)| m == metric) {
+            Some((_, values)) => values.push(value),
+            None => self.limit_rows.push((metric.to_string(), vec![value])),
+        }
+    }
+
     fn print(&self) {
         println!(
-            "\n| metric | upstream median | upstream min-max | sealsync median | sealsync min-max | sealsync / upstream |"
+            "\n| metric | upstream median | upstream min-max | sealsync median | sealsync min-max | sealsync / upstream | upstream / limit | sealsync / limit (goal <= 1.5x) |"
         );
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}x", a / b),
+            _ => "-".into(),
+        };
+        let limit = median(&self.limit);
         for (metric, upstream, sealsync) in &self.rows {
             let (um, ur) = summary(upstream);
             let (sm, sr) = summary(sealsync);
-            let ratio = match (median(upstream), median(sealsync)) {
-                (Some(u), Some(s)) if u != 0.0 => format!("{:.2}x", s / u),
-                (_, None) => "pending".into(),
-                _ => "-".into(),
+            let (upstream, sealsync) = (median(upstream), median(sealsync));
+            let (upstream_vs_limit, sealsync_vs_limit) = if metric.ends_with(AGAINST_LIMIT) {
+                (ratio(upstream, limit), ratio(sealsync, limit))
+            } else {
+                (String::new(), String::new())
             };
-            println!("| {metric} | {um} | {ur} | {sm} | {sr} | {ratio} |");
+            println!(
+                "| {metric} | {um} | {ur} | {sm} | {sr} | {} | {upstream_vs_limit} | {sealsync_vs_limit} |",
+                ratio(sealsync, upstream)
+            );
+        }
+        if !self.limit_rows.is_empty() {
+            println!("\n| limit of (a) | median | min-max |");
+            println!("|---|---:|---:|");
+            for (metric, values) in &self.limit_rows {
+                let (m, r) = summary(values);
+                println!("| {metric} | {m} | {r} |");
+            }
+            if let Some(version) = &self.floor_version {
+                println!("\nFloor: Python `cryptography` with {version}.");
+            }
         }
         for note in &self.notes {
             println!("\n{note}");
@@ -688,6 +782,20 @@ async fn initial_sync(
         all_synced.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64()))
     );
 
+    // Where the time of sealsync's sync goes: reconciles run `--concurrency` at a time.
+    if let (Some(Ok(count)), Some(Ok(sum))) = (
+        running.sealsync_metric(SEALSYNC_RECONCILE_SECONDS_COUNT),
+        running.sealsync_metric(SEALSYNC_RECONCILE_SECONDS_SUM),
+    ) {
+        results.record(&label("a", "reconciles until in sync"), controller, count);
+        if count > 0.0 {
+            results.record(
+                &label("a", "mean reconcile time, ms"),
+                controller,
+                sum / count * 1000.0,
+            );
+        }
+    }
     match running.decryptions() {
         None => {}
         Some(Ok(during_sync)) => {
@@ -695,6 +803,21 @@ async fn initial_sync(
                 &label("c", "RSA decryptions during the sync"),
                 controller,
                 during_sync,
+            );
+            // A restart opens again what has no digest to compare with.
+            let sealed: Api<SealedSecret> = Api::namespaced(cluster.client(), WORK_NS);
+            let undigested = sealed
+                .list(&ListParams::default().labels(LABEL))
+                .await?
+                .items
+                .iter()
+                .filter(|s| is_synced(s))
+                .filter(|s| s.status.as_ref().is_none_or(|st| st.input_digest.is_none()))
+                .count();
+            results.record(
+                &label("c", "Synced=True without status.inputDigest after the sync"),
+                controller,
+                undigested as f64,
             );
             // Stopped as a rollout stops it (SIGTERM): the lease is handed over, so the
             // restart does not wait for it to expire.
@@ -824,6 +947,195 @@ async fn memory(
     Ok(())
 }
 
+/// Case (d): the physical limit of (a) on this machine, measured next to it. A bare client
+/// (kube-rs, no client-side rate limit) writes on a fresh control plane holding the same
+/// SealedSecrets what a controller must write, at each `--limit-in-flight` level: the
+/// fastest level counts. Then OpenSSL through Python `cryptography` (`cli/benches/floor.py`,
+/// the floor of `cli/benches/end_to_end.sh`) decrypts the RSA part of every value in one
+/// process. Limit = writes + the CPU time of those decryptions / cores: on a shared machine
+/// the wall time of one process includes waiting for a core behind others' work, which is
+/// not a cost of decrypting (it is shown too).
+async fn limit(args: &Args, fixture: &Fixture, results: &mut Results) -> anyhow::Result<()> {
+    let n = fixture.sync.len();
+    let label = |what: &str| format!("(d) N={n}: {what}");
+    let mut writes = f64::INFINITY;
+    for &in_flight in &args.limit_in_flight {
+        let (seen, written) = bare_writes(args, fixture, in_flight).await?;
+        eprintln!(
+            "  limit: {in_flight} in flight: writes seen after {seen:.1} s (last response {written:.1} s)"
+        );
+        results.record_limit(
+            &label(&format!(
+                "bare client, {in_flight} in flight: {n} Secrets + {n} statuses written and seen, s"
+            )),
+            seen,
+        );
+        writes = writes.min(seen);
+    }
+    let floor = floor_decryptions(fixture)?;
+    let cores = std::thread::available_parallelism()?.get() as f64;
+    let total = writes + floor.cpu_secs / cores;
+    let values = n * VALUES;
+    results.record_limit(&label("writes: the fastest level, s"), writes);
+    results.record_limit(
+        &label(&format!(
+            "floor: {values} RSA-4096 OAEP decryptions, one core, wall s"
+        )),
+        floor.wall_secs,
+    );
+    results.record_limit(
+        &label(&format!(
+            "floor: {values} RSA-4096 OAEP decryptions, one core, CPU s"
+        )),
+        floor.cpu_secs,
+    );
+    results.record_limit(
+        &label(&format!(
+            "limit = writes + decryptions (CPU) / {cores} cores, s"
+        )),
+        total,
+    );
+    results.record_limit(
+        &label("the same with the decryptions' wall time, s"),
+        writes + floor.wall_secs / cores,
+    );
+    results.limit.push(total);
+    results.floor_version = Some(floor.openssl);
+    eprintln!(
+        "  limit: writes {writes:.1} s, {values} decryptions {:.1} s wall / {:.1} s CPU on \
+         one core, limit {total:.1} s",
+        floor.wall_secs, floor.cpu_secs
+    );
+    Ok(())
+}
+
+/// On a fresh control plane holding `fixture.sync`, each Secret as a controller leaves it
+/// (create), then each status with `Synced=True` (merge patch of the status subresource),
+/// `in_flight` SealedSecrets at a time. Returns the seconds until a watch has seen all of
+/// them, timed as (a) is, and until the last response.
+async fn bare_writes(
+    args: &Args,
+    fixture: &Fixture,
+    in_flight: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let n = fixture.sync.len();
+    let cluster = fill_cluster(fixture, &fixture.sync, &[], args.in_flight).await?;
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), WORK_NS);
+    let secret_api: Api<Secret> = Api::namespaced(cluster.client(), WORK_NS);
+    let listed = sealed_api
+        .list(&ListParams::default().labels(LABEL))
+        .await?
+        .items;
+    let mut secrets = Tally::start(secret_api.clone(), n, secret_is_right).await?;
+    let mut statuses = Tally::start(sealed_api.clone(), n, is_synced).await?;
+
+    let start = Instant::now();
+    futures::stream::iter(&listed)
+        .map(|sealed| {
+            let (secret_api, sealed_api) = (secret_api.clone(), sealed_api.clone());
+            async move {
+                let name = sealed.name_any();
+                secret_api
+                    .create(&PostParams::default(), &unsealed_secret(sealed))
+                    .await
+                    .with_context(|| format!("cannot create Secret {name}"))?;
+                sealed_api
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(synced_status(sealed)),
+                    )
+                    .await
+                    .with_context(|| format!("cannot patch the status of {name}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(in_flight)
+        .try_for_each(|_| async { Ok(()) })
+        .await?;
+    let written = start.elapsed();
+    let grace = Duration::from_secs(args.status_grace_secs);
+    let secrets_seen = tokio::time::timeout(grace, &mut secrets.reached)
+        .await
+        .context("the watch did not see every Secret")???
+        - start;
+    let statuses_seen = tokio::time::timeout(grace, &mut statuses.reached)
+        .await
+        .context("the watch did not see every status")???
+        - start;
+    Ok((
+        secrets_seen.max(statuses_seen).as_secs_f64(),
+        written.as_secs_f64(),
+    ))
+}
+
+/// The status a controller writes once a SealedSecret's Secret is right.
+fn synced_status(sealed: &SealedSecret) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = SealedSecretStatus {
+        observed_generation: sealed.metadata.generation,
+        conditions: vec![SealedSecretCondition {
+            type_: "Synced".into(),
+            status: "True".into(),
+            last_update_time: Some(now.clone()),
+            last_transition_time: Some(now),
+            ..SealedSecretCondition::default()
+        }],
+        ..SealedSecretStatus::default()
+    };
+    serde_json::json!({ "status": status })
+}
+
+/// Time of one round of RSA decryptions of every value of `fixture.sync` at the floor.
+struct Floor {
+    openssl: String,
+    wall_secs: f64,
+    cpu_secs: f64,
+}
+
+/// Runs `cli/benches/floor.py` over the sealed values of `fixture.sync`, with its key.
+fn floor_decryptions(fixture: &Fixture) -> anyhow::Result<Floor> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("key.pem");
+    let sealed = dir.path().join("sealed.json");
+    let pem = fixture
+        .key_secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get("tls.key"))
+        .context("the key Secret has no tls.key")?;
+    std::fs::write(&key, &pem.0)?;
+    std::fs::write(
+        &sealed,
+        serde_json::to_vec(&serde_json::json!({ "items": fixture.sync }))?,
+    )?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/benches/floor.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([&key, &sealed])
+        .arg("1")
+        .output()
+        .context("cannot run python3 (the floor needs Python `cryptography`)")?;
+    if !out.status.success() {
+        bail!(
+            "floor.py failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let values = report["values"].as_f64().context("floor.py: no values")?;
+    let per_value = |field: &str| {
+        report[field][0]
+            .as_f64()
+            .with_context(|| format!("floor.py: no {field}"))
+    };
+    Ok(Floor {
+        openssl: report["openssl"].as_str().unwrap_or_default().to_string(),
+        wall_secs: per_value("batch_wall")? * values,
+        cpu_secs: per_value("batch_cpu")? * values,
+    })
+}
+
 /// `sealsync-controller`: `SEALSYNC_CONTROLLER_BIN`, else a release or debug build in the
 /// cargo target folder.
 fn sealsync_controller_binary() -> Option<PathBuf> {
@@ -850,23 +1162,6 @@ fn command_line(program: &str, args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
-}
-
-/// A plain HTTP/1.0 GET on 127.0.0.1; the body when the status is 200.
-fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    if !head.contains(" 200 ") {
-        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
-    }
-    Ok(body.to_string())
 }
 
 /// Sum of a Prometheus metric over its label sets.
@@ -907,7 +1202,7 @@ async fn main() -> anyhow::Result<()> {
             },
         }
     }
-    if controllers.is_empty() {
+    if controllers.is_empty() && args.cases != Cases::Limit {
         bail!("no controller to measure");
     }
     eprintln!("sealing the fixtures (one RSA-4096 key)...");
@@ -918,12 +1213,16 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("run {run} of {}", args.runs);
         // Controllers alternate within a run, so slow drifts of the machine hit both.
         for controller in &controllers {
-            if args.cases != Cases::Memory {
+            if args.cases.sync() {
                 initial_sync(&args, &fixture, controller, &mut results, clock_ticks).await?;
             }
         }
+        // Right after the sync cases, so that the same load hits both.
+        if args.cases.limit() {
+            limit(&args, &fixture, &mut results).await?;
+        }
         for controller in &controllers {
-            if args.cases != Cases::Sync {
+            if args.cases.memory() {
                 memory(&args, &fixture, controller, &mut results, clock_ticks).await?;
             }
         }
@@ -941,13 +1240,13 @@ async fn main() -> anyhow::Result<()> {
             .join(" "),
         command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     );
-    if args.cases != Cases::Memory {
+    if args.cases.limit() {
         println!(
             "(a) {} SealedSecrets of {VALUES} values in one namespace",
             args.secrets
         );
     }
-    if args.cases != Cases::Sync {
+    if args.cases.memory() {
         println!(
             "(b) {m} SealedSecrets of {VALUES} values + {m} unrelated Opaque Secrets of {} bytes",
             args.unrelated_bytes,

@@ -87,13 +87,22 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         &self.generator
     }
 
-    /// The sources (planned so far) that depend on `dependency`.
-    pub fn dependents(&self, dependency: &Dependency) -> Vec<SourceKey> {
-        self.state()
-            .dependents
-            .get(dependency)
-            .map(|sources| sources.iter().cloned().collect())
-            .unwrap_or_default()
+    /// The sources (planned so far) that depend on `dependency`. With the `version` of a
+    /// Secret that changed, the sources that wrote or checked that very version are left
+    /// out: their own write needs no second look.
+    pub fn dependents(&self, dependency: &Dependency, version: Option<&str>) -> Vec<SourceKey> {
+        let state = self.state();
+        let Some(sources) = state.dependents.get(dependency) else {
+            return Vec::new();
+        };
+        let current = |source: &SourceKey| {
+            version.is_some_and(|version| {
+                state.seen.get(source).is_some_and(|seen| {
+                    seen.version == version && Dependency::secret(&seen.secret) == *dependency
+                })
+            })
+        };
+        sources.iter().filter(|s| !current(s)).cloned().collect()
     }
 
     /// How long until the refresh of `source` is due ([`crate::Policy::refresh`]): its

@@ -496,6 +496,88 @@ async fn a_restarted_controller_opens_only_what_changed_while_it_was_down() -> a
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_status_records_what_its_secret_was_made_from_so_a_restart_opens_nothing()
+-> anyhow::Result<()> {
+    // Many at once: the watch's copy of a SealedSecret often lags behind the status the
+    // controller just wrote, and a status made from that copy must not undo it.
+    const COUNT: usize = 300;
+    let cluster = TestCluster::start().await?;
+    let controller_ns = cluster.namespace("controller").await?;
+    let ns = cluster.namespace("app").await?;
+    let mut controller = SealsyncController::start(&cluster, &controller_ns, &[KEY_SIZE]).await?;
+    let cert = SealingCertificate::from_pem(controller.certificate()?.as_bytes())?;
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
+    let objects = (0..COUNT)
+        .map(|i| sealed(&ns, &format!("s{i}"), &cert))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let params = PostParams::default();
+    futures::future::try_join_all(
+        objects
+            .iter()
+            .map(|object| sealed_api.create(&params, object)),
+    )
+    .await?;
+    let recorded = || async {
+        let list = sealed_api.list(&ListParams::default()).await?;
+        Ok::<_, anyhow::Error>(
+            list.items
+                .iter()
+                .filter(|s| {
+                    s.status.as_ref().is_some_and(|status| {
+                        status.input_digest.is_some()
+                            && !status.key_fingerprints.is_empty()
+                            && status.conditions.iter().any(|c| c.status == "True")
+                    })
+                })
+                .count(),
+        )
+    };
+    wait_for(
+        "every SealedSecret Synced with its input digest and key fingerprints",
+        Duration::from_secs(120),
+        Some(controller.process()),
+        || async {
+            let count = recorded().await?;
+            let sample = sealed_api
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|s| s.status.as_ref().is_none_or(|st| st.input_digest.is_none()))
+                .map(|s| format!("{:?} gen {:?}", s.status, s.metadata.generation));
+            anyhow::ensure!(
+                count == COUNT,
+                "{count} of {COUNT} recorded, e.g. {sample:?}"
+            );
+            Ok(true)
+        },
+    )
+    .await?;
+    // Later reconciles (the watch events of the Secrets) must not take them away.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(recorded().await?, COUNT, "a status lost what it recorded");
+
+    controller.process().kill();
+    let controller = SealsyncController::start(&cluster, &controller_ns, &[KEY_SIZE]).await?;
+    wait_for(
+        "the restarted controller to examine every SealedSecret",
+        Duration::from_secs(120),
+        None,
+        || {
+            let unchanged = controller.metric("sealsync_reconciles_total", "result=\"unchanged\"");
+            async move { Ok(unchanged? >= COUNT as f64) }
+        },
+    )
+    .await?;
+    assert_eq!(
+        controller.metric("sealsync_rsa_decryptions_total", "")?,
+        0.0,
+        "a restart over synced SealedSecrets decrypts nothing"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn keys_are_renewed_on_the_period_and_once_at_a_cutoff_time() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
 

@@ -25,7 +25,7 @@ use super::report::ObjectReporter;
 use super::target::{KubeTarget, SecretCache, api_message};
 use crate::backoff::{Backoff, jitter};
 use crate::events::{EventPublisher, EventType};
-use crate::generator::{AppliedAction, Dependency, Generator, Outcome, ReasonedError};
+use crate::generator::{AppliedAction, Dependency, Generator, Outcome, ReasonedError, SecretRef};
 use crate::leader::Leadership;
 use crate::metrics::EngineMetrics;
 use crate::policy::Consent;
@@ -110,6 +110,10 @@ struct Context<G: Generator> {
     reporter: ObjectReporter,
     metrics: EngineMetrics,
     backoff: Backoff,
+    /// The generation of each source whose success this process wrote to its status: until
+    /// an outcome changes, its status is current, even when the watch's copy of the source
+    /// does not show it yet (a status made from that copy would undo it).
+    reported: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
 }
 
 /// A reconcile that did not converge; the object is retried with backoff.
@@ -121,12 +125,20 @@ pub struct NotConverged(String);
 /// ([`crate::Plan::dependencies`]), and only those. Secrets need none: the runtime's Secret
 /// watch reconciles their dependents by itself.
 #[derive(Clone)]
-pub struct Triggers(Arc<dyn Fn(&Dependency) + Send + Sync>);
+pub struct Triggers(Arc<Notify>);
+
+/// Reconciles the dependents of an object, with the version a Secret changed to.
+type Notify = dyn Fn(&Dependency, Option<&str>) + Send + Sync;
 
 impl Triggers {
     /// `dependency` changed.
     pub fn changed(&self, dependency: &Dependency) {
-        (self.0)(dependency)
+        (self.0)(dependency, None)
+    }
+
+    /// Secret `secret` changed to `version`.
+    fn secret_changed(&self, secret: &SecretRef, version: Option<&str>) {
+        (self.0)(&Dependency::secret(secret), version)
     }
 }
 
@@ -216,6 +228,7 @@ impl Runtime {
             client: self.client.clone(),
             backoff: Backoff::new(config.backoff.0, config.backoff.1),
             leadership: self.config.leadership.clone(),
+            reported: Default::default(),
             metrics,
             config,
         });
@@ -229,8 +242,8 @@ impl Runtime {
             .unzip();
         let triggers = Triggers(Arc::new({
             let context = context.clone();
-            move |dependency: &Dependency| {
-                for source in context.syncer.dependents(dependency) {
+            move |dependency: &Dependency, version: Option<&str>| {
+                for source in context.syncer.dependents(dependency, version) {
                     let scope = senders.iter().find(|(scope, _)| {
                         scope.as_deref().is_none_or(|ns| ns == source.namespace)
                     });
@@ -299,10 +312,9 @@ async fn watch_secrets(
     .for_each(|event| {
         match event {
             Ok(event) => {
-                for secret in cache.observe(scope.as_deref(), event) {
-                    let dependency = Dependency::secret(&secret);
+                for (secret, version) in cache.observe(scope.as_deref(), event) {
                     for listener in listeners.iter() {
-                        listener.changed(&dependency);
+                        listener.secret_changed(&secret, version.as_deref());
                     }
                 }
             }
@@ -572,7 +584,9 @@ fn forget_unlisted<G: Generator>(
 /// `source` is gone: what was kept about it goes too.
 fn forget<G: Generator>(context: &Context<G>, source: &G::Source) {
     context.syncer.forget(source);
-    context.backoff.succeeded(&object_key(source));
+    let key = object_key(source);
+    context.reported.lock().expect("reported lock").remove(&key);
+    context.backoff.succeeded(&key);
 }
 
 /// Changes of a source that matter: its spec (generation), labels and annotations. Status
@@ -674,12 +688,32 @@ where
     };
     context.metrics.finished(result, reason, write);
 
-    let status = context.syncer.generator().status(source, outcome);
+    let key = object_key(source);
+    let generation = source.meta().generation;
+    let reported = || context.reported.lock().expect("reported lock");
+    let current =
+        matches!(outcome, Outcome::Unchanged) && reported().get(&key) == Some(&generation);
+    let status = (!current)
+        .then(|| context.syncer.generator().status(source, outcome))
+        .flatten();
     let status_changed = status.is_some();
-    if let Some(status) = status
-        && let Err(e) = context.reporter.write_status(source, status).await
-    {
-        warn!(error = %e, "cannot write the status");
+    let written = match status {
+        Some(status) => match context.reporter.write_status(source, status).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "cannot write the status");
+                false
+            }
+        },
+        None => true,
+    };
+    match outcome {
+        Outcome::Unchanged | Outcome::Applied { .. } if written => {
+            reported().insert(key, generation);
+        }
+        _ => {
+            reported().remove(&key);
+        }
     }
 
     let event = match outcome {

@@ -73,14 +73,15 @@ impl SecretCache {
     }
 
     /// Takes in one event of the Secret watch of `scope` (a namespace, or all) and returns
-    /// the Secrets it named, except the cached ones it left unchanged. Of Secrets no
+    /// the Secrets it named, with their new version (none when gone), except the cached
+    /// ones it left unchanged. Of Secrets no
     /// generator may touch nothing is kept (their annotations may hold `kubectl apply`'s
     /// copy of their data).
     pub(crate) fn observe(
         &self,
         scope: Option<&str>,
         event: watcher::Event<PartialObjectMeta<Secret>>,
-    ) -> Vec<SecretRef> {
+    ) -> Vec<(SecretRef, Option<String>)> {
         let mut entries = self.entries.lock().expect("cache lock");
         let mut listing = self.listing.lock().expect("cache lock");
         let scope_key = scope.map(str::to_string);
@@ -96,15 +97,16 @@ impl SecretCache {
                 if let Some(listed) = listing.get_mut(&scope_key) {
                     listed.insert(key.clone());
                 }
+                let version = secret.metadata.resource_version.clone();
                 match self.worth_caching(&secret.metadata) {
                     Some(existing) if entries.get(&key) == Some(&existing) => Vec::new(),
                     Some(existing) => {
                         entries.insert(key.clone(), existing);
-                        vec![key]
+                        vec![(key, version)]
                     }
                     None => {
                         entries.remove(&key);
-                        vec![key]
+                        vec![(key, version)]
                     }
                 }
             }
@@ -112,6 +114,7 @@ impl SecretCache {
                 .inspect(|key| {
                     entries.remove(key);
                 })
+                .map(|key| (key, None))
                 .into_iter()
                 .collect(),
             watcher::Event::InitDone => {
@@ -127,7 +130,7 @@ impl SecretCache {
                 for key in &gone {
                     entries.remove(key);
                 }
-                gone
+                gone.into_iter().map(|key| (key, None)).collect()
             }
         }
     }

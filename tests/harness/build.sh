@@ -146,6 +146,19 @@ EOF
   "$out/bin/python" -c 'import moto.server' # import check
 }
 
+# ---------------------------------------------------------------- podman ----
+
+# tests/tests/image.rs runs sealsync's container image with podman and runc (crun fails in
+# this sandbox), from Debian's packages; CI runs as root on a fresh machine.
+ensure_podman() {
+  command -v podman >/dev/null && command -v runc >/dev/null && return 0
+  [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null ||
+    die "podman and runc are missing: apt-get install -y podman runc (as root)"
+  log "podman, runc: installing from Debian's packages"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >&2
+}
+
 # ---------------------------------------------------------------- driver ----
 
 ensure() {
@@ -188,6 +201,7 @@ ensure() {
   exec {lockfd}>&-
 }
 
+ensure_podman
 mkdir -p "$CACHE_ROOT"
 for c in "${comps[@]}"; do ensure "$c"; done
 

@@ -2,12 +2,14 @@
 //!
 //! A Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager), moto for AWS
 //! Secrets Manager, a Vault dev server, and the upstream kubeseal, each built by
-//! `tests/harness/build.sh` and stopped (with its data removed) when dropped.
+//! `tests/harness/build.sh` and stopped (with its data removed) when dropped; containers of
+//! sealsync's own image (controller/image/) run with podman.
 
 mod bins;
 mod cluster;
 mod controller;
 mod events;
+mod image;
 mod moto;
 mod netns;
 mod pki;
@@ -19,8 +21,9 @@ pub use bins::{Component, binary, project_binary};
 pub use cluster::TestCluster;
 pub use controller::SealsyncController;
 pub use events::events_about;
+pub use image::{Container, controller_image, podman, podman_run};
 pub use moto::Moto;
 pub use netns::NetNs;
 pub use process::{Process, free_port, http_get, http_post, run_ok, wait_for};
-pub use upstream::UpstreamController;
+pub use upstream::{UpstreamController, upstream_chart_command_line};
 pub use vault::Vault;

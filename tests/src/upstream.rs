@@ -10,10 +10,12 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{Api, ObjectMeta, PostParams};
+use serde::Deserialize;
+use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::bins::{Component, binary};
-use crate::process::{Process, free_port, http_get, wait_for};
+use crate::process::{Process, free_port, http_get, run_ok, wait_for};
 use crate::{NetNs, TestCluster};
 
 const IN_CLUSTER_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -152,4 +154,39 @@ impl UpstreamController {
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+}
+
+/// The controller container's command and args in upstream's chart (`helm/sealed-secrets`
+/// of the upstream module, next to the CRD the harness names, rendered by the harness's
+/// helm) with `set` values.
+pub fn upstream_chart_command_line(set: &[&str]) -> (Vec<String>, Vec<String>) {
+    let crd = binary(Component::SealedSecrets, "SEALSYNC_SEALED_SECRETS_CRD");
+    let chart = crd
+        .parent()
+        .and_then(|crds| crds.parent())
+        .expect("the CRD sits in the chart's crds/");
+    let mut command = Command::new(binary(Component::Helm, "SEALSYNC_HELM"));
+    command
+        .args(["template", "sealed-secrets"])
+        .arg(chart)
+        .args(["--namespace", "kube-system"]);
+    for value in set {
+        command.args(["--set", value]);
+    }
+    let out = run_ok(&mut command);
+    let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
+    let deployment = serde_norway::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).expect("helm renders valid YAML"))
+        .find(|object| object["kind"] == "Deployment")
+        .expect("the chart renders a Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().expect("strings").to_string())
+            .collect()
+    };
+    (strings(&container["command"]), strings(&container["args"]))
 }

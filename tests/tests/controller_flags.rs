@@ -4,8 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -15,49 +13,11 @@ use sealsync_api::{
 };
 use sealsync_crypto::SealingCertificate;
 use sealsync_testkit::{
-    Component, SealsyncController, TestCluster, binary, http_post, run_ok, wait_for,
+    SealsyncController, TestCluster, http_post, upstream_chart_command_line, wait_for,
 };
-use serde::Deserialize;
 use serde_json::Value;
 
 const VALUE: &str = "flags-test-value";
-
-/// Upstream's chart, the directory of the CRD the harness names.
-fn upstream_chart() -> PathBuf {
-    let crd = binary(Component::SealedSecrets, "SEALSYNC_SEALED_SECRETS_CRD");
-    crd.parent()
-        .and_then(|crds| crds.parent())
-        .expect("the CRD sits in the chart's crds/")
-        .to_path_buf()
-}
-
-/// The controller container's command and args of upstream's chart with `set` values.
-fn chart_command_line(set: &[&str]) -> (Vec<String>, Vec<String>) {
-    let mut command = Command::new(binary(Component::Helm, "SEALSYNC_HELM"));
-    command
-        .args(["template", "sealed-secrets"])
-        .arg(upstream_chart())
-        .args(["--namespace", "kube-system"]);
-    for value in set {
-        command.args(["--set", value]);
-    }
-    let out = run_ok(&mut command);
-    let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
-    let deployment = serde_norway::Deserializer::from_str(&text)
-        .map(|document| Value::deserialize(document).expect("helm renders valid YAML"))
-        .find(|object| object["kind"] == "Deployment")
-        .expect("the chart renders a Deployment");
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let strings = |value: &Value| -> Vec<String> {
-        value
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| v.as_str().expect("strings").to_string())
-            .collect()
-    };
-    (strings(&container["command"]), strings(&container["args"]))
-}
 
 /// `args` without the listen addresses, which the harness picks (free loopback ports);
 /// checks they were upstream's.
@@ -124,7 +84,7 @@ async fn key_secrets(cluster: &TestCluster, namespace: &str) -> anyhow::Result<V
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_with_the_command_line_of_upstreams_chart() -> anyhow::Result<()> {
-    let (command, args) = chart_command_line(&[]);
+    let (command, args) = upstream_chart_command_line(&[]);
     assert_eq!(command, ["controller"]);
     assert_eq!(
         args,
@@ -152,7 +112,7 @@ async fn runs_with_the_command_line_of_upstreams_chart() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_with_every_optional_flag_of_upstreams_chart() -> anyhow::Result<()> {
-    let (_, args) = chart_command_line(&[
+    let (_, args) = upstream_chart_command_line(&[
         "skipRecreate=true",
         "keyrenewperiod=720h",
         "keyttl=8760h",

@@ -12,6 +12,7 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default: target)
+#   SEALSYNC_BIN       time this binary instead of building the release one
 #   MANIFESTS          manifests to generate (default 10000)
 #   RUNS, WARMUP       timed runs (default 10) and warm-up runs (default 2)
 #   KEEP_WORKDIR=1     keep the generated repository
@@ -26,10 +27,12 @@ WARMUP=${WARMUP:-2}
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo_root"
 target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
-bin=$target_dir/release/sealsync
+bin=${SEALSYNC_BIN:-$target_dir/release/sealsync}
 
-echo "building sealsync (release)..." >&2
-cargo build --release -p sealsync-cli >&2
+if [[ -z ${SEALSYNC_BIN:-} ]]; then
+    echo "building sealsync (release)..." >&2
+    cargo build --release -p sealsync-cli >&2
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sealsync-audit-bench.XXXXXX")
 if [[ ${KEEP_WORKDIR:-0} == 1 ]]; then

@@ -40,6 +40,9 @@ enum Command {
     Validate(ValidateArgs),
     /// Show a sealing certificate: fingerprint, subject, validity and key size.
     Cert(CertArgs),
+    /// Audit a GitOps repository: plaintext Secrets, credential-like values, SealedSecrets
+    /// that will not open or use old keys, expiring certificates (see docs/audit.md).
+    Audit(AuditArgs),
     /// Generate a private key and its sealing certificate, for offline or bring-your-own-key use.
     Keygen(KeygenArgs),
     /// Print a shell completion script.
@@ -206,6 +209,41 @@ struct CertArgs {
     format: CertFormat,
 }
 
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Files or directories to audit (default: the current directory).
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Report format (SARIF 2.1.0 for code-scanning tools).
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    format: crate::audit::ReportFormat,
+    /// Write the report to FILE (atomically) instead of standard output.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Exit non-zero when a finding has this severity or a higher one.
+    #[arg(long, value_enum, default_value = "warning")]
+    fail_on: crate::audit::Severity,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// Without --private-key: check that SealedSecrets open through the controller's
+    /// /v1/verify (about two a second: its rate limit).
+    #[arg(long)]
+    controller: bool,
+    /// A sealing certificate to check for expiry (PEM files in the tree are checked too);
+    /// repeatable.
+    #[arg(long = "cert", value_name = "FILE|URL")]
+    certs: Vec<String>,
+    /// Report SealedSecrets sealed with a key older than this, e.g. 180days (needs
+    /// --private-key files with their certificates, or --cert).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_key_age: Option<std::time::Duration>,
+    /// Warn about certificates that expire within this.
+    #[arg(long, default_value = "30days", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    cert_expiry_warning: std::time::Duration,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CertFormat {
     Text,
@@ -300,6 +338,18 @@ impl Cli {
             }
             .run(),
             Command::Cert(args) => show_certificate(args),
+            Command::Audit(args) => crate::audit::AuditJob {
+                paths: args.paths,
+                private_keys: args.keys.private_keys,
+                controller: args.controller.then(|| args.cluster.target()),
+                certs: args.certs,
+                max_key_age: args.max_key_age,
+                cert_expiry_warning: args.cert_expiry_warning,
+                format: args.format,
+                fail_on: args.fail_on,
+                output: args.write,
+            }
+            .run(),
             Command::Keygen(args) => keygen(args),
             Command::Completion { shell } => {
                 clap_complete::generate(

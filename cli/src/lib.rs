@@ -2,6 +2,7 @@
 //! SealedSecrets offline. Invoked as `kubeseal` (a symlink), it speaks kubeseal's flags.
 
 mod args;
+mod audit;
 mod cluster;
 mod files;
 mod kubeseal;

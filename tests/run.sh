@@ -16,6 +16,11 @@ eval "$(bash tests/harness/paths.sh)"
 set +a
 echo "== components ready after $((SECONDS - started)) s"
 
+echo "== container image (controller/image/build.sh; a static release build, long when cold)"
+SEALSYNC_IMAGE="$(bash controller/image/build.sh test | tail -n 1)"
+export SEALSYNC_IMAGE
+echo "== $SEALSYNC_IMAGE ready after $((SECONDS - started)) s"
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,8 +1,10 @@
 //! Kubernetes-facing types of sealsync and their conversions: the `bitnami.com/v1alpha1`
-//! SealedSecret resource, Secret manifests, key Secrets, and sealing/unsealing whole objects.
+//! SealedSecret resource, Secret manifests, key Secrets, and sealing/unsealing whole objects;
+//! and External Secrets Operator's `external-secrets.io/v1` resources ([`external`]).
 
 mod documents;
 mod error;
+pub mod external;
 mod key_secrets;
 mod sealed_secret;
 mod sealing;
@@ -25,3 +27,17 @@ pub use sealing::{
 };
 pub use secret::SecretManifest;
 pub use template::render_template_data;
+
+/// Every CRD of this crate, for `crdgen` and the drift check.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![
+        SealedSecret::crd(),
+        external::ExternalSecret::crd(),
+        external::SecretStore::crd(),
+        external::ClusterSecretStore::crd(),
+        external::ClusterExternalSecret::crd(),
+    ]
+}

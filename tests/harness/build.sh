@@ -3,11 +3,13 @@
 #
 #   build.sh [--print-env] [component...]
 #
-# Components: kubernetes etcd vault sealed-secrets helm moto (default: all).
+# Components: kubernetes etcd vault sealed-secrets helm moto external-secrets
+# (default: all).
 # Each lands in ${XDG_CACHE_HOME:-~/.cache}/sealsync/<component>-<version>/bin/
 # (override the root with SEALSYNC_CACHE_DIR). A component dir counts as built
 # only when its .complete stamp matches the current inputs (version, wrapper
-# go.mod/go.sum/tools.go or requirements.txt, Go/Python version, recipe);
+# go.mod/go.sum/tools.go, module.sum + overlay or requirements.txt, Go/Python
+# version, recipe);
 # anything else is deleted and rebuilt. Builds go to a temp dir that is renamed
 # into place, under a per-component flock, so concurrent callers are safe.
 #
@@ -22,7 +24,7 @@ comps=()
 for a in "$@"; do
   case "$a" in
     --print-env) print_env=1 ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) die "unknown option $a" ;;
     *) component_version "$a" >/dev/null; comps+=("$a") ;;
   esac
@@ -44,6 +46,9 @@ tool_fingerprint() { # what the build depends on besides the pinned files
 input_files() {
   if [[ "$1" == moto ]]; then
     echo "$HARNESS_DIR/python/moto/requirements.txt"
+  elif builds_in_module "$1"; then
+    echo "$HARNESS_DIR/go/$1/module.sum"
+    find "$HARNESS_DIR/go/$1/overlay" -type f -name '*.go' | LC_ALL=C sort
   else
     printf '%s\n' "$HARNESS_DIR/go/$1/go.mod" "$HARNESS_DIR/go/$1/go.sum" "$HARNESS_DIR/go/$1/tools.go"
   fi
@@ -63,8 +68,13 @@ check_pins() {
   if [[ "$comp" == moto ]]; then
     grep -qx "moto==$ver" "$HARNESS_DIR/python/moto/requirements.txt" ||
       die "moto: python/moto/requirements.txt does not pin moto==$ver (run gen-go-mods.sh moto)"
+    return
+  fi
+  local mod; mod="$(component_module "$comp")"
+  if builds_in_module "$comp"; then
+    grep -qE "^${mod//./\\.} ${ver//./\\.} h1:" "$HARNESS_DIR/go/$comp/module.sum" ||
+      die "$comp: go/$comp/module.sum does not pin $mod $ver (run gen-go-mods.sh $comp)"
   else
-    local mod; mod="$(component_module "$comp")"
     grep -qE "^(require)?[[:space:]]*${mod//./\\.} ${ver//./\\.}( |$)" "$HARNESS_DIR/go/$comp/go.mod" ||
       die "$comp: go/$comp/go.mod does not require $mod $ver (run gen-go-mods.sh $comp)"
   fi
@@ -127,6 +137,40 @@ build_go() { # component outdir
   done < <(component_files "$comp")
 }
 
+# A component built inside a copy of its downloaded module (see builds_in_module).
+build_in_module() { # component outdir
+  local comp="$1" out="$2" mod ver info sum dir src ov f rel sep bin pkg
+  mod="$(component_module "$comp")"; ver="$(component_version "$comp")"
+  info="$(cd "$out" && go mod download -json "$mod@$ver")"
+  sum="$(sed -n 's/^\t"Sum": "\(.*\)",$/\1/p' <<<"$info")"
+  dir="$(sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"$info")"
+  [[ "$mod $ver $sum" == "$(cat "$HARNESS_DIR/go/$comp/module.sum")" ]] ||
+    die "$comp: $mod $ver has checksum $sum, go/$comp/module.sum pins another"
+  # The module cache is read-only and go refuses a main module inside it.
+  src="$out/.src"; ov="$out/.overlay.json"
+  cp -R "$dir" "$src"; chmod -R u+w "$src"
+  sep=""
+  {
+    printf '{"Replace": {'
+    while read -r f; do
+      rel="${f#"$HARNESS_DIR/go/$comp/overlay/"}"
+      [[ -f "$src/$rel" ]] || die "$comp: overlay $rel replaces no file of $mod $ver"
+      printf '%s\n  "%s": "%s"' "$sep" "$src/$rel" "$f"; sep=","
+    done < <(find "$HARNESS_DIR/go/$comp/overlay" -type f -name '*.go' | LC_ALL=C sort)
+    printf '\n}}\n'
+  } > "$ov"
+  cd "$src"
+  while read -r bin pkg; do
+    log "  go build -overlay $pkg (inside $mod@$ver)"
+    CGO_ENABLED=0 go build -mod=readonly -trimpath -overlay "$ov" -ldflags "-s -w" -o "$out/bin/$bin" "$pkg"
+  done < <(component_binaries "$comp")
+  while read -r f; do
+    mkdir -p "$(dirname "$out/$f")"
+    cp -R "$src/${f#share/}" "$out/$f"
+  done < <(component_files "$comp")
+  cd "$out"; rm -rf "$src" "$ov"
+}
+
 build_moto() { # outdir
   local out="$1"
   "${PYTHON:-python3}" -m venv "$out"
@@ -186,7 +230,9 @@ ensure() {
   set +e
   (
     set -euo pipefail
-    if [[ "$comp" == moto ]]; then build_moto "$tmp"; else build_go "$comp" "$tmp"; fi
+    if [[ "$comp" == moto ]]; then build_moto "$tmp"
+    elif builds_in_module "$comp"; then build_in_module "$comp" "$tmp"
+    else build_go "$comp" "$tmp"; fi
   ) >"$logf" 2>&1
   rc=$?
   set -e

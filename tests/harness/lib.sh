@@ -8,7 +8,7 @@ source "$HARNESS_DIR/versions.env"
 # Bump when the build recipe (flags, layout) changes: invalidates every stamp.
 HARNESS_RECIPE=1
 
-ALL_COMPONENTS=(kubernetes etcd vault sealed-secrets helm moto)
+ALL_COMPONENTS=(kubernetes etcd vault sealed-secrets helm moto external-secrets)
 
 CACHE_ROOT="${SEALSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sealsync}"
 
@@ -22,6 +22,7 @@ component_version() {
     sealed-secrets) echo "$SEALED_SECRETS_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     moto) echo "$MOTO_VERSION" ;;
+    external-secrets) echo "$EXTERNAL_SECRETS_VERSION" ;;
     *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
   esac
 }
@@ -36,9 +37,17 @@ component_module() {
     vault) echo github.com/hashicorp/vault ;;
     sealed-secrets) echo github.com/bitnami-labs/sealed-secrets ;;
     helm) helm_module ;;
+    external-secrets) echo github.com/external-secrets/external-secrets ;;
     *) die "component '$1' is not a Go module" ;;
   esac
 }
+
+# A component built inside a copy of its own downloaded module (its go.mod and
+# go.sum, `-mod=readonly`) instead of a wrapper module: external-secrets' go.mod
+# has a replace directive, so it cannot be required by another module unchanged.
+# Pinned by go/<component>/module.sum (the module's checksum-database line), with
+# the Go files of go/<component>/overlay/ laid over the module by `go build -overlay`.
+builds_in_module() { [[ "$1" == external-secrets ]]; }
 
 # Lines "<binary> <package> [<build tag>]" for each Go binary of a component. A line with
 # a build tag is a compiled test (`go test -c -tags <tag>`): the package's tests are the
@@ -56,6 +65,7 @@ component_binaries() {
       echo "sealed-secrets-integration github.com/bitnami-labs/sealed-secrets/integration integration" ;;
     helm) echo "helm $(helm_module)/cmd/helm" ;;
     moto) echo "moto_server -" ;;
+    external-secrets) echo "external-secrets github.com/external-secrets/external-secrets" ;;
     *) die "unknown component '$1'" ;;
   esac
 }
@@ -65,6 +75,7 @@ component_binaries() {
 component_files() {
   case "$1" in
     sealed-secrets) echo "share/helm/sealed-secrets" ;; # chart, incl. crds/
+    external-secrets) echo "share/deploy/crds/bundle.yaml" ;; # every CRD, one file
   esac
 }
 
@@ -81,9 +92,11 @@ ENV_VARS=(
   "SEALSYNC_SEALED_SECRETS_INTEGRATION sealed-secrets sealed-secrets-integration"
   "SEALSYNC_HELM helm helm"
   "SEALSYNC_MOTO_SERVER moto moto_server"
+  "SEALSYNC_EXTERNAL_SECRETS external-secrets external-secrets"
 )
 # Env var name -> "<component> <path relative to the component dir>" (non-binaries)
 ENV_FILES=(
   "SEALSYNC_SEALED_SECRETS_CRD sealed-secrets share/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml"
   "SEALSYNC_SEALED_SECRETS_CHART sealed-secrets share/helm/sealed-secrets"
+  "SEALSYNC_EXTERNAL_SECRETS_CRDS external-secrets share/deploy/crds/bundle.yaml"
 )

@@ -13,6 +13,7 @@ pub enum Component {
     SealedSecrets,
     Helm,
     Moto,
+    ExternalSecrets,
 }
 
 impl Component {
@@ -24,6 +25,7 @@ impl Component {
             Component::SealedSecrets => "sealed-secrets",
             Component::Helm => "helm",
             Component::Moto => "moto",
+            Component::ExternalSecrets => "external-secrets",
         }
     }
 }

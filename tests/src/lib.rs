@@ -1,25 +1,28 @@
 //! Test harness of sealsync: real components started on loopback for integration tests.
 //!
 //! A Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager), moto for AWS
-//! Secrets Manager, a Vault dev server, and the upstream kubeseal, each built by
-//! `tests/harness/build.sh` and stopped (with its data removed) when dropped; containers of
-//! sealsync's own image (controller/image/) run with podman.
+//! Secrets Manager, a Vault dev server, the upstream kubeseal and External Secrets Operator,
+//! each built by `tests/harness/build.sh` and stopped (with its data removed) when dropped;
+//! containers of sealsync's own image (controller/image/) run with podman.
 
 mod bins;
 mod cluster;
 mod controller;
+mod eso;
 mod events;
 mod image;
 mod moto;
 mod netns;
 mod pki;
 mod process;
+pub mod schema;
 mod upstream;
 mod vault;
 
 pub use bins::{Component, binary, project_binary};
 pub use cluster::TestCluster;
 pub use controller::SealsyncController;
+pub use eso::{UpstreamEso, upstream_eso_crds};
 pub use events::events_about;
 pub use image::{Container, controller_image, podman, podman_run};
 pub use moto::Moto;

@@ -1,12 +1,11 @@
 //! Our SealedSecret CRD accepts whatever upstream's (Bitnami Sealed Secrets v0.36) accepts:
 //! compared schema against schema, then applied to a real API server.
 
-use std::collections::BTreeSet;
-
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::api::Api;
 use sealsync_api::SealedSecret;
+use sealsync_testkit::schema::{Allowances, Comparison, compare, names, printer_columns};
 use sealsync_testkit::{Component, TestCluster, binary};
 use serde_json::{Value, json};
 
@@ -21,153 +20,9 @@ fn our_crd() -> Value {
     serde_json::to_value(SealedSecret::crd()).expect("the CRD serializes")
 }
 
-/// The names as the API server sees them, its defaults applied.
-fn names(crd: &Value) -> Value {
-    let names = &crd["spec"]["names"];
-    let kind = names["kind"].as_str().expect("a kind");
-    let or = |field: &str, default: Value| match &names[field] {
-        Value::Null => default,
-        value => value.clone(),
-    };
-    json!({
-        "kind": kind,
-        "plural": names["plural"],
-        "singular": or("singular", json!(kind.to_lowercase())),
-        "listKind": or("listKind", json!(format!("{kind}List"))),
-        "shortNames": or("shortNames", json!([])),
-        "categories": or("categories", json!([])),
-    })
-}
-
-fn printer_columns(version: &Value) -> Vec<Value> {
-    let columns = version["additionalPrinterColumns"].as_array();
-    columns
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            json!({
-                "name": c["name"],
-                "type": c["type"],
-                "jsonPath": c["jsonPath"],
-                "format": c["format"],
-                "priority": c.get("priority").cloned().unwrap_or(json!(0)),
-            })
-        })
-        .collect()
-}
-
-/// Properties that every custom resource has whether its schema lists them or not.
 /// Fields only sealsync's controller writes (in the status subresource, never in Git): an
 /// upstream object cannot carry them, so typing them rejects nothing users write.
 const SEALSYNC_ONLY: [&str; 2] = ["status.keyFingerprints", "status.inputDigest"];
-
-const IMPLICIT_ROOT_PROPERTIES: [&str; 3] = ["apiVersion", "kind", "metadata"];
-
-/// Keywords that narrow what a schema accepts: ours may only carry those upstream has.
-const NARROWING: [&str; 16] = [
-    "enum",
-    "pattern",
-    "maxLength",
-    "minLength",
-    "maximum",
-    "minimum",
-    "exclusiveMaximum",
-    "exclusiveMinimum",
-    "multipleOf",
-    "maxItems",
-    "minItems",
-    "uniqueItems",
-    "maxProperties",
-    "minProperties",
-    "x-kubernetes-validations",
-    "x-kubernetes-embedded-resource",
-];
-
-/// Checks that every value valid under `upstream` at `path` is valid under `ours`, recording
-/// each property path visited and each incompatibility found.
-fn check_accepts(
-    upstream: &Value,
-    ours: &Value,
-    path: &str,
-    visited: &mut BTreeSet<String>,
-    problems: &mut Vec<String>,
-) {
-    visited.insert(path.to_owned());
-    let at = if path.is_empty() { "<root>" } else { path };
-    if upstream["type"] != ours["type"] {
-        problems.push(format!(
-            "{at}: type {} upstream, {} ours",
-            upstream["type"], ours["type"]
-        ));
-    }
-    for flag in [
-        "nullable",
-        "x-kubernetes-preserve-unknown-fields",
-        "x-kubernetes-int-or-string",
-    ] {
-        if upstream[flag] == true && ours[flag] != true {
-            problems.push(format!("{at}: upstream has {flag}: true, ours does not"));
-        }
-    }
-    if !ours["format"].is_null() && ours["format"] != upstream["format"] {
-        problems.push(format!(
-            "{at}: format {} ours, {} upstream",
-            ours["format"], upstream["format"]
-        ));
-    }
-    for keyword in NARROWING {
-        if !ours[keyword].is_null() && ours[keyword] != upstream[keyword] {
-            problems.push(format!(
-                "{at}: ours has {keyword}: {}, upstream {}",
-                ours[keyword], upstream[keyword]
-            ));
-        }
-    }
-    let required = |schema: &Value| -> BTreeSet<String> {
-        let fields = schema["required"].as_array().into_iter().flatten();
-        fields
-            .filter_map(|f| f.as_str().map(String::from))
-            .collect()
-    };
-    for field in required(ours).difference(&required(upstream)) {
-        problems.push(format!("{at}: ours requires {field}, upstream does not"));
-    }
-
-    let join = |name: &str| {
-        if path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    let empty = serde_json::Map::new();
-    let upstream_properties = upstream["properties"].as_object().unwrap_or(&empty);
-    let our_properties = ours["properties"].as_object().unwrap_or(&empty);
-    for (name, schema) in upstream_properties {
-        match our_properties.get(name) {
-            Some(our_schema) => check_accepts(schema, our_schema, &join(name), visited, problems),
-            None if path.is_empty() && IMPLICIT_ROOT_PROPERTIES.contains(&name.as_str()) => {}
-            None => problems.push(format!("{}: missing from ours", join(name))),
-        }
-    }
-    for name in our_properties.keys() {
-        if !upstream_properties.contains_key(name) && !SEALSYNC_ONLY.contains(&join(name).as_str())
-        {
-            problems.push(format!(
-                "{}: ours types a property upstream does not have",
-                join(name)
-            ));
-        }
-    }
-    for (keyword, suffix) in [("items", "[]"), ("additionalProperties", ".*")] {
-        match (&upstream[keyword], &ours[keyword]) {
-            (Value::Null, Value::Null) => {}
-            (Value::Null, _) => problems.push(format!("{at}: ours has {keyword}, upstream not")),
-            (_, Value::Null) => problems.push(format!("{at}: upstream has {keyword}, ours not")),
-            (up, our) => check_accepts(up, our, &format!("{path}{suffix}"), visited, problems),
-        }
-    }
-}
 
 #[test]
 fn crd_is_compatible_with_upstream() {
@@ -209,9 +64,11 @@ fn crd_is_compatible_with_upstream() {
         );
 
         let schema = |v: &Value| v["schema"]["openAPIV3Schema"].clone();
-        let mut visited = BTreeSet::new();
-        let mut problems = Vec::new();
-        check_accepts(&schema(up), &schema(our), "", &mut visited, &mut problems);
+        let allowances = Allowances {
+            ours_only: &SEALSYNC_ONLY,
+            ..Allowances::default()
+        };
+        let Comparison { visited, problems } = compare(&schema(up), &schema(our), &allowances);
         assert!(
             problems.is_empty(),
             "{version}: our schema rejects objects upstream accepts:\n  {}",

@@ -122,3 +122,45 @@ impl SealsyncController {
         self.api
     }
 }
+
+/// Seals `password: value` to `cert_pem` (the certificate a controller serves) as
+/// SealedSecret `namespace/db`, and waits until the controller running as `process` has
+/// unsealed it into Secret `db`.
+pub async fn seal_and_wait_unsealed(
+    cluster: &TestCluster,
+    namespace: &str,
+    cert_pem: &str,
+    value: &str,
+    process: &mut Process,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+    use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret};
+
+    let cert = sealsync_crypto::SealingCertificate::from_pem(cert_pem.as_bytes())?;
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {namespace}}}\n\
+         stringData: {{password: {value}}}\n"
+    );
+    let secret = parse_documents::<SecretManifest>(&yaml, "test", "Secret")?.remove(0);
+    let sealed = seal_secret(&secret, cert.public_key(), &SealOptions::default())?;
+    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), namespace);
+    sealed_api.create(&PostParams::default(), &sealed).await?;
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), namespace);
+    wait_for(
+        "the Secret unsealed",
+        Duration::from_secs(60),
+        Some(process),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                Ok(secrets.get_opt("db").await?.is_some_and(|s| {
+                    s.data
+                        .and_then(|d| d.get("password").cloned())
+                        .is_some_and(|v| v.0 == value.as_bytes())
+                }))
+            }
+        },
+    )
+    .await
+}

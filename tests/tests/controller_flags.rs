@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
-use sealsync_api::{
-    KEY_LABEL, SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret,
-};
-use sealsync_crypto::SealingCertificate;
+use sealsync_api::{KEY_LABEL, SealedSecret};
 use sealsync_testkit::{
-    SealsyncController, TestCluster, http_post, upstream_chart_command_line, wait_for,
+    SealsyncController, TestCluster, http_post, seal_and_wait_unsealed,
+    upstream_chart_command_line, wait_for,
 };
 use serde_json::Value;
 
@@ -45,32 +43,8 @@ async fn unseals_with(
     let controller_ns = cluster.namespace("controller").await?;
     let ns = cluster.namespace("app").await?;
     let mut controller = SealsyncController::start(cluster, &controller_ns, args).await?;
-    let cert = SealingCertificate::from_pem(controller.certificate()?.as_bytes())?;
-    let yaml = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {ns}}}\n\
-         stringData: {{password: {VALUE}}}\n"
-    );
-    let secret = parse_documents::<SecretManifest>(&yaml, "test", "Secret")?.remove(0);
-    let sealed = seal_secret(&secret, cert.public_key(), &SealOptions::default())?;
-    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
-    sealed_api.create(&PostParams::default(), &sealed).await?;
-    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
-    wait_for(
-        "the Secret unsealed",
-        Duration::from_secs(60),
-        Some(controller.process()),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                Ok(secrets.get_opt("db").await?.is_some_and(|s| {
-                    s.data
-                        .and_then(|d| d.get("password").cloned())
-                        .is_some_and(|v| v.0 == VALUE.as_bytes())
-                }))
-            }
-        },
-    )
-    .await?;
+    let cert = controller.certificate()?;
+    seal_and_wait_unsealed(cluster, &ns, &cert, VALUE, controller.process()).await?;
     Ok((controller, controller_ns))
 }
 

@@ -8,14 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, PostParams};
-use sealsync_api::{
-    KEY_LABEL, SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret,
-};
-use sealsync_crypto::SealingCertificate;
+use kube::api::{Api, ListParams};
+use sealsync_api::KEY_LABEL;
 use sealsync_testkit::{
     Container, TestCluster, controller_image, free_port, http_get, podman, podman_run, run_ok,
-    upstream_chart_command_line, wait_for,
+    seal_and_wait_unsealed, upstream_chart_command_line, wait_for,
 };
 use serde_json::Value;
 
@@ -158,32 +155,8 @@ async fn makes_its_key_and_unseals(
     );
 
     let ns = cluster.namespace("app").await?;
-    let cert = SealingCertificate::from_pem(http_get(api, "/v1/cert.pem")?.as_bytes())?;
-    let yaml = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {ns}}}\n\
-         stringData: {{password: {VALUE}}}\n"
-    );
-    let secret = parse_documents::<SecretManifest>(&yaml, "test", "Secret")?.remove(0);
-    let sealed = seal_secret(&secret, cert.public_key(), &SealOptions::default())?;
-    let sealed_api: Api<SealedSecret> = Api::namespaced(cluster.client(), &ns);
-    sealed_api.create(&PostParams::default(), &sealed).await?;
-    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
-    wait_for(
-        "the Secret unsealed",
-        Duration::from_secs(60),
-        Some(container.process()),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                Ok(secrets.get_opt("db").await?.is_some_and(|s| {
-                    s.data
-                        .and_then(|d| d.get("password").cloned())
-                        .is_some_and(|v| v.0 == VALUE.as_bytes())
-                }))
-            }
-        },
-    )
-    .await?;
+    let cert = http_get(api, "/v1/cert.pem")?;
+    seal_and_wait_unsealed(cluster, &ns, &cert, VALUE, container.process()).await?;
     assert!(
         !container.process().log().contains(VALUE),
         "the log shows the value"

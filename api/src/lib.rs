@@ -3,6 +3,7 @@
 //! and External Secrets Operator's `external-secrets.io/v1` resources ([`external`]).
 
 mod documents;
+mod duration;
 mod error;
 pub mod external;
 mod key_secrets;
@@ -12,6 +13,7 @@ mod secret;
 mod template;
 
 pub use documents::{FieldError, Format, parse_documents, parse_json, to_document};
+pub use duration::parse_go_duration;
 pub use error::ApiError;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use key_secrets::{
@@ -26,7 +28,7 @@ pub use sealing::{
     seal_secret, unseal,
 };
 pub use secret::SecretManifest;
-pub use template::render_template_data;
+pub use template::{render_template_data, render_templates};
 
 /// Every CRD of this crate, for `crdgen` and the drift check.
 pub fn crds()

@@ -27,6 +27,21 @@ pub fn render_template_data(
     templates: &BTreeMap<String, String>,
     values: &BTreeMap<String, SecretBytes>,
 ) -> Result<BTreeMap<String, SecretBytes>, ApiError> {
+    let options = Options {
+        functions: Functions::sprig(),
+        ..Options::default()
+    };
+    render_templates(object, templates, values, &options)
+}
+
+/// [`render_template_data`] with other template options (functions, `missingkey`,
+/// delimiters), as ExternalSecret templates have.
+pub fn render_templates(
+    object: &str,
+    templates: &BTreeMap<String, String>,
+    values: &BTreeMap<String, SecretBytes>,
+    options: &Options,
+) -> Result<BTreeMap<String, SecretBytes>, ApiError> {
     if templates.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -34,7 +49,7 @@ pub fn render_template_data(
     templates
         .iter()
         .map(|(key, text)| {
-            render(text, &context, &binary_keys)
+            render(text, &context, &binary_keys, options)
                 .map(|rendered| (key.clone(), rendered))
                 .map_err(|problem| ApiError::Template {
                     object: object.to_string(),
@@ -62,13 +77,14 @@ fn context_of(values: &BTreeMap<String, SecretBytes>) -> (Value, Vec<&str>) {
     (Value::Map(map), binary_keys)
 }
 
-fn render(text: &str, context: &Value, binary_keys: &[&str]) -> Result<SecretBytes, String> {
+fn render(
+    text: &str,
+    context: &Value,
+    binary_keys: &[&str],
+    options: &Options,
+) -> Result<SecretBytes, String> {
     check_binary_keys(text, binary_keys)?;
-    let options = Options {
-        functions: Functions::sprig(),
-        ..Options::default()
-    };
-    let template = Template::parse(text, options).map_err(|e| e.to_string())?;
+    let template = Template::parse(text, options.clone()).map_err(|e| e.to_string())?;
     let mut rendered = Output::default();
     template
         .execute(&mut rendered, context)

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{ArgAction, Args as FlagGroup, Parser, ValueEnum};
+use sealsync_api::parse_go_duration;
 use time::OffsetDateTime;
 
 /// Unseals SealedSecrets (bitnami.com/v1alpha1) into Secrets and keeps the sealing keys.
@@ -105,6 +106,25 @@ pub struct Args {
     /// SealedSecrets unsealed at the same time (default: the number of cores).
     #[arg(long, env = "SEALED_SECRETS_CONCURRENCY")]
     pub concurrency: Option<u16>,
+
+    /// Unseal SealedSecrets and keep the sealing keys (`=false` runs only the ExternalSecret
+    /// reconciler: no keys are made).
+    #[arg(long, env = "SEALSYNC_SEALED_SECRETS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = true, value_parser = parse_go_bool)]
+    pub sealed_secrets: bool,
+
+    /// Also sync ExternalSecrets (`external-secrets.io/v1`, with their SecretStores and
+    /// ClusterSecretStores; their CRDs must be installed).
+    #[arg(long, env = "SEALSYNC_EXTERNAL_SECRETS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = parse_go_bool)]
+    pub external_secrets: bool,
+
+    /// ExternalSecrets synced at the same time per watched namespace (they wait on their
+    /// providers, not on the cores).
+    #[arg(
+        long,
+        env = "SEALSYNC_EXTERNAL_SECRETS_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub external_secrets_concurrency: u16,
 
     /// Every SealedSecret is checked again this often (no decryption when nothing changed).
     #[arg(long, env = "SEALED_SECRETS_RESYNC_PERIOD", default_value = "10m", value_parser = parse_go_duration)]
@@ -396,62 +416,6 @@ fn parse_go_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-/// Go's `time.ParseDuration` (e.g. `720h`, `1h30m`, `1.5h`, `300ms`, `0`), without negative
-/// durations, which none of these flags can use.
-fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("expected a duration such as 720h, 1h30m or 90s, got {text:?}");
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut nanos: u128 = 0;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(invalid)?;
-        let (number, tail) = rest.split_at(number_end);
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() {
-            return Err(invalid());
-        }
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        let unit_nanos: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60 * 1_000_000_000,
-            "h" => 3_600 * 1_000_000_000,
-            _ => return Err(invalid()),
-        };
-        let digits = |s: &str| -> Result<u128, String> {
-            if s.is_empty() {
-                Ok(0)
-            } else {
-                s.parse().map_err(|_| invalid())
-            }
-        };
-        // Nine fraction digits are as precise as nanoseconds of a nanosecond unit.
-        let fraction = &fraction[..fraction.len().min(18)];
-        let scale = 10u128.pow(fraction.len() as u32);
-        let fraction_nanos = digits(fraction)? * unit_nanos / scale;
-        nanos = digits(whole)?
-            .checked_mul(unit_nanos)
-            .and_then(|n| n.checked_add(fraction_nanos))
-            .and_then(|n| nanos.checked_add(n))
-            .filter(|n| *n <= u128::from(u64::MAX))
-            .ok_or_else(|| format!("duration {text:?} is too long"))?;
-        rest = tail;
-    }
-    Ok(Duration::from_nanos(nanos as u64))
-}
-
 fn parse_cutoff(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822)
         .map_err(|e| format!("expected e.g. \"Mon, 02 Jan 2026 15:04:05 -0700\": {e}"))
@@ -600,29 +564,6 @@ mod tests {
         assert_eq!(args.glog.verbosity, 2);
         assert!(Args::try_parse_from(["controller", "--privatekey-labels=team"]).is_err());
         assert!(Args::try_parse_from(["controller", "--key-order-priority=Newest"]).is_err());
-    }
-
-    #[test]
-    fn go_durations_parse() {
-        for (text, seconds) in [
-            ("0", 0.0),
-            ("720h", 720.0 * 3600.0),
-            ("1h30m", 5400.0),
-            ("1.5h", 5400.0),
-            ("90s", 90.0),
-            ("300ms", 0.3),
-            ("2m0.5s", 120.5),
-            ("8760h0m0s", 8760.0 * 3600.0),
-        ] {
-            assert_eq!(
-                parse_go_duration(text).unwrap().as_secs_f64(),
-                seconds,
-                "{text}"
-            );
-        }
-        for bad in ["", "5", "h", "-1h", "1d", "1h 30m", ".h"] {
-            assert!(parse_go_duration(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

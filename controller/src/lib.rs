@@ -94,7 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     serve(
         args.listen_metrics_addr,
-        timeouts(http::metrics_router(registry)),
+        timeouts(http::metrics_router(registry.clone())),
         "metrics",
     )
     .await?;
@@ -144,10 +144,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             labels: args.privatekey_labels.0.clone(),
         },
     );
-    let key_manager = keep_keys(manager, rotate, leadership.clone());
+    let key_manager = async {
+        if args.sealed_secrets {
+            keep_keys(manager, rotate, leadership.clone()).await
+        } else {
+            std::future::pending().await
+        }
+    };
 
     let mut runtime = Runtime::new(
-        client,
+        client.clone(),
         RuntimeConfig {
             reporter: FIELD_MANAGER.into(),
             instance: identity.clone(),
@@ -178,18 +184,37 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
     ));
     let key_changes = changes(keys.subscribe());
-    // SealedSecrets depend on nothing but the keys, which reconcile them all.
-    runtime.add(generator, config, engine_metrics, key_changes);
+    if args.external_secrets {
+        let stores = sealsync_external::add_to(
+            &mut runtime,
+            client,
+            sealsync_external::ExternalSecretsConfig {
+                concurrency: args.external_secrets_concurrency.max(1),
+                resync: args.resync_period,
+                namespaces: scope.namespaces.clone(),
+                leadership: leadership.clone(),
+            },
+            &mut registry.lock().expect("metrics registry lock"),
+            &engine_metrics,
+        );
+        tokio::spawn(stores);
+    }
+    if args.sealed_secrets {
+        // SealedSecrets depend on nothing but the keys, which reconcile them all.
+        runtime.add(generator, config, engine_metrics, key_changes);
+    }
     let engine = runtime.run(stopped(shutdown.clone()));
     let lead = async {
-        if keys.current().newest.is_none() {
-            info!("waiting for the first sealing key");
-        }
-        tokio::select! {
-            () = keys.wait_for_a_key() => {}
-            () = stopped(shutdown.clone()) => {
-                info!("stopped while waiting for the first sealing key");
-                return;
+        if args.sealed_secrets {
+            if keys.current().newest.is_none() {
+                info!("waiting for the first sealing key");
+            }
+            tokio::select! {
+                () = keys.wait_for_a_key() => {}
+                () = stopped(shutdown.clone()) => {
+                    info!("stopped while waiting for the first sealing key");
+                    return;
+                }
             }
         }
         engine.await;

@@ -209,10 +209,16 @@ pub trait Generator: Send + Sync + 'static {
     type Report: Debug + Send + Sync + 'static;
     type Error: ReasonedError;
 
-    /// Event reason when a Secret was written.
+    /// Event reason when a Secret was written ([`Generator::applied_reason`]).
     const APPLIED_REASON: &'static str;
     /// Event reason when an existing Secret is not ours and is left alone.
     const REFUSED_REASON: &'static str;
+
+    /// Event reason of `action`: [`Generator::APPLIED_REASON`] unless the generator's kind
+    /// names each action (ExternalSecrets say `Created`, `Updated` or `Deleted`).
+    fn applied_reason(&self, _action: AppliedAction) -> &'static str {
+        Self::APPLIED_REASON
+    }
 
     /// The plan of `source`, cheap: no decryption, no network.
     fn plan(&self, source: &Self::Source) -> Result<Plan, Self::Error>;

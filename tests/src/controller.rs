@@ -30,8 +30,19 @@ impl SealsyncController {
         namespace: &str,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(cluster, namespace, args, &[]).await
+    }
+
+    /// [`SealsyncController::start`] with environment variables set (e.g. the AWS SDK's
+    /// `AWS_ENDPOINT_URL` pointing at moto).
+    pub async fn start_with_env(
+        cluster: &TestCluster,
+        namespace: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let api = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
-        Self::start_listening(cluster, namespace, api, args).await
+        Self::start_listening(cluster, namespace, api, args, env).await
     }
 
     /// Starts a controller behind Service `namespace/sealed-secrets-controller` (port
@@ -45,7 +56,7 @@ impl SealsyncController {
         args: &[&str],
     ) -> anyhow::Result<Self> {
         let api = SocketAddrV4::new(netns.host_ip(), 8080);
-        let controller = Self::start_listening(cluster, namespace, api, args).await?;
+        let controller = Self::start_listening(cluster, namespace, api, args, &[]).await?;
         cluster
             .route_service(namespace, NAME, "http", api.port(), *api.ip())
             .await?;
@@ -57,6 +68,7 @@ impl SealsyncController {
         namespace: &str,
         api: SocketAddrV4,
         args: &[&str],
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
         let mut process = Process::spawn(
@@ -64,6 +76,7 @@ impl SealsyncController {
             Command::new(project_binary("sealsync-controller"))
                 .env("KUBECONFIG", cluster.kubeconfig())
                 .env("RUST_LOG", "info,sealsync_engine=debug")
+                .envs(env.iter().copied())
                 .arg(format!("--controller-namespace={namespace}"))
                 .arg(format!("--listen-addr={api}"))
                 .arg(format!("--listen-metrics-addr={metrics}"))

@@ -86,7 +86,9 @@ pub struct SecretStoreRef {
     pub kind: Option<StoreKind>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, JsonSchema, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub enum StoreKind {
     SecretStore,
     ClusterSecretStore,

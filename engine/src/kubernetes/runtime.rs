@@ -731,7 +731,7 @@ where
             );
             Some((
                 EventType::Normal,
-                G::APPLIED_REASON,
+                context.syncer.generator().applied_reason(*action),
                 format!("Secret {}", action.describe()),
             ))
         }

@@ -1,0 +1,320 @@
+//! Connected provider clients, kept per store configuration (a Vault token is logged in
+//! once and reused, not once per reconcile), and the shared reads that make the remote
+//! secret, not the ExternalSecret, the unit of polling: ExternalSecrets that read the same
+//! remote key through the same store and credentials within one window share one call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sealsync_crypto::SecretBytes;
+use sealsync_providers::aws::SecretsManager;
+use sealsync_providers::vault::Vault;
+use sealsync_providers::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
+use tokio::sync::OnceCell;
+use tracing::{debug, warn};
+
+use crate::metrics::EsoMetrics;
+use crate::stores::{ProviderConfig, Resolved, StoreKey};
+
+/// A connected client of one provider.
+#[derive(Debug)]
+pub enum Provider {
+    Aws(SecretsManager),
+    Vault(Box<Vault>),
+}
+
+impl Provider {
+    /// The provider's name in `externalsecret_provider_api_calls_count`, as upstream's.
+    fn metric_name(&self) -> &'static str {
+        match self {
+            Provider::Aws(_) => "AWS/SecretsManager",
+            Provider::Vault(_) => "HashiCorp/Vault",
+        }
+    }
+
+    async fn connect(config: ProviderConfig) -> Result<Self, ProviderError> {
+        Ok(match config {
+            ProviderConfig::Aws(config) => Provider::Aws(SecretsManager::connect(config).await?),
+            ProviderConfig::Vault(config) => {
+                Provider::Vault(Box::new(Vault::connect(config).await?))
+            }
+        })
+    }
+
+    /// Gives back what the store logged in with (Vault tokens), once it is not used.
+    async fn release(&self) {
+        if let Provider::Vault(vault) = self
+            && let Err(e) = vault.revoke().await
+        {
+            warn!(error = %e, "cannot revoke the Vault token of a store no longer used");
+        }
+    }
+}
+
+impl SecretProvider for Provider {
+    async fn get(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
+        match self {
+            Provider::Aws(p) => p.get(reference).await,
+            Provider::Vault(p) => p.get(reference).await,
+        }
+    }
+
+    async fn get_map(
+        &self,
+        reference: &RemoteRef,
+    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+        match self {
+            Provider::Aws(p) => p.get_map(reference).await,
+            Provider::Vault(p) => p.get_map(reference).await,
+        }
+    }
+
+    async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+        match self {
+            Provider::Aws(p) => p.find(find).await,
+            Provider::Vault(p) => p.find(find).await,
+        }
+    }
+
+    async fn validate(&self) -> Result<(), ProviderError> {
+        match self {
+            Provider::Aws(p) => p.validate().await,
+            Provider::Vault(p) => p.validate().await,
+        }
+    }
+}
+
+/// A client made with a requested service-account token is made again this often, with a
+/// new token, before the token (asked for an hour) expires.
+const RENEW_REQUESTED_TOKEN: Duration = Duration::from_secs(15 * 60);
+/// A client no ExternalSecret used for this long is let go (and its token revoked).
+const IDLE: Duration = Duration::from_secs(60 * 60);
+
+struct PooledClient {
+    store: StoreKey,
+    created: Instant,
+    last_used: Instant,
+    renew: bool,
+    client: Arc<OnceCell<Arc<Provider>>>,
+}
+
+/// Connected clients by the digest of what they were made from ([`Resolved::digest`]).
+#[derive(Default)]
+pub struct Clients(Mutex<HashMap<String, PooledClient>>);
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").finish_non_exhaustive()
+    }
+}
+
+impl Clients {
+    /// The client of `resolved`: the pooled one, or a new one (one connection at a time
+    /// per configuration, however many ExternalSecrets ask at once).
+    pub async fn client(
+        &self,
+        store: &StoreKey,
+        resolved: Resolved,
+    ) -> Result<Arc<Provider>, ProviderError> {
+        let (cell, released) = {
+            let mut pool = self.0.lock().expect("clients lock");
+            let now = Instant::now();
+            let mut released = Vec::new();
+            let stale = |c: &PooledClient| {
+                now.duration_since(c.last_used) > IDLE
+                    || c.renew && now.duration_since(c.created) > RENEW_REQUESTED_TOKEN
+            };
+            pool.retain(|_, c| {
+                let keep = !stale(c);
+                if !keep {
+                    released.extend(c.client.get().cloned());
+                }
+                keep
+            });
+            let entry = pool
+                .entry(resolved.digest.clone())
+                .or_insert_with(|| PooledClient {
+                    store: store.clone(),
+                    created: now,
+                    last_used: now,
+                    renew: resolved.uses_requested_token,
+                    client: Arc::default(),
+                });
+            entry.last_used = now;
+            (entry.client.clone(), released)
+        };
+        release_all(released);
+        let config = resolved.config;
+        let connected = cell
+            .get_or_try_init(|| async {
+                debug!(%store, "connecting to the store's provider");
+                Provider::connect(config).await.map(Arc::new)
+            })
+            .await;
+        if connected.is_err() {
+            self.0
+                .lock()
+                .expect("clients lock")
+                .remove(&resolved.digest);
+        }
+        connected.cloned()
+    }
+
+    /// Lets go of the clients of a store that was deleted or changed.
+    pub fn forget_store(&self, store: &StoreKey) {
+        let mut released = Vec::new();
+        self.0.lock().expect("clients lock").retain(|_, c| {
+            let keep = c.store != *store;
+            if !keep {
+                released.extend(c.client.get().cloned());
+            }
+            keep
+        });
+        release_all(released);
+    }
+}
+
+fn release_all(released: Vec<Arc<Provider>>) {
+    for client in released {
+        tokio::spawn(async move { client.release().await });
+    }
+}
+
+/// One provider read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Read {
+    Value(RemoteRef),
+    Map(RemoteRef),
+    Find(Find),
+}
+
+impl Read {
+    fn call(&self) -> &'static str {
+        match self {
+            Read::Value(r) | Read::Map(r) if r.metadata => "GetSecretMetadata",
+            Read::Value(_) => "GetSecretValue",
+            Read::Map(_) => "GetSecretMap",
+            Read::Find(_) => "GetAllSecrets",
+        }
+    }
+}
+
+/// What a read gave.
+#[derive(Debug)]
+pub enum Fetched {
+    Value(SecretBytes),
+    Map(BTreeMap<String, SecretBytes>),
+}
+
+impl Fetched {
+    fn size(&self) -> usize {
+        match self {
+            Fetched::Value(v) => v.expose().len(),
+            Fetched::Map(m) => m.iter().map(|(k, v)| k.len() + v.expose().len()).sum(),
+        }
+    }
+}
+
+type Shared = Arc<OnceCell<Result<Arc<Fetched>, ProviderError>>>;
+
+struct SharedRead {
+    started: Instant,
+    size: usize,
+    result: Shared,
+}
+
+/// Most bytes of values the shared reads keep; past it, reads are not shared (values
+/// are never kept to save calls at the cost of unbounded memory).
+const MAX_SHARED_BYTES: usize = 32 << 20;
+/// Reads kept at most this long, whatever the windows asked.
+pub const MAX_SHARE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Reads shared between ExternalSecrets, by client and read.
+#[derive(Default)]
+pub struct SharedReads {
+    reads: Mutex<HashMap<(String, Read), SharedRead>>,
+}
+
+impl std::fmt::Debug for SharedReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedReads").finish_non_exhaustive()
+    }
+}
+
+impl SharedReads {
+    /// `read` through `provider` (the client of configuration `client`): a read of the
+    /// same started less than `window` ago is shared, in flight or done; `None` reads
+    /// afresh (and shares that with the next ones). Failures are not kept.
+    pub async fn read(
+        &self,
+        client: &str,
+        provider: &Provider,
+        read: Read,
+        window: Option<Duration>,
+        metrics: &EsoMetrics,
+    ) -> Result<Arc<Fetched>, ProviderError> {
+        let key = (client.to_string(), read.clone());
+        let shared = {
+            let mut reads = self.reads.lock().expect("reads lock");
+            let now = Instant::now();
+            let reusable = |r: &SharedRead| {
+                window.is_some_and(|w| now.duration_since(r.started) < w.min(MAX_SHARE_WINDOW))
+            };
+            match reads.get(&key) {
+                Some(r) if reusable(r) => r.result.clone(),
+                _ => {
+                    reads.retain(|_, r| now.duration_since(r.started) < MAX_SHARE_WINDOW);
+                    let result = Shared::default();
+                    reads.insert(
+                        key.clone(),
+                        SharedRead {
+                            started: now,
+                            size: 0,
+                            result: result.clone(),
+                        },
+                    );
+                    result
+                }
+            }
+        };
+        let result = shared
+            .get_or_init(|| async {
+                let fetched = match &read {
+                    Read::Value(r) => provider.get(r).await.map(Fetched::Value),
+                    Read::Map(r) => provider.get_map(r).await.map(Fetched::Map),
+                    Read::Find(f) => provider.find(f).await.map(Fetched::Map),
+                };
+                let status = match &fetched {
+                    Ok(_) => "success",
+                    Err(e) if e.kind == ErrorKind::NotFound => "success",
+                    Err(_) => "error",
+                };
+                metrics.provider_call(provider.metric_name(), read.call(), status);
+                fetched.map(Arc::new)
+            })
+            .await
+            .clone();
+        let mut reads = self.reads.lock().expect("reads lock");
+        let ours = reads
+            .get(&key)
+            .is_some_and(|r| Arc::ptr_eq(&r.result, &shared));
+        if ours {
+            match &result {
+                Ok(fetched) => {
+                    let total: usize = reads.values().map(|r| r.size).sum();
+                    let size = fetched.size();
+                    if total + size > MAX_SHARED_BYTES {
+                        reads.remove(&key);
+                    } else if let Some(r) = reads.get_mut(&key) {
+                        r.size = size;
+                    }
+                }
+                Err(_) => {
+                    reads.remove(&key);
+                }
+            }
+        }
+        result
+    }
+}

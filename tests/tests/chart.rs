@@ -199,11 +199,62 @@ fn controller_args(deployment: &Value, namespace: &str) -> sealsync_controller::
         .unwrap_or_else(|e| panic!("the controller refuses {argv:?}: {e}"))
 }
 
+/// What `helm template` says when it refuses `set`; panics if it renders.
+fn refusal(set: &[&str]) -> String {
+    let mut command = helm();
+    command.args(["template", "sealsync"]).arg(chart());
+    for value in set {
+        command.args(["--set", value]);
+    }
+    let out = command.output().expect("helm runs");
+    assert!(!out.status.success(), "helm renders with {set:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn helm_lint_passes() {
     let out = run_ok(helm().args(["lint", "--strict"]).arg(chart()));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("0 chart(s) failed"), "{text}");
+    assert!(
+        !text.contains("[WARNING]") && !text.contains("[ERROR]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_schema_refuses_wrong_values_before_anything_is_installed() {
+    // The defaults, and values of each accepted form.
+    render("kube-system", &[]);
+    render(
+        "kube-system",
+        &[
+            "replicaCount=0",
+            "keyRenewPeriod=0",
+            "keySize=2048",
+            "resyncPeriod=1h30m",
+            "podDisruptionBudget.minAvailable=50%",
+        ],
+    );
+    for (set, says) in [
+        ("replicaCount=-1", "/replicaCount"),
+        ("replicaCount=two", "/replicaCount"),
+        ("logFormat=xml", "/logFormat"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("service.type=Ingress", "/service/type"),
+        ("service.port=70000", "/service/port"),
+        ("keySize=big", "/keySize"),
+        ("keyRenewPeriod=30d", "/keyRenewPeriod"),
+        // A typo is refused rather than silently ignored.
+        ("replicas=3", "replicas"),
+        ("rbac.crate=false", "crate"),
+    ] {
+        let error = refusal(&[set]);
+        assert!(
+            error.contains("don't meet the specifications of the schema") && error.contains(says),
+            "{set}: {error}"
+        );
+    }
 }
 
 #[test]

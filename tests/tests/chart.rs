@@ -428,3 +428,74 @@ async fn chart_installs_on_a_real_api_server() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The rows of the values table of the chart's README: key and default (JSON).
+fn readme_values_table() -> Vec<(String, Value)> {
+    let readme =
+        std::fs::read_to_string(chart().join("README.md")).expect("the chart has a README");
+    readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .map(|row| {
+            let (key, rest) = row
+                .split_once("` | `")
+                .unwrap_or_else(|| panic!("row {row:?}"));
+            let (default, description) = rest
+                .split_once("` | ")
+                .unwrap_or_else(|| panic!("row {row:?}"));
+            assert!(
+                !description.trim_end_matches('|').trim().is_empty(),
+                "{key} has no description in the README"
+            );
+            let default = serde_json::from_str(default)
+                .unwrap_or_else(|e| panic!("the default of {key} is no JSON: {e}"));
+            (key.to_string(), default)
+        })
+        .collect()
+}
+
+/// Each value of `values` under `path` is in exactly one row of `rows` (a row may hold a
+/// whole object, e.g. `resources`): nothing undocumented, nothing documented twice.
+fn assert_covered(
+    rows: &std::collections::BTreeMap<String, Value>,
+    path: &str,
+    value: &Value,
+    covered: &mut Vec<String>,
+) {
+    if rows.contains_key(path) {
+        covered.push(path.to_string());
+        return;
+    }
+    match value {
+        Value::Object(fields) if !fields.is_empty() => {
+            for (key, field) in fields {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                assert_covered(rows, &path, field, covered);
+            }
+        }
+        _ => panic!("values.yaml has {path}, the chart's README does not"),
+    }
+}
+
+#[test]
+fn the_readme_lists_every_value_with_its_default() {
+    let text = std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml");
+    let values: Value = serde_norway::from_str(&text).expect("values.yaml is YAML");
+    let table = readme_values_table();
+    let rows: std::collections::BTreeMap<String, Value> = table.iter().cloned().collect();
+    assert_eq!(rows.len(), table.len(), "a key is listed twice");
+    let mut covered = Vec::new();
+    assert_covered(&rows, "", &values, &mut covered);
+    for (key, default) in &rows {
+        assert!(
+            covered.contains(key),
+            "the README lists {key}, values.yaml has no such key (or has it inside another listed one)"
+        );
+        let actual = key.split('.').fold(&values, |value, field| &value[field]);
+        assert_eq!(actual, default, "the README's default of {key}");
+    }
+}

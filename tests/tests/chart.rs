@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use k8s_openapi::api::authorization::v1::{
@@ -13,7 +14,9 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, ResourceExt};
-use sealsync_testkit::{Component, TestCluster, binary, run_ok};
+use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret};
+use sealsync_crypto::{CertificateParams, PrivateKey, SealingCertificate};
+use sealsync_testkit::{Component, SealsyncController, TestCluster, binary, run_ok, wait_for};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -63,7 +66,8 @@ fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
 }
 
 /// Server-side applies every object, as `helm install` would send it; the API server
-/// validates each one (schema, RBAC escalation rules, the Deployment's pod template).
+/// validates each one (schema, unknown fields, RBAC escalation rules, the Deployment's pod
+/// template).
 async fn apply_all(client: &Client, namespace: &str, objects: &[Value]) -> anyhow::Result<()> {
     for value in objects {
         let object: DynamicObject = serde_json::from_value(value.clone())?;
@@ -87,7 +91,11 @@ async fn apply_all(client: &Client, namespace: &str, objects: &[Value]) -> anyho
         let name = object.name_any();
         api.patch(
             &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            // Strict: a field the API server does not know (a typo in a template) is an
+            // error, not silently dropped.
+            &PatchParams::apply(FIELD_MANAGER)
+                .force()
+                .validation_strict(),
             &Patch::Apply(&object),
         )
         .await
@@ -498,4 +506,207 @@ fn the_readme_lists_every_value_with_its_default() {
         let actual = key.split('.').fold(&values, |value, field| &value[field]);
         assert_eq!(actual, default, "the README's default of {key}");
     }
+}
+
+/// A CRD of the Prometheus Operator (`monitoring.coreos.com/v1`) reduced to the fields the
+/// chart renders: the harness has no Prometheus Operator, and its real CRDs are not
+/// vendored. Unknown fields are still refused (strict apply), so a misspelt field fails.
+fn prometheus_operator_crd(
+    kind: &str,
+    plural: &str,
+    spec: Value,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.monitoring.coreos.com")},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": kind, "plural": plural, "listKind": format!("{kind}List"), "singular": kind.to_lowercase()},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {"spec": spec},
+                }},
+            }],
+        },
+    }))
+    .expect("a valid CRD")
+}
+
+fn object(properties: Value) -> Value {
+    serde_json::json!({"type": "object", "properties": properties})
+}
+
+fn strings() -> Value {
+    serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}})
+}
+
+fn list_of(items: Value) -> Value {
+    serde_json::json!({"type": "array", "items": items})
+}
+
+async fn install_prometheus_operator_crds(cluster: &TestCluster) -> anyhow::Result<()> {
+    let string = serde_json::json!({"type": "string"});
+    let monitor = object(serde_json::json!({
+        "namespaceSelector": object(serde_json::json!({"matchNames": list_of(string.clone())})),
+        "selector": object(serde_json::json!({"matchLabels": strings()})),
+        "endpoints": list_of(object(serde_json::json!({
+            "port": string, "path": string, "interval": string, "scrapeTimeout": string,
+        }))),
+    }));
+    let rule = object(serde_json::json!({
+        "groups": list_of(object(serde_json::json!({
+            "name": string,
+            "rules": list_of(object(serde_json::json!({
+                "alert": string, "record": string, "expr": string, "for": string,
+                "labels": strings(), "annotations": strings(),
+            }))),
+        }))),
+    }));
+    cluster
+        .install_crd(prometheus_operator_crd(
+            "ServiceMonitor",
+            "servicemonitors",
+            monitor,
+        ))
+        .await?;
+    cluster
+        .install_crd(prometheus_operator_crd(
+            "PrometheusRule",
+            "prometheusrules",
+            rule,
+        ))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_option_renders_objects_the_api_server_accepts() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+    install_prometheus_operator_crds(&cluster).await?;
+
+    let options: &[&[&str]] = &[
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.interval=30s",
+            "metrics.serviceMonitor.labels.release=prometheus",
+        ],
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.prometheusRule.labels.release=prometheus",
+            "metrics.prometheusRule.additionalRules[0].alert=SealedSecretsControllerDown",
+            "metrics.prometheusRule.additionalRules[0].expr=absent(sealed_secrets_controller_build_info)",
+        ],
+        &[
+            "networkPolicy.enabled=true",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+            "networkPolicy.egress[0].ports[0].port=6443",
+        ],
+        &[
+            "replicaCount=3",
+            "podDisruptionBudget.minAvailable=50%",
+            "resources.requests.cpu=100m",
+            "resources.limits.memory=128Mi",
+            "livenessProbe.periodSeconds=30",
+            "readinessProbe=null",
+        ],
+    ];
+    for set in options {
+        let namespace = cluster.namespace("options").await?;
+        let objects = render(&namespace, set);
+        apply_all(&client, &namespace, &objects)
+            .await
+            .map_err(|e| anyhow::anyhow!("with {set:?}: {e}"))?;
+    }
+
+    // What each option renders, as the API server stored it.
+    let namespace = cluster.namespace("options").await?;
+    let all: Vec<&str> = options.iter().flat_map(|set| set.iter().copied()).collect();
+    let objects = render(&namespace, &all);
+    apply_all(&client, &namespace, &objects).await?;
+
+    let monitor = only(&objects, "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "30s");
+
+    let rule = only(&objects, "PrometheusRule");
+    let rules = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules");
+    let expr = |alert: &str| {
+        rules
+            .iter()
+            .find(|r| r["alert"] == alert)
+            .and_then(|r| r["expr"].as_str())
+            .unwrap_or_else(|| panic!("no alert {alert}"))
+    };
+    // The names the controller exposes (controller/src/metrics.rs), counters with _total.
+    assert!(
+        expr("SealedSecretsUnsealErrors").contains("sealed_secrets_controller_unseal_errors_total")
+    );
+    assert!(expr("SealedSecretNotSynced").contains("sealed_secrets_controller_condition_info"));
+    assert!(expr("SealedSecretsControllerDown").starts_with("absent("));
+
+    let policy = only(&objects, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let ports: Vec<&Value> = policy["spec"]["ingress"]
+        .as_array()
+        .expect("ingress rules")
+        .iter()
+        .map(|rule| &rule["ports"][0]["port"])
+        .collect();
+    assert_eq!(
+        ports,
+        [&serde_json::json!("http"), &serde_json::json!("metrics")]
+    );
+
+    let budget = only(&objects, "PodDisruptionBudget");
+    assert_eq!(budget["spec"]["minAvailable"], "50%");
+
+    let container = &only(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["resources"]["requests"]["cpu"], "100m");
+    assert_eq!(container["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(container["livenessProbe"]["periodSeconds"], 30);
+    assert!(
+        container["readinessProbe"].is_null(),
+        "readinessProbe=null leaves it out"
+    );
+
+    // Unseal errors really are exposed under the name the alert uses: a controller given a
+    // SealedSecret none of its keys opens counts it.
+    let controller_ns = cluster.namespace("controller").await?;
+    let app = cluster.namespace("app").await?;
+    let controller =
+        SealsyncController::start(&cluster, &controller_ns, &["--key-size=2048"]).await?;
+    let foreign = PrivateKey::generate(2048)?;
+    let foreign = SealingCertificate::generate(&foreign, &CertificateParams::default())?;
+    let yaml =
+        format!("kind: Secret\nmetadata: {{name: db, namespace: {app}}}\nstringData: {{a: b}}\n");
+    let secret = parse_documents::<SecretManifest>(&yaml, "test", "Secret")?.remove(0);
+    let sealed = seal_secret(&secret, foreign.public_key(), &SealOptions::default())?;
+    Api::<SealedSecret>::namespaced(client.clone(), &app)
+        .create(&PostParams::default(), &sealed)
+        .await?;
+    wait_for(
+        "the unseal error and the Synced=False condition on /metrics",
+        Duration::from_secs(60),
+        None,
+        || async {
+            let errors = controller
+                .metric_if_exposed("sealed_secrets_controller_unseal_errors_total", "")?;
+            let synced = controller.metric_if_exposed(
+                "sealed_secrets_controller_condition_info",
+                "condition=\"Synced\"",
+            )?;
+            Ok(errors.is_some_and(|n| n >= 1.0) && synced == Some(-1.0))
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -69,6 +69,16 @@ fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
 /// validates each one (schema, unknown fields, RBAC escalation rules, the Deployment's pod
 /// template).
 async fn apply_all(client: &Client, namespace: &str, objects: &[Value]) -> anyhow::Result<()> {
+    apply_all_into(client, &[namespace], objects).await
+}
+
+/// As [`apply_all`], namespaced objects going into one of `namespaces` (the release
+/// namespace first, then those the controller watches in namespaced mode).
+async fn apply_all_into(
+    client: &Client,
+    namespaces: &[&str],
+    objects: &[Value],
+) -> anyhow::Result<()> {
     for value in objects {
         let object: DynamicObject = serde_json::from_value(value.clone())?;
         let types = object.types.as_ref().expect("rendered objects have a kind");
@@ -76,15 +86,14 @@ async fn apply_all(client: &Client, namespace: &str, objects: &[Value]) -> anyho
         let (resource, capabilities) = pinned_kind(client, &gvk).await?;
         let api: Api<DynamicObject> = match capabilities.scope {
             Scope::Namespaced => {
-                let object_namespace = object.namespace();
-                assert_eq!(
-                    object_namespace.as_deref(),
-                    Some(namespace),
-                    "{} {} is rendered into the release namespace",
+                let namespace = object.namespace().unwrap_or_default();
+                assert!(
+                    namespaces.contains(&namespace.as_str()),
+                    "{} {} is rendered into {namespace:?}, not one of {namespaces:?}",
                     gvk.kind,
                     object.name_any()
                 );
-                Api::namespaced_with(client.clone(), namespace, &resource)
+                Api::namespaced_with(client.clone(), &namespace, &resource)
             }
             Scope::Cluster => Api::all_with(client.clone(), &resource),
         };
@@ -256,6 +265,9 @@ fn the_schema_refuses_wrong_values_before_anything_is_installed() {
         // A typo is refused rather than silently ignored.
         ("replicas=3", "replicas"),
         ("rbac.crate=false", "crate"),
+        // Namespaces listed while every namespace is watched would be ignored.
+        ("additionalNamespaces={team-a}", "/additionalNamespaces"),
+        ("additionalNamespaces={Team_A}", "/additionalNamespaces"),
     ] {
         let error = refusal(&[set]);
         assert!(
@@ -706,6 +718,90 @@ async fn each_option_renders_objects_the_api_server_accepts() -> anyhow::Result<
             )?;
             Ok(errors.is_some_and(|n| n >= 1.0) && synced == Some(-1.0))
         },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaced_mode_grants_roles_only_where_the_controller_unseals() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+    let release = cluster.namespace("tenant-controller").await?;
+    let team_a = cluster.namespace("team-a").await?;
+    let team_b = cluster.namespace("team-b").await?;
+    let other = cluster.namespace("other-tenant").await?;
+    let objects = render(
+        &release,
+        &[
+            "allNamespaces=false",
+            &format!("additionalNamespaces={{{team_a},{team_b}}}"),
+        ],
+    );
+
+    assert!(find(&objects, "ClusterRole").is_empty());
+    assert!(find(&objects, "ClusterRoleBinding").is_empty());
+    let unsealers: Vec<&str> = find(&objects, "Role")
+        .into_iter()
+        .filter(|role| role["metadata"]["name"] == format!("{NAME}-unsealer"))
+        .map(|role| role["metadata"]["namespace"].as_str().expect("namespaced"))
+        .collect();
+    assert_eq!(unsealers, [&release, &team_a, &team_b]);
+    let args = controller_args(only(&objects, "Deployment"), &release);
+    assert_eq!(
+        args.scope.scope(&release).namespaces,
+        Some(vec![release.clone(), team_a.clone(), team_b.clone()]),
+        "the controller watches exactly where the chart grants"
+    );
+
+    apply_all_into(&client, &[&release, &team_a, &team_b], &objects).await?;
+
+    let user = format!("system:serviceaccount:{release}:{NAME}");
+    let controller = Access {
+        user: &user,
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{release}"),
+            "system:authenticated".into(),
+        ],
+    };
+    let sealed = ("bitnami.com", "sealedsecrets");
+    let status = ("bitnami.com", "sealedsecrets/status");
+    let secrets = ("", "secrets");
+    for namespace in [&release, &team_a, &team_b] {
+        let ns = Some(namespace.as_str());
+        assert_access(
+            &controller,
+            &client,
+            true,
+            &[
+                ("list", sealed, ns, None),
+                ("watch", sealed, ns, None),
+                ("patch", status, ns, Some("db")),
+                ("list", secrets, ns, None),
+                ("watch", secrets, ns, None),
+                ("create", secrets, ns, None),
+                ("patch", secrets, ns, Some("db")),
+            ],
+        )
+        .await?;
+    }
+    let elsewhere = Some(other.as_str());
+    assert_access(
+        &controller,
+        &client,
+        false,
+        &[
+            // Nothing cluster-wide, nothing in a namespace not listed.
+            ("list", secrets, None, None),
+            ("list", sealed, None, None),
+            ("get", secrets, elsewhere, Some("db")),
+            ("list", secrets, elsewhere, None),
+            ("watch", secrets, elsewhere, None),
+            ("create", secrets, elsewhere, None),
+            ("list", sealed, elsewhere, None),
+            ("patch", status, elsewhere, Some("db")),
+        ],
     )
     .await?;
     Ok(())

@@ -46,3 +46,35 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "sealsync.leaseName" -}}
 {{- default (include "sealsync.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
+
+{{/*
+Where the controller unseals when not in every namespace: its own namespace (always
+watched) and additionalNamespaces, as a JSON list.
+*/}}
+{{- define "sealsync.watchedNamespaces" -}}
+{{- prepend .Values.additionalNamespaces .Release.Namespace | uniq | toJson }}
+{{- end }}
+
+{{/*
+What the controller does where it unseals: watch SealedSecrets and write their status,
+keep the Secrets it unseals (metadata-only watch, server-side apply), report events.
+*/}}
+{{- define "sealsync.unsealerRules" -}}
+- apiGroups: ["bitnami.com"]
+  resources: ["sealedsecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["bitnami.com"]
+  resources: ["sealedsecrets/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  # Server-side apply needs create as well as patch when the Secret does not exist yet;
+  # delete replaces an immutable Secret the controller owns.
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

@@ -56,8 +56,11 @@ watched) and additionalNamespaces, as a JSON list.
 {{- end }}
 
 {{/*
-What the controller does where it unseals: watch SealedSecrets and write their status,
-keep the Secrets it unseals (metadata-only watch, server-side apply), report events.
+What the controller does where it unseals, and nothing more (tests/tests/chart.rs shows
+each verb needed): watch SealedSecrets, read the one it unseals and apply its status; watch
+Secrets' metadata (its keys', its Secrets'), look up a Secret before making it and
+server-side apply it (create and patch); publish events. It never deletes a Secret: the
+garbage collector removes those of deleted SealedSecrets.
 */}}
 {{- define "sealsync.unsealerRules" -}}
 - apiGroups: ["bitnami.com"]
@@ -65,16 +68,11 @@ keep the Secrets it unseals (metadata-only watch, server-side apply), report eve
   verbs: ["get", "list", "watch"]
 - apiGroups: ["bitnami.com"]
   resources: ["sealedsecrets/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  # Server-side apply needs create as well as patch when the Secret does not exist yet;
-  # delete replaces an immutable Secret the controller owns.
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}

@@ -21,7 +21,7 @@ use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, s
 use sealsync_crypto::{CertificateParams, PrivateKey, SealingCertificate};
 use sealsync_testkit::{
     Component, Process, SealsyncController, TestCluster, binary, events_about, free_port, http_get,
-    project_binary, run_ok, seal_and_wait_unsealed, wait_for,
+    project_binary, run_ok, seal_and_wait_unsealed, upstream_chart_command_line, wait_for,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -43,8 +43,13 @@ fn helm() -> Command {
 
 /// `helm template` of the chart (CRDs included) into `namespace`, one JSON value per object.
 fn render(namespace: &str, set: &[&str]) -> Vec<Value> {
+    render_chart(&chart(), namespace, set)
+}
+
+/// `helm template` of the chart in `dir` (CRDs included) into `namespace`.
+fn render_chart(dir: &Path, namespace: &str, set: &[&str]) -> Vec<Value> {
     let mut command = helm();
-    command.args(["template", "sealsync"]).arg(chart()).args([
+    command.args(["template", "sealsync"]).arg(dir).args([
         "--namespace",
         namespace,
         "--include-crds",
@@ -967,6 +972,79 @@ async fn create_sealed_secret(
     Ok(())
 }
 
+/// What a controller does at a first start: take the Lease (there is none), load its key
+/// (made before, in `release`), unseal a new SealedSecret in `app`.
+struct Flow<'a> {
+    cluster: &'a TestCluster,
+    release: &'a str,
+    app: &'a str,
+    cert: &'a str,
+}
+
+impl Flow<'_> {
+    /// Takes each verb of each rule of `roles` away in turn (the others stay) and shows the
+    /// controller started by `spawn` refused that verb on that resource during the flow.
+    /// Returns the `verb resource` pairs checked.
+    async fn each_verb_needed(
+        &self,
+        roles: &[&Value],
+        spawn: impl Fn(&str) -> anyhow::Result<Process>,
+    ) -> anyhow::Result<Vec<String>> {
+        let client = self.cluster.client();
+        let leases: Api<Lease> = Api::namespaced(client.clone(), self.release);
+        let mut checked = Vec::new();
+        for &role in roles {
+            let rules = role["rules"].as_array().expect("rules");
+            for (index, rule) in rules.iter().enumerate() {
+                let resources = rule["resources"].as_array().expect("resources");
+                let [resource] = resources.as_slice() else {
+                    panic!("one resource per rule, to tell them apart: {rule}");
+                };
+                let resource = resource.as_str().expect("a resource name");
+                let verbs = rule["verbs"].as_array().expect("verbs");
+                for verb in verbs.iter().map(|v| v.as_str().expect("a verb")) {
+                    let mut without = role.clone();
+                    let others: Vec<&Value> = verbs.iter().filter(|v| *v != verb).collect();
+                    let without_rules = without["rules"].as_array_mut().expect("rules");
+                    if others.is_empty() {
+                        without_rules.remove(index);
+                    } else {
+                        without_rules[index]["verbs"] = serde_json::json!(others);
+                    }
+                    let namespace = role["metadata"]["namespace"].as_str();
+                    apply_all(&client, namespace.unwrap_or(self.release), &[without]).await?;
+
+                    match leases.delete(NAME, &Default::default()).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(status)) if status.code == 404 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let name = format!("app-{}", checked.len());
+                    create_sealed_secret(&client, self.app, &name, self.cert).await?;
+                    let mut controller =
+                        spawn(&format!("without-{verb}-{}", resource.replace('/', "-")))?;
+                    wait_for_log(
+                        &controller,
+                        &format!("cannot {verb} resource \"{resource}\""),
+                    )
+                    .await?;
+                    // The next run deletes the Lease anyway; no need for a clean release.
+                    controller.kill();
+
+                    apply_all(
+                        &client,
+                        namespace.unwrap_or(self.release),
+                        std::slice::from_ref(role),
+                    )
+                    .await?;
+                    checked.push(format!("{verb} {resource}"));
+                }
+            }
+        }
+        Ok(checked)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn least_privilege_the_charts_rbac_suffices_and_each_verb_is_needed() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
@@ -1017,7 +1095,6 @@ async fn least_privilege_the_charts_rbac_suffices_and_each_verb_is_needed() -> a
 
     // Needed: without any one verb of any rule, the same flow (a first start, a new
     // SealedSecret) is refused that verb, as the controller's log says.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &release);
     let leader_election = format!("{NAME}-leader-election");
     let roles = [
         only(&objects, "ClusterRole"),
@@ -1026,60 +1103,115 @@ async fn least_privilege_the_charts_rbac_suffices_and_each_verb_is_needed() -> a
             .find(|role| role["metadata"]["name"] == leader_election.as_str())
             .expect("the leader election Role"),
     ];
-    let mut checked = Vec::new();
-    for role in roles {
-        let rules = role["rules"].as_array().expect("rules");
-        for (index, rule) in rules.iter().enumerate() {
-            let resources = rule["resources"].as_array().expect("resources");
-            let [resource] = resources.as_slice() else {
-                panic!("one resource per rule, to tell them apart: {rule}");
-            };
-            let resource = resource.as_str().expect("a resource name");
-            for verb in rule["verbs"].as_array().expect("verbs") {
-                let verb = verb.as_str().expect("a verb");
-                let mut without = role.clone();
-                let verbs: Vec<&Value> = rule["verbs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|v| *v != verb)
-                    .collect();
-                let without_rules = without["rules"].as_array_mut().expect("rules");
-                if verbs.is_empty() {
-                    without_rules.remove(index);
-                } else {
-                    without_rules[index]["verbs"] = serde_json::json!(verbs);
-                }
-                apply_all(&client, &release, &[without]).await?;
-
-                // As at a first start: no Lease yet, a SealedSecret whose Secret is not there.
-                match leases.delete(NAME, &Default::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
-                let name = format!("app-{}", checked.len());
-                create_sealed_secret(&client, &app, &name, &cert).await?;
-                let label = format!("without-{verb}-{}", resource.replace('/', "-"));
-                let (mut controller, _) =
-                    run_as_deployed(cluster.dir(), &label, deployment, &release, &kubeconfig)?;
-                wait_for_log(
-                    &controller,
-                    &format!("cannot {verb} resource \"{resource}\""),
-                )
-                .await?;
-                // The next run deletes the Lease anyway; no need for a clean release.
-                controller.kill();
-
-                apply_all(&client, &release, std::slice::from_ref(role)).await?;
-                checked.push(format!("{verb} {resource}"));
-            }
-        }
-    }
+    let flow = Flow {
+        cluster: &cluster,
+        release: &release,
+        app: &app,
+        cert: &cert,
+    };
+    let checked = flow
+        .each_verb_needed(&roles, |label| {
+            run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
+                .map(|(process, _)| process)
+        })
+        .await?;
     assert_eq!(
         checked.len(),
         13,
         "every verb of the chart's rules was taken away once: {checked:?}"
     );
+    Ok(())
+}
+
+/// Multi-document YAML as JSON values.
+fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|document| Value::deserialize(document).expect("valid YAML"))
+        .filter(|object| !object.is_null())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstreams_rbac_runs_sealsync_with_the_migration_guides_supplement() -> anyhow::Result<()> {
+    // docs/migration.md: sealsync's image in upstream's chart (or controller.yaml, whose
+    // RBAC is the same) needs docs/upstream-rbac-supplement.yaml, written for kube-system.
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+    let release = "kube-system";
+    let app = cluster.namespace("app").await?;
+    let upstream_chart = binary(Component::SealedSecrets, "SEALSYNC_SEALED_SECRETS_CRD")
+        .parent()
+        .and_then(|crds| crds.parent())
+        .expect("the CRD sits in upstream's chart's crds/")
+        .to_path_buf();
+    let set = ["fullnameOverride=sealed-secrets-controller"];
+    let rbac: Vec<Value> = render_chart(&upstream_chart, release, &set)
+        .into_iter()
+        .filter(|object| {
+            let kind = object["kind"].as_str().unwrap_or_default();
+            kind == "ServiceAccount" || kind.starts_with("ClusterRole") || kind.starts_with("Role")
+        })
+        .collect();
+    apply_all(&client, release, &rbac).await?;
+    let kubeconfig = cluster.service_account_kubeconfig(release, NAME).await?;
+    // Upstream's chart's command line, on loopback ports (the last of repeated flags wins).
+    let (_, args) = upstream_chart_command_line(&set);
+    let spawn = |label: &str| -> anyhow::Result<(Process, SocketAddrV4)> {
+        let api = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+        let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+        let mut command = Command::new(project_binary("sealsync-controller"));
+        command
+            .args(&args)
+            .arg(format!("--listen-addr={api}"))
+            .arg(format!("--listen-metrics-addr={metrics}"))
+            .env("SEALED_SECRETS_CONTROLLER_NAMESPACE", release)
+            .env("SEALED_SECRETS_KEY_SIZE", "2048")
+            .env("KUBECONFIG", &kubeconfig)
+            .env(
+                "RUST_LOG",
+                "info,sealsync_engine=debug,sealsync_controller=debug",
+            );
+        Ok((Process::spawn(label, &mut command, cluster.dir())?, api))
+    };
+
+    // Upstream's RBAC alone: no Lease, so this controller never leads.
+    let (mut alone, _) = spawn("upstream-rbac-alone")?;
+    wait_for_log(&alone, "cannot get resource \"leases\"").await?;
+    alone.kill();
+
+    // With the supplement: it leads, makes its key, unseals, and is refused nothing.
+    let supplement_path = chart().join("../../docs/upstream-rbac-supplement.yaml");
+    let supplement = yaml_documents(&std::fs::read_to_string(supplement_path)?);
+    apply_all(&client, release, &supplement).await?;
+    let (mut controller, api) = spawn("upstream-rbac-supplemented")?;
+    let cert = certificate(&mut controller, api).await?;
+    seal_and_wait_unsealed(&cluster, &app, &cert, "supplemented", &mut controller).await?;
+    let sealed_secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &app);
+    wait_for(
+        "status Synced=True",
+        Duration::from_secs(60),
+        Some(&mut controller),
+        || synced(&sealed_secrets, "db"),
+    )
+    .await?;
+    stop(&mut controller).await?;
+    let log = controller.log();
+    assert!(!log.contains("forbidden"), "refused something:\n{log}");
+
+    // And each verb of the supplement is needed.
+    let roles: Vec<&Value> = supplement
+        .iter()
+        .filter(|object| object["kind"] == "ClusterRole" || object["kind"] == "Role")
+        .collect();
+    let flow = Flow {
+        cluster: &cluster,
+        release,
+        app: &app,
+        cert: &cert,
+    };
+    let checked = flow
+        .each_verb_needed(&roles, |label| spawn(label).map(|(process, _)| process))
+        .await?;
+    assert_eq!(checked.len(), 6, "{checked:?}");
     Ok(())
 }

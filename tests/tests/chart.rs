@@ -302,6 +302,49 @@ fn the_schema_refuses_wrong_values_before_anything_is_installed() {
     }
 }
 
+/// `helm` with the harness's administrator kubeconfig, its state in the cluster's folder.
+fn helm_on(cluster: &TestCluster) -> Command {
+    let mut command = helm();
+    command
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("HELM_CACHE_HOME", cluster.dir().join("helm/cache"))
+        .env("HELM_CONFIG_HOME", cluster.dir().join("helm/config"))
+        .env("HELM_DATA_HOME", cluster.dir().join("helm/data"));
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_install_refuses_wrong_values_before_creating_anything() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let namespace = cluster.namespace("helm").await?;
+    let install = |set: &str| {
+        let mut command = helm_on(&cluster);
+        command.args(["install", "sealsync"]).arg(chart()).args([
+            "--namespace",
+            &namespace,
+            "--set",
+            set,
+        ]);
+        command
+    };
+    let refused = install("replicaCount=-2").output()?;
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("/replicaCount"), "{error}");
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(cluster.client(), &namespace);
+    assert!(
+        accounts.get_opt(NAME).await?.is_none(),
+        "nothing is installed"
+    );
+
+    run_ok(&mut install("replicaCount=1"));
+    assert!(accounts.get_opt(NAME).await?.is_some());
+    let status = run_ok(helm_on(&cluster).args(["status", "sealsync", "--namespace", &namespace]));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("STATUS: deployed"));
+    Ok(())
+}
+
 #[test]
 fn service_monitor_is_optional() {
     let objects = render("monitoring", &[]);

@@ -46,3 +46,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "sealsync.leaseName" -}}
 {{- default (include "sealsync.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
+
+{{/*
+Where the controller unseals when not in every namespace: its own namespace (always
+watched) and additionalNamespaces, as a JSON list.
+*/}}
+{{- define "sealsync.watchedNamespaces" -}}
+{{- prepend .Values.additionalNamespaces .Release.Namespace | uniq | toJson }}
+{{- end }}
+
+{{/*
+What the controller does where it unseals, and nothing more (tests/tests/chart.rs shows
+each verb needed): watch SealedSecrets, read the one it unseals and apply its status; watch
+Secrets' metadata (its keys', its Secrets'), look up a Secret before making it and
+server-side apply it (create and patch); publish events. It never deletes a Secret: the
+garbage collector removes those of deleted SealedSecrets.
+*/}}
+{{- define "sealsync.unsealerRules" -}}
+- apiGroups: ["bitnami.com"]
+  resources: ["sealedsecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["bitnami.com"]
+  resources: ["sealedsecrets/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}

@@ -64,6 +64,16 @@ pub struct SecretsManager {
     prefix: String,
 }
 
+/// Bounds on every call (the SDK has none by default): a provider that stops answering
+/// fails the sync, which is retried with backoff, instead of holding it forever.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .operation_attempt_timeout(std::time::Duration::from_secs(10))
+        .operation_timeout(std::time::Duration::from_secs(30))
+        .build()
+}
+
 /// Name of the sessions of assumed roles, seen in CloudTrail.
 const SESSION_NAME: &str = "sealsync";
 /// `BatchGetSecretValue` takes at most this many secrets per call.
@@ -81,7 +91,8 @@ impl SecretsManager {
         };
         let loader = || {
             let loader = aws_config::defaults(BehaviorVersion::latest())
-                .region(Region::new(config.region.clone()));
+                .region(Region::new(config.region.clone()))
+                .timeout_config(timeouts());
             match &config.endpoint {
                 Some(endpoint) => loader.endpoint_url(endpoint),
                 None => loader,

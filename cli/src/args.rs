@@ -178,6 +178,13 @@ struct UnsealArgs {
 
 #[derive(Debug, Args)]
 struct ReencryptArgs {
+    /// Re-encrypt every SealedSecret in the YAML files under PATH, in place: only the
+    /// encryptedData values change; prints a summary (-o json for scripts).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["file", "write"])]
+    all: Option<PathBuf>,
+    /// With --all: report what would be re-encrypted, write nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -317,6 +324,22 @@ impl Cli {
                          keys the controller re-encrypts to its own newest key; add \
                          --private-key, or drop --cert"
                     );
+                }
+                if args.dry_run && args.all.is_none() {
+                    bail!("--dry-run goes with --all PATH: add --all, or drop --dry-run");
+                }
+                if let Some(root) = args.all {
+                    return crate::reencrypt_all::ReencryptAllJob {
+                        root,
+                        private_keys: args.keys.private_keys,
+                        cert: CertSource {
+                            cert: args.cert.cert,
+                            cluster: args.cluster.target(),
+                        },
+                        json: matches!(args.output.format, OutputFormat::Json),
+                        dry_run: args.dry_run,
+                    }
+                    .run();
                 }
                 ReencryptJob {
                     input: args.input.file,

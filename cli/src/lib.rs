@@ -7,6 +7,7 @@ mod cluster;
 mod files;
 mod kubeseal;
 mod ops;
+mod reencrypt_all;
 
 use std::ffi::OsString;
 use std::path::Path;

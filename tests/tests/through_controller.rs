@@ -1,6 +1,7 @@
-//! Without private keys, `validate` and `reencrypt` (kubeseal's `--validate`, `--re-encrypt`)
-//! ask the controller, through the API server's service proxy: here the real upstream
-//! controller, with upstream kubeseal on the same inputs as the reference.
+//! Without private keys, `validate` and `reencrypt` (kubeseal's `--validate`, `--re-encrypt`;
+//! and `reencrypt --all` over a tree) ask the controller, through the API server's service
+//! proxy: here the real upstream controller, with upstream kubeseal on the same inputs as
+//! the reference.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -274,6 +275,56 @@ async fn validate_and_reencrypt_go_through_the_controller() -> anyhow::Result<()
     }
     assert_eq!(printed[0], printed[2], "standard output, ours and upstream");
     assert_eq!(printed[1], printed[3], "in place, ours and upstream");
+
+    // `reencrypt --all`: a repository tree re-encrypted in place through the controller;
+    // the comment and the layout stay, a file the controller cannot open stays untouched.
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("apps/db/overlays/prod"))?;
+    let overlay = format!(
+        "# sealed for prod\n{}",
+        std::fs::read_to_string(dir.join("sealed.yaml"))?
+    );
+    std::fs::write(repo.join("apps/db/overlays/prod/sealed.yaml"), &overlay)?;
+    let foreign_text = std::fs::read_to_string(dir.join("foreign.yaml"))?;
+    std::fs::write(repo.join("foreign.yaml"), &foreign_text)?;
+    let out = sealsync(&[
+        "reencrypt",
+        "--all",
+        "repo",
+        "--controller-namespace",
+        &ns,
+        "-o",
+        "json",
+    ])
+    .output()?;
+    assert!(!out.status.success(), "foreign.yaml fails");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(summary["reencrypted"], NAMES.len(), "{summary}");
+    assert_eq!(summary["filesRewritten"], 1, "{summary}");
+    assert_eq!(
+        summary["failures"][0]["file"], "repo/foreign.yaml",
+        "{summary}"
+    );
+    assert_eq!(summary["failed"], 1, "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("foreign.yaml"))?,
+        foreign_text
+    );
+    let rewritten = std::fs::read_to_string(repo.join("apps/db/overlays/prod/sealed.yaml"))?;
+    assert!(rewritten.starts_with("# sealed for prod\n"), "{rewritten}");
+    assert_eq!(rewritten.lines().count(), overlay.lines().count());
+    let objects: Vec<SealedSecret> = parse_documents(&rewritten, "overlay", "SealedSecret")?;
+    for (object, name) in objects.iter().zip(NAMES) {
+        let opened = unseal(object, &new_keys)?;
+        assert_eq!(
+            opened.secret.data["password"].expose(),
+            format!("pw-{name}").as_bytes()
+        );
+        assert!(
+            unseal(object, &old_keys).is_err(),
+            "{name} moved to the new key"
+        );
+    }
 
     // An object the controller cannot open fails re-encryption with its name, and nothing
     // is written.

@@ -11,6 +11,7 @@ use sealsync_crypto::{
 };
 
 use crate::cluster::{ClusterTarget, KubeconfigChoice};
+use crate::clusters::{SealTarget, from_cluster_certs, from_clusters_file};
 use crate::files::{Sensitivity, read_certificate, write_atomically, write_output};
 use crate::ops::{CertSource, ReencryptJob, SealJob, UnsealJob, ValidateJob};
 
@@ -162,6 +163,14 @@ struct SealArgs {
     /// Seal Secrets that have no data.
     #[arg(long)]
     allow_empty_data: bool,
+    /// Seal once per cluster, as a YAML file lists them (name, cert file or URL, overlay
+    /// folder); -w names the file written in each overlay.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "merge_into", "cluster_certs"])]
+    clusters: Option<PathBuf>,
+    /// Seal for cluster NAME with its certificate; repeatable; -w holds {cluster}, e.g.
+    /// -w overlays/{cluster}/db.yaml.
+    #[arg(long = "cluster-cert", value_name = "NAME=FILE|URL", conflicts_with_all = ["raw", "merge_into"])]
+    cluster_certs: Vec<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -283,6 +292,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Seal(args) => SealJob {
+                clusters: seal_targets(&args)?,
                 input: args.input.file,
                 cert: CertSource {
                     cert: args.cert.cert,
@@ -384,6 +394,30 @@ impl Cli {
                 Ok(())
             }
         }
+    }
+}
+
+/// The clusters of `--clusters` or `--cluster-cert`, none without them.
+fn seal_targets(args: &SealArgs) -> anyhow::Result<Vec<SealTarget>> {
+    let flag = match (&args.clusters, args.cluster_certs.is_empty()) {
+        (None, true) => return Ok(Vec::new()),
+        (Some(_), _) => "--clusters",
+        (None, false) => "--cluster-cert",
+    };
+    // SEALED_SECRETS_CERT may be set for everyday sealing; an explicit --cert is a mistake.
+    if args.cert.cert.is_some() && std::env::var_os("SEALED_SECRETS_CERT").is_none() {
+        bail!("{flag} gives each cluster its certificate: drop --cert");
+    }
+    let output = args
+        .output
+        .write
+        .as_ref()
+        .with_context(|| format!("{flag} needs -w FILE: the file written for each cluster"))?
+        .to_str()
+        .context("-w: the path is not UTF-8")?;
+    match &args.clusters {
+        Some(file) => from_clusters_file(file, output),
+        None => from_cluster_certs(&args.cluster_certs, output),
     }
 }
 

@@ -4,6 +4,7 @@
 mod args;
 mod audit;
 mod cluster;
+mod clusters;
 mod files;
 mod kubeseal;
 mod ops;

@@ -46,6 +46,11 @@ enum Command {
     Audit(AuditArgs),
     /// Generate a private key and its sealing certificate, for offline or bring-your-own-key use.
     Keygen(KeygenArgs),
+    /// The controller's sealing keys, through the API server.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -260,6 +265,22 @@ struct AuditArgs {
     cluster: ClusterArgs,
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Each key Secret (name, creation, status label; no key material is read), the newest
+    /// key's fingerprint and validity, and how many SealedSecrets each key last opened.
+    List(KeysListArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeysListArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    format: CertFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CertFormat {
     Text,
@@ -384,6 +405,13 @@ impl Cli {
             }
             .run(),
             Command::Keygen(args) => keygen(args),
+            Command::Keys {
+                command: KeysCommand::List(args),
+            } => crate::keys::KeysListJob {
+                cluster: args.cluster.target(),
+                json: matches!(args.format, CertFormat::Json),
+            }
+            .run(),
             Command::Completion { shell } => {
                 clap_complete::generate(
                     shell,

@@ -6,6 +6,7 @@ mod audit;
 mod cluster;
 mod clusters;
 mod files;
+mod keys;
 mod kubeseal;
 mod ops;
 mod reencrypt_all;

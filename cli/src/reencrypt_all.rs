@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use base64::Engine;
@@ -109,7 +109,7 @@ impl ReencryptAllJob {
     fn file(&self, entry: &Entry, resealer: &Resealer) -> FileResult {
         let outcome = entry
             .read()
-            .and_then(|text| rewrite(&text, resealer))
+            .and_then(|text| rewrite(&text, &entry.path, resealer))
             .and_then(|(text, counts)| {
                 if counts.reencrypted > 0 && !self.dry_run {
                     replace_atomically(&entry.path, text.as_bytes())
@@ -244,9 +244,15 @@ fn parse_sealed(node: &Node) -> Result<SealedSecret, String> {
         .map_err(|e| format!("line {}: not a valid SealedSecret: {e}; fix it", node.line))
 }
 
-/// `text` with the `encryptedData` values of its SealedSecrets re-sealed, and the counts;
-/// an error (one line, naming the line and object) leaves the file as it is.
-fn rewrite(text: &str, resealer: &Resealer) -> Result<(String, Counts), String> {
+/// `text` (of the file at `path`) with the `encryptedData` values of its SealedSecrets
+/// re-sealed, and the counts; an error (one line, naming the line and object) leaves the
+/// file as it is.
+fn rewrite(text: &str, path: &Path, resealer: &Resealer) -> Result<(String, Counts), String> {
+    // A file that never names the kind holds none (the rest of a repository need not even
+    // be valid YAML, e.g. Go templates).
+    if !text.contains("SealedSecret") {
+        return Ok((text.to_string(), Counts::default()));
+    }
     let (documents, error) = parse_stream(text);
     if let Some(error) = error {
         return Err(format!(
@@ -257,8 +263,15 @@ fn rewrite(text: &str, resealer: &Resealer) -> Result<(String, Counts), String> 
     let mut counts = Counts::default();
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
     let mut expected = Vec::new();
+    let mut folder_namespace = None;
     for node in sealed_secret_nodes(&documents) {
-        let sealed = parse_sealed(node)?;
+        let mut sealed = parse_sealed(node)?;
+        if sealed.metadata.namespace.is_none() {
+            // Sealed for the namespace its folder's kustomization sets, as audit reads it.
+            sealed.metadata.namespace = folder_namespace
+                .get_or_insert_with(|| kustomization_namespace(path))
+                .clone();
+        }
         let object = format!("line {}: SealedSecret {}", node.line, sealed.object_ref());
         if sealed.spec.data.is_some() {
             return Err(format!(
@@ -290,6 +303,18 @@ fn rewrite(text: &str, resealer: &Resealer) -> Result<(String, Counts), String> 
     let rewritten = apply(text, edits)?;
     check_only_values_changed(&rewritten, &expected)?;
     Ok((rewritten, counts))
+}
+
+/// The `namespace:` of the kustomization next to `file`, if there is one.
+fn kustomization_namespace(file: &Path) -> Option<String> {
+    let folder = file.parent()?;
+    ["kustomization.yaml", "kustomization.yml"]
+        .iter()
+        .find_map(|name| std::fs::read_to_string(folder.join(name)).ok())
+        .and_then(|text| {
+            let (documents, _) = parse_stream(&text);
+            Some(documents.first()?.str_at("namespace")?.to_string())
+        })
 }
 
 /// The bytes of the scalar at `node` to replace, and `ciphertext` written the way it is

@@ -171,6 +171,21 @@ fn reencrypt_all_rewrites_only_the_ciphertexts_and_opens_with_the_new_key() {
     let config_map =
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n";
     repo.write("repo/base/settings.yaml", config_map);
+    // No namespace of its own: sealed for the one its folder's kustomization sets.
+    let cache = repo.ciphertexts("cache", &[("url", "s3cr3t-token")], "old-cert.pem");
+    let kustomization = "namespace: prod\nresources: [sealed.yaml, cache.yaml]\n";
+    repo.write(
+        "repo/apps/db/overlays/prod/kustomization.yaml",
+        kustomization,
+    );
+    let cache_text = format!(
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: cache\nspec:\n  encryptedData:\n    url: {}\n",
+        cache[0]
+    );
+    repo.write("repo/apps/db/overlays/prod/cache.yaml", &cache_text);
+    // A Go template is no YAML, and holds no SealedSecret: not a failure.
+    let template = "{{- if .Values.enabled }}\nkind: ConfigMap\n{{- end }}\n";
+    repo.write("repo/base/template.yaml", template);
     let plaintext = repo.unseal("repo/apps/db/overlays/prod/sealed.yaml", "old-key.pem");
     assert!(plaintext.status.success(), "{}", stderr(&plaintext));
 
@@ -195,7 +210,7 @@ fn reencrypt_all_rewrites_only_the_ciphertexts_and_opens_with_the_new_key() {
             report["reencrypted"].as_u64(),
             report["filesRewritten"].as_u64()
         ),
-        (Some(2), Some(1))
+        (Some(3), Some(2))
     );
     assert_eq!(repo.read("repo/apps/db/overlays/prod/sealed.yaml"), overlay);
 
@@ -212,7 +227,7 @@ fn reencrypt_all_rewrites_only_the_ciphertexts_and_opens_with_the_new_key() {
     assert_no_plaintext(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with("Re-encrypted 2 SealedSecrets in 1 of 2 files; 0 already sealed to the newest key; 0 files failed"),
+        text.starts_with("Re-encrypted 3 SealedSecrets in 2 of 5 files; 0 already sealed to the newest key; 0 files failed"),
         "{text}"
     );
 
@@ -226,6 +241,21 @@ fn reencrypt_all_rewrites_only_the_ciphertexts_and_opens_with_the_new_key() {
         assert!(!rewritten.contains(old.as_str()), "every ciphertext is new");
     }
     assert_eq!(repo.read("repo/base/settings.yaml"), config_map);
+    assert_eq!(repo.read("repo/base/template.yaml"), template);
+    let cache_rewritten = repo.read("repo/apps/db/overlays/prod/cache.yaml");
+    assert_eq!(masked(&cache_rewritten), masked(&cache_text));
+    assert!(!cache_rewritten.contains(&cache[0]));
+    // The audit (which also takes the kustomization's namespace) opens it with the new key.
+    let opens = |key: &str| {
+        let out = repo.sealsync(&["audit", "-o", "json", "-k", key, "repo/apps"]);
+        !summary(&out)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "sealed-secret-does-not-open")
+    };
+    assert!(opens("new-key.pem"));
+    assert!(!opens("old-key.pem"));
     let mode = std::fs::metadata(repo.path("repo/apps/db/overlays/prod/sealed.yaml"))
         .unwrap()
         .permissions()
@@ -259,7 +289,7 @@ fn reencrypt_all_rewrites_only_the_ciphertexts_and_opens_with_the_new_key() {
             report["unchanged"].as_u64(),
             report["failed"].as_u64()
         ),
-        (Some(0), Some(2), Some(0))
+        (Some(0), Some(3), Some(0))
     );
     assert_eq!(
         repo.read("repo/apps/db/overlays/prod/sealed.yaml"),

@@ -131,8 +131,8 @@ pub fn walk(root: &Path, entries: &mut Vec<Entry>, findings: &mut Vec<Finding>) 
                         file: display(&child),
                         line: None,
                         object: None,
-                        message: "symbolic link to a path outside the audited tree: not \
-                                  followed; replace it with the file, or audit its target too"
+                        message: "symbolic link to a path outside the tree: not followed; \
+                                  replace it with the file, or give its target too"
                             .into(),
                     }),
                     Err(_) => findings.push(unreadable(

@@ -168,8 +168,8 @@ struct SealArgs {
     /// Seal Secrets that have no data.
     #[arg(long)]
     allow_empty_data: bool,
-    /// Seal once per cluster, as a YAML file lists them (name, cert file or URL, overlay
-    /// folder); -w names the file written in each overlay.
+    /// Seal once per cluster, as a YAML file lists them (name, cert file or URL or a
+    /// kubeconfig context, overlay folder); -w names the file written in each overlay.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "merge_into", "cluster_certs"])]
     clusters: Option<PathBuf>,
     /// Seal for cluster NAME with its certificate; repeatable; -w holds {cluster}, e.g.
@@ -444,7 +444,7 @@ fn seal_targets(args: &SealArgs) -> anyhow::Result<Vec<SealTarget>> {
         .to_str()
         .context("-w: the path is not UTF-8")?;
     match &args.clusters {
-        Some(file) => from_clusters_file(file, output),
+        Some(file) => from_clusters_file(file, output, &args.cluster.target()),
         None => from_cluster_certs(&args.cluster_certs, output),
     }
 }

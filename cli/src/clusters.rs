@@ -8,21 +8,23 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::audit::yaml::parse_stream;
+use crate::cluster::{ClusterTarget, KubeconfigChoice};
 use crate::files::read_input;
+use crate::ops::CertSource;
 
 /// Where `{cluster}` in `-w` is replaced by each cluster's name.
 pub const CLUSTER_PLACEHOLDER: &str = "{cluster}";
 
 /// One cluster to seal for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SealTarget {
     pub name: String,
-    /// A file path, `file://` or `http(s)://` URL.
-    pub cert: String,
+    pub cert: CertSource,
     pub output: PathBuf,
 }
 
-/// A clusters file: `clusters:` with each cluster's `name`, `cert` and `overlay`.
+/// A clusters file: `clusters:` with each cluster's `name`, `cert` (or `context`) and
+/// `overlay`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClustersFile {
@@ -30,19 +32,29 @@ struct ClustersFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ClusterEntry {
     name: String,
-    /// The cluster's sealing certificate: a file (relative to the clusters file) or URL.
-    cert: String,
+    /// The cluster's sealing certificate: a file (relative to the clusters file) or URL...
+    cert: Option<String>,
+    /// ... or the kubeconfig context whose controller serves it (`/v1/cert.pem`).
+    context: Option<String>,
+    /// The controller's Service and namespace there (default: the command's flags).
+    controller_name: Option<String>,
+    controller_namespace: Option<String>,
     /// The folder (relative to the clusters file) its SealedSecrets go to.
     overlay: PathBuf,
 }
 
 /// The clusters of `path`, each writing `file_name` (which may hold `{cluster}`) in its
 /// overlay. Relative paths in the file are relative to its folder, so that a clusters file
-/// at a repository's root works from any working directory.
-pub fn from_clusters_file(path: &Path, file_name: &str) -> anyhow::Result<Vec<SealTarget>> {
+/// at a repository's root works from any working directory. `defaults` gives the
+/// kubeconfig and controller of clusters that name a context but not all of those.
+pub fn from_clusters_file(
+    path: &Path,
+    file_name: &str,
+    defaults: &ClusterTarget,
+) -> anyhow::Result<Vec<SealTarget>> {
     let (text, source) = read_input(Some(path))?;
     let (documents, error) = parse_stream(&text);
     if let Some(error) = error {
@@ -66,19 +78,37 @@ pub fn from_clusters_file(path: &Path, file_name: &str) -> anyhow::Result<Vec<Se
         .clusters
         .into_iter()
         .map(|entry| {
-            let overlay = base.join(&entry.overlay);
-            let cert = if entry.cert.contains("://") {
-                entry.cert
-            } else {
-                base.join(&entry.cert).display().to_string()
+            let cert = match (entry.cert, &entry.context) {
+                (Some(cert), None) if cert.contains("://") => Some(cert),
+                (Some(cert), None) => Some(base.join(cert).display().to_string()),
+                (None, Some(_)) => None,
+                _ => bail!(
+                    "{source}: cluster {:?}: give either `cert` (a file or URL) or `context` \
+                     (whose controller serves the certificate)",
+                    entry.name
+                ),
             };
-            SealTarget {
-                output: overlay.join(file_name.replace(CLUSTER_PLACEHOLDER, &entry.name)),
+            let cluster = ClusterTarget {
+                kubeconfig: KubeconfigChoice {
+                    path: defaults.kubeconfig.path.clone(),
+                    context: entry.context,
+                },
+                controller_name: entry
+                    .controller_name
+                    .unwrap_or_else(|| defaults.controller_name.clone()),
+                controller_namespace: entry
+                    .controller_namespace
+                    .unwrap_or_else(|| defaults.controller_namespace.clone()),
+            };
+            Ok(SealTarget {
+                output: base
+                    .join(&entry.overlay)
+                    .join(file_name.replace(CLUSTER_PLACEHOLDER, &entry.name)),
                 name: entry.name,
-                cert,
-            }
+                cert: CertSource { cert, cluster },
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     checked(targets, &source)
 }
 
@@ -99,7 +129,10 @@ pub fn from_cluster_certs(specs: &[String], output: &str) -> anyhow::Result<Vec<
                 .with_context(|| format!("--cluster-cert {spec}: expected NAME=FILE|URL"))?;
             Ok(SealTarget {
                 name: name.to_string(),
-                cert: cert.to_string(),
+                cert: CertSource {
+                    cert: Some(cert.to_string()),
+                    cluster: ClusterTarget::default(),
+                },
                 output: PathBuf::from(output.replace(CLUSTER_PLACEHOLDER, name)),
             })
         })
@@ -150,28 +183,60 @@ mod tests {
         let file = dir.path().join("clusters.yaml");
         std::fs::write(
             &file,
-            "# one key per cluster\nclusters:\n- {name: dev, cert: certs/dev.pem, overlay: overlays/dev}\n- name: prod\n  cert: https://prod.example/v1/cert.pem\n  overlay: overlays/prod\n",
+            "# one key per cluster\nclusters:\n- {name: dev, cert: certs/dev.pem, overlay: overlays/dev}\n- name: prod\n  cert: https://prod.example/v1/cert.pem\n  overlay: overlays/prod\n- {name: qa, context: qa-admin, controllerNamespace: sealing, overlay: overlays/qa}\n",
         )
         .unwrap();
-        let targets = from_clusters_file(&file, "db.yaml").unwrap();
+        let defaults = ClusterTarget {
+            controller_name: "sealed-secrets-controller".into(),
+            controller_namespace: "kube-system".into(),
+            ..ClusterTarget::default()
+        };
+        let targets = from_clusters_file(&file, "db.yaml", &defaults).unwrap();
+        let summary: Vec<_> = targets
+            .iter()
+            .map(|t| (t.name.as_str(), t.cert.cert.clone(), t.output.clone()))
+            .collect();
         assert_eq!(
-            targets,
+            summary,
             [
-                SealTarget {
-                    name: "dev".into(),
-                    cert: dir.path().join("certs/dev.pem").display().to_string(),
-                    output: dir.path().join("overlays/dev/db.yaml"),
-                },
-                SealTarget {
-                    name: "prod".into(),
-                    cert: "https://prod.example/v1/cert.pem".into(),
-                    output: dir.path().join("overlays/prod/db.yaml"),
-                },
+                (
+                    "dev",
+                    Some(dir.path().join("certs/dev.pem").display().to_string()),
+                    dir.path().join("overlays/dev/db.yaml"),
+                ),
+                (
+                    "prod",
+                    Some("https://prod.example/v1/cert.pem".into()),
+                    dir.path().join("overlays/prod/db.yaml"),
+                ),
+                ("qa", None, dir.path().join("overlays/qa/db.yaml")),
             ]
         );
+        let qa = &targets[2].cert.cluster;
+        assert_eq!(qa.kubeconfig.context.as_deref(), Some("qa-admin"));
+        assert_eq!(
+            (
+                qa.controller_name.as_str(),
+                qa.controller_namespace.as_str()
+            ),
+            ("sealed-secrets-controller", "sealing")
+        );
 
+        for entry in [
+            "{name: dev, overlay: o}",
+            "{name: dev, cert: a.pem, context: dev, overlay: o}",
+        ] {
+            std::fs::write(&file, format!("clusters:\n- {entry}\n")).unwrap();
+            let error = from_clusters_file(&file, "db.yaml", &defaults)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("give either `cert`"), "{error}");
+        }
         std::fs::write(&file, "clusters:\n- {name: dev, cert: a.pem}\n").unwrap();
-        let error = format!("{:#}", from_clusters_file(&file, "db.yaml").unwrap_err());
+        let error = format!(
+            "{:#}",
+            from_clusters_file(&file, "db.yaml", &defaults).unwrap_err()
+        );
         assert!(error.contains("missing field `overlay`"), "{error}");
     }
 

@@ -123,7 +123,9 @@ impl SealJob {
             .clusters
             .iter()
             .map(|target| {
-                load_certificate(&target.cert)
+                target
+                    .cert
+                    .load()
                     .with_context(|| format!("certificate of cluster {}", target.name))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

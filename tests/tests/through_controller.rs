@@ -1,7 +1,7 @@
 //! Without private keys, `validate` and `reencrypt` (kubeseal's `--validate`, `--re-encrypt`;
-//! and `reencrypt --all` over a tree) ask the controller, through the API server's service
-//! proxy: here the real upstream controller, with upstream kubeseal on the same inputs as
-//! the reference.
+//! and `reencrypt --all` over a tree) ask the controller, and `seal --clusters` fetches a
+//! cluster's certificate, through the API server's service proxy: here the real upstream
+//! controller, with upstream kubeseal on the same inputs as the reference.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -170,6 +170,41 @@ async fn validate_and_reencrypt_go_through_the_controller() -> anyhow::Result<()
         .output()?;
         assert_one_line_failure(&out, &format!("unable to decrypt sealed secret {object}"));
     }
+
+    // Multi-cluster sealing: one cluster's certificate from its controller (through a
+    // kubeconfig context), another's from a file; each file opens only where it should.
+    for overlay in ["here", "elsewhere"] {
+        std::fs::create_dir_all(dir.join("fleet/overlays").join(overlay))?;
+    }
+    std::fs::write(
+        dir.join("fleet/clusters.yaml"),
+        format!(
+            "clusters:\n\
+             - {{name: here, context: test, controllerNamespace: {ns}, overlay: overlays/here}}\n\
+             - {{name: elsewhere, cert: ../foreign-cert.pem, overlay: overlays/elsewhere}}\n"
+        ),
+    )?;
+    run_ok(&mut sealsync(&[
+        "seal",
+        "-f",
+        "secrets.yaml",
+        "--clusters",
+        "fleet/clusters.yaml",
+        "-w",
+        "sealed.yaml",
+    ]));
+    let validate =
+        |file: &str| sealsync(&["validate", "-f", file, "--controller-namespace", &ns]).output();
+    let out = validate("fleet/overlays/here/sealed.yaml")?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_one_line_failure(
+        &validate("fleet/overlays/elsewhere/sealed.yaml")?,
+        "unable to decrypt sealed secret",
+    );
 
     // Re-encryption: the controller gets a new key (SIGUSR1, its manual rotation) and
     // re-seals to it.

@@ -95,7 +95,7 @@ impl ReencryptAllJob {
         write_output(None, text.as_bytes(), Sensitivity::Public)?;
         if summary.failed > 0 {
             bail!(
-                "{} left untouched (listed above): fix them and run again",
+                "{} left untouched (listed above): fix and run again",
                 count(
                     summary.failed,
                     "file failed and was",
@@ -141,6 +141,7 @@ fn progress_bar(files: usize) -> ProgressBar {
 
 /// Who re-seals: the old private keys to the newest certificate, or the controller, whose
 /// private keys never leave the cluster.
+#[derive(Debug)]
 enum Resealer {
     Offline {
         keyring: Keyring,
@@ -196,15 +197,6 @@ impl Resealer {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Some(resealed))
-    }
-}
-
-impl std::fmt::Debug for Resealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Resealer::Offline { keyring, .. } => write!(f, "Offline({} keys)", keyring.len()),
-            Resealer::Controller(controller) => write!(f, "{controller:?}"),
-        }
     }
 }
 

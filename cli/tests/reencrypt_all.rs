@@ -355,7 +355,7 @@ fn reencrypt_all_leaves_failing_files_untouched_and_lists_them() {
     assert_no_plaintext(&out);
     assert_eq!(
         stderr(&out),
-        "error: 3 files failed and were left untouched (listed above): fix them and run again\n"
+        "error: 3 files failed and were left untouched (listed above): fix and run again\n"
     );
     let report = summary(&out);
     assert_eq!(

@@ -11,6 +11,7 @@ use sealsync_crypto::{
 };
 
 use crate::cluster::{ClusterTarget, KubeconfigChoice};
+use crate::clusters::{SealTarget, from_cluster_certs, from_clusters_file};
 use crate::files::{Sensitivity, read_certificate, write_atomically, write_output};
 use crate::ops::{CertSource, ReencryptJob, SealJob, UnsealJob, ValidateJob};
 
@@ -45,6 +46,11 @@ enum Command {
     Audit(AuditArgs),
     /// Generate a private key and its sealing certificate, for offline or bring-your-own-key use.
     Keygen(KeygenArgs),
+    /// The controller's sealing keys, through the API server.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -162,6 +168,14 @@ struct SealArgs {
     /// Seal Secrets that have no data.
     #[arg(long)]
     allow_empty_data: bool,
+    /// Seal once per cluster, as a YAML file lists them (name, cert file or URL or a
+    /// kubeconfig context, overlay folder); -w names the file written in each overlay.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "merge_into", "cluster_certs"])]
+    clusters: Option<PathBuf>,
+    /// Seal for cluster NAME with its certificate; repeatable; -w holds {cluster}, e.g.
+    /// -w overlays/{cluster}/db.yaml.
+    #[arg(long = "cluster-cert", value_name = "NAME=FILE|URL", conflicts_with_all = ["raw", "merge_into"])]
+    cluster_certs: Vec<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -178,6 +192,13 @@ struct UnsealArgs {
 
 #[derive(Debug, Args)]
 struct ReencryptArgs {
+    /// Re-encrypt every SealedSecret in the YAML files under PATH, in place: only the
+    /// encryptedData values change; prints a summary (-o json for scripts).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["file", "write"])]
+    all: Option<PathBuf>,
+    /// With --all: report what would be re-encrypted, write nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     input: InputArgs,
     #[command(flatten)]
@@ -244,6 +265,22 @@ struct AuditArgs {
     cluster: ClusterArgs,
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Each key Secret (name, creation, status label; no key material is read), the newest
+    /// key's fingerprint and validity, and how many SealedSecrets each key last opened.
+    List(KeysListArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeysListArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    format: CertFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CertFormat {
     Text,
@@ -276,6 +313,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Seal(args) => SealJob {
+                clusters: seal_targets(&args)?,
                 input: args.input.file,
                 cert: CertSource {
                     cert: args.cert.cert,
@@ -318,6 +356,22 @@ impl Cli {
                          --private-key, or drop --cert"
                     );
                 }
+                if args.dry_run && args.all.is_none() {
+                    bail!("--dry-run goes with --all PATH: add --all, or drop --dry-run");
+                }
+                if let Some(root) = args.all {
+                    return crate::reencrypt_all::ReencryptAllJob {
+                        root,
+                        private_keys: args.keys.private_keys,
+                        cert: CertSource {
+                            cert: args.cert.cert,
+                            cluster: args.cluster.target(),
+                        },
+                        json: matches!(args.output.format, OutputFormat::Json),
+                        dry_run: args.dry_run,
+                    }
+                    .run();
+                }
                 ReencryptJob {
                     input: args.input.file,
                     private_keys: args.keys.private_keys,
@@ -351,6 +405,13 @@ impl Cli {
             }
             .run(),
             Command::Keygen(args) => keygen(args),
+            Command::Keys {
+                command: KeysCommand::List(args),
+            } => crate::keys::KeysListJob {
+                cluster: args.cluster.target(),
+                json: matches!(args.format, CertFormat::Json),
+            }
+            .run(),
             Command::Completion { shell } => {
                 clap_complete::generate(
                     shell,
@@ -361,6 +422,30 @@ impl Cli {
                 Ok(())
             }
         }
+    }
+}
+
+/// The clusters of `--clusters` or `--cluster-cert`, none without them.
+fn seal_targets(args: &SealArgs) -> anyhow::Result<Vec<SealTarget>> {
+    let flag = match (&args.clusters, args.cluster_certs.is_empty()) {
+        (None, true) => return Ok(Vec::new()),
+        (Some(_), _) => "--clusters",
+        (None, false) => "--cluster-cert",
+    };
+    // SEALED_SECRETS_CERT may be set for everyday sealing; an explicit --cert is a mistake.
+    if args.cert.cert.is_some() && std::env::var_os("SEALED_SECRETS_CERT").is_none() {
+        bail!("{flag} gives each cluster its certificate: drop --cert");
+    }
+    let output = args
+        .output
+        .write
+        .as_ref()
+        .with_context(|| format!("{flag} needs -w FILE: the file written for each cluster"))?
+        .to_str()
+        .context("-w: the path is not UTF-8")?;
+    match &args.clusters {
+        Some(file) => from_clusters_file(file, output, &args.cluster.target()),
+        None => from_cluster_certs(&args.cluster_certs, output),
     }
 }
 

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use http::{Method, StatusCode};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{ListParams, PartialObjectMeta};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use sealsync_api::SealedSecret;
+use sealsync_api::{KEY_LABEL, SealedSecret};
 
 /// Where the kubeconfig is and which context to use (kubectl's `--kubeconfig`, `--context`).
 #[derive(Debug, Clone, Default)]
@@ -110,10 +111,8 @@ impl ClusterTarget {
                  (set --controller-name/--controller-namespace, or pass --cert FILE|URL)"
             )
         };
-        let controller = self.open().with_context(failed)?;
-        controller
-            .call(Method::GET, "/v1/cert.pem", Vec::new())
-            .map_err(describe)
+        self.open()
+            .and_then(|controller| controller.certificate())
             .with_context(failed)
     }
 
@@ -125,6 +124,7 @@ impl ClusterTarget {
         let (client, proxy_path) = runtime.block_on(self.locate())?;
         Ok(Controller {
             target: self.to_string(),
+            namespace: self.controller_namespace.clone(),
             client,
             proxy_path,
             runtime,
@@ -158,6 +158,7 @@ impl ClusterTarget {
 /// synchronous code.
 pub struct Controller {
     target: String,
+    namespace: String,
     client: Client,
     proxy_path: String,
     runtime: tokio::runtime::Runtime,
@@ -220,6 +221,48 @@ impl Controller {
         };
         sealsync_api::parse_json(body.as_bytes())
             .map_err(|e| anyhow!("{}: its answer is not a SealedSecret: {e}", failed()))
+    }
+
+    /// `GET /v1/cert.pem`: the certificate of the newest key.
+    pub fn certificate(&self) -> anyhow::Result<String> {
+        self.call(Method::GET, "/v1/cert.pem", Vec::new())
+            .map_err(describe)
+    }
+
+    /// The key Secrets of the controller's namespace, metadata only: listing them this way
+    /// moves no key material off the cluster.
+    pub fn key_secrets(&self) -> anyhow::Result<Vec<PartialObjectMeta<Secret>>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = ListParams::default().labels(KEY_LABEL);
+        self.runtime
+            .block_on(api.list_metadata(&params))
+            .map(|list| list.items)
+            .map_err(describe)
+            .with_context(|| {
+                format!(
+                    "cannot list the key Secrets ({KEY_LABEL}) of namespace {}",
+                    self.namespace
+                )
+            })
+    }
+
+    /// Every SealedSecret of the cluster, a page at a time.
+    pub fn sealed_secrets(&self) -> anyhow::Result<Vec<SealedSecret>> {
+        let api: Api<SealedSecret> = Api::all(self.client.clone());
+        let mut items = Vec::new();
+        let mut params = ListParams::default().limit(500);
+        loop {
+            let page = self
+                .runtime
+                .block_on(api.list(&params))
+                .map_err(describe)
+                .context("cannot list the cluster's SealedSecrets")?;
+            items.extend(page.items);
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(items),
+            }
+        }
     }
 
     /// One request through the service proxy, retried while the controller's rate limit

@@ -41,6 +41,30 @@ pub enum Sensitivity {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed over
 /// the target only once complete, so a failure never leaves a half-written file.
 pub fn write_atomically(path: &Path, bytes: &[u8], sensitivity: Sensitivity) -> anyhow::Result<()> {
+    let mode = match sensitivity {
+        Sensitivity::Public => 0o644,
+        Sensitivity::Private => 0o600,
+    };
+    write_with_mode(path, bytes, mode)
+}
+
+/// Replaces the existing file `path` atomically, keeping its permissions.
+pub fn replace_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let permissions = fs::metadata(path)
+        .with_context(|| format!("cannot read the permissions of {}", path.display()))?
+        .permissions();
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        permissions.mode() & 0o7777
+    };
+    #[cfg(not(unix))]
+    let mode = 0o644;
+    write_with_mode(path, bytes, mode)
+}
+
+/// `mode`: Unix permission bits (ignored elsewhere).
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -52,12 +76,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8], sensitivity: Sensitivity) -> 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = match sensitivity {
-            Sensitivity::Public => 0o644,
-            Sensitivity::Private => 0o600,
-        };
         fs::set_permissions(file.path(), fs::Permissions::from_mode(mode)).with_context(failed)?;
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     file.persist(path)
         .map_err(|e| e.error)
         .with_context(failed)?;

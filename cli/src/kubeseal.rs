@@ -173,6 +173,7 @@ impl Kubeseal {
             namespace: self.namespace,
             from_files: self.from_file,
             allow_empty_data: self.allow_empty_data,
+            clusters: Vec::new(),
         }
         .run()
     }

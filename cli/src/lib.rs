@@ -4,9 +4,12 @@
 mod args;
 mod audit;
 mod cluster;
+mod clusters;
 mod files;
+mod keys;
 mod kubeseal;
 mod ops;
+mod reencrypt_all;
 
 use std::ffi::OsString;
 use std::path::Path;

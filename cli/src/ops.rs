@@ -1,6 +1,6 @@
 //! The operations both front ends (`sealsync` subcommands and kubeseal flags) run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -9,9 +9,10 @@ use sealsync_api::{
     Format, ObjectMeta, SealOptions, SealedSecret, SecretManifest, merge_into, parse_documents,
     seal_secret, to_document, unseal,
 };
-use sealsync_crypto::{Scope, SealingCertificate, SecretBytes, seal_value};
+use sealsync_crypto::{PublicKey, Scope, SealingCertificate, SecretBytes, seal_value};
 
 use crate::cluster::ClusterTarget;
+use crate::clusters::SealTarget;
 use crate::files::{
     Sensitivity, load_certificate, load_keyring, read_input, write_atomically, write_output,
 };
@@ -54,12 +55,17 @@ pub struct SealJob {
     pub namespace: Option<String>,
     pub from_files: Vec<String>,
     pub allow_empty_data: bool,
+    /// Seal for each of these clusters instead (`cert` and `output` unused).
+    pub clusters: Vec<SealTarget>,
 }
 
 impl SealJob {
     /// The certificate comes first, as with kubeseal: a wrong `--cert` is reported as such,
     /// not as the empty input of a command that was waiting for it.
     pub fn run(&self) -> anyhow::Result<()> {
+        if !self.clusters.is_empty() {
+            return self.seal_per_cluster();
+        }
         let cert = self.cert.load()?;
         if self.raw {
             return self.seal_raw(&cert);
@@ -80,16 +86,69 @@ impl SealJob {
             let out = to_document(&existing, format)?;
             return write_atomically(target, out.as_bytes(), Sensitivity::Public);
         }
+        let out = to_document(&self.seal_all(&secrets, key)?, self.format)?;
+        write_output(self.output.as_deref(), out.as_bytes(), Sensitivity::Public)
+    }
+
+    fn seal_all(
+        &self,
+        secrets: &[SecretManifest],
+        key: &PublicKey,
+    ) -> anyhow::Result<Vec<SealedSecret>> {
         let options = SealOptions {
             scope: self.scope,
             allow_empty_data: self.allow_empty_data,
         };
-        let sealed = secrets
+        Ok(secrets
             .iter()
             .map(|secret| seal_secret(secret, key, &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = to_document(&sealed, self.format)?;
-        write_output(self.output.as_deref(), out.as_bytes(), Sensitivity::Public)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// One file per cluster, sealed to that cluster's certificate, so each opens only with
+    /// its cluster's key. Every certificate is loaded and everything sealed before the first
+    /// file is written: a bad certificate leaves no cluster updated and others not.
+    fn seal_per_cluster(&self) -> anyhow::Result<()> {
+        for target in &self.clusters {
+            let folder = target.output.parent().unwrap_or(Path::new("."));
+            if !folder.as_os_str().is_empty() && !folder.is_dir() {
+                bail!(
+                    "cluster {}: folder {} does not exist: create it or fix the path",
+                    target.name,
+                    folder.display()
+                );
+            }
+        }
+        let certs = self
+            .clusters
+            .iter()
+            .map(|target| {
+                target
+                    .cert
+                    .load()
+                    .with_context(|| format!("certificate of cluster {}", target.name))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let secrets = self.read_secrets()?;
+        let documents = certs
+            .iter()
+            .map(|cert| {
+                Ok(to_document(
+                    &self.seal_all(&secrets, cert.public_key())?,
+                    self.format,
+                )?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for ((target, cert), document) in self.clusters.iter().zip(&certs).zip(documents) {
+            write_atomically(&target.output, document.as_bytes(), Sensitivity::Public)?;
+            eprintln!(
+                "{}: wrote {} (sealed to {})",
+                target.name,
+                target.output.display(),
+                cert.public_key().fingerprint()
+            );
+        }
+        Ok(())
     }
 
     /// The Secrets to seal, with their namespaces resolved as kubeseal does: the input's,

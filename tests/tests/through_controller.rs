@@ -1,5 +1,6 @@
-//! Without private keys, `validate` and `reencrypt` (kubeseal's `--validate`, `--re-encrypt`)
-//! ask the controller, through the API server's service proxy: here the real upstream
+//! Without private keys, `validate` and `reencrypt` (kubeseal's `--validate`, `--re-encrypt`;
+//! and `reencrypt --all` over a tree) ask the controller, and `seal --clusters` fetches a
+//! cluster's certificate, through the API server's service proxy: here the real upstream
 //! controller, with upstream kubeseal on the same inputs as the reference.
 
 use std::path::Path;
@@ -170,6 +171,41 @@ async fn validate_and_reencrypt_go_through_the_controller() -> anyhow::Result<()
         assert_one_line_failure(&out, &format!("unable to decrypt sealed secret {object}"));
     }
 
+    // Multi-cluster sealing: one cluster's certificate from its controller (through a
+    // kubeconfig context), another's from a file; each file opens only where it should.
+    for overlay in ["here", "elsewhere"] {
+        std::fs::create_dir_all(dir.join("fleet/overlays").join(overlay))?;
+    }
+    std::fs::write(
+        dir.join("fleet/clusters.yaml"),
+        format!(
+            "clusters:\n\
+             - {{name: here, context: test, controllerNamespace: {ns}, overlay: overlays/here}}\n\
+             - {{name: elsewhere, cert: ../foreign-cert.pem, overlay: overlays/elsewhere}}\n"
+        ),
+    )?;
+    run_ok(&mut sealsync(&[
+        "seal",
+        "-f",
+        "secrets.yaml",
+        "--clusters",
+        "fleet/clusters.yaml",
+        "-w",
+        "sealed.yaml",
+    ]));
+    let validate =
+        |file: &str| sealsync(&["validate", "-f", file, "--controller-namespace", &ns]).output();
+    let out = validate("fleet/overlays/here/sealed.yaml")?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_one_line_failure(
+        &validate("fleet/overlays/elsewhere/sealed.yaml")?,
+        "unable to decrypt sealed secret",
+    );
+
     // Re-encryption: the controller gets a new key (SIGUSR1, its manual rotation) and
     // re-seals to it.
     let secrets_api: Api<Secret> = Api::namespaced(cluster.client(), &ns);
@@ -274,6 +310,56 @@ async fn validate_and_reencrypt_go_through_the_controller() -> anyhow::Result<()
     }
     assert_eq!(printed[0], printed[2], "standard output, ours and upstream");
     assert_eq!(printed[1], printed[3], "in place, ours and upstream");
+
+    // `reencrypt --all`: a repository tree re-encrypted in place through the controller;
+    // the comment and the layout stay, a file the controller cannot open stays untouched.
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("apps/db/overlays/prod"))?;
+    let overlay = format!(
+        "# sealed for prod\n{}",
+        std::fs::read_to_string(dir.join("sealed.yaml"))?
+    );
+    std::fs::write(repo.join("apps/db/overlays/prod/sealed.yaml"), &overlay)?;
+    let foreign_text = std::fs::read_to_string(dir.join("foreign.yaml"))?;
+    std::fs::write(repo.join("foreign.yaml"), &foreign_text)?;
+    let out = sealsync(&[
+        "reencrypt",
+        "--all",
+        "repo",
+        "--controller-namespace",
+        &ns,
+        "-o",
+        "json",
+    ])
+    .output()?;
+    assert!(!out.status.success(), "foreign.yaml fails");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(summary["reencrypted"], NAMES.len(), "{summary}");
+    assert_eq!(summary["filesRewritten"], 1, "{summary}");
+    assert_eq!(
+        summary["failures"][0]["file"], "repo/foreign.yaml",
+        "{summary}"
+    );
+    assert_eq!(summary["failed"], 1, "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("foreign.yaml"))?,
+        foreign_text
+    );
+    let rewritten = std::fs::read_to_string(repo.join("apps/db/overlays/prod/sealed.yaml"))?;
+    assert!(rewritten.starts_with("# sealed for prod\n"), "{rewritten}");
+    assert_eq!(rewritten.lines().count(), overlay.lines().count());
+    let objects: Vec<SealedSecret> = parse_documents(&rewritten, "overlay", "SealedSecret")?;
+    for (object, name) in objects.iter().zip(NAMES) {
+        let opened = unseal(object, &new_keys)?;
+        assert_eq!(
+            opened.secret.data["password"].expose(),
+            format!("pw-{name}").as_bytes()
+        );
+        assert!(
+            unseal(object, &old_keys).is_err(),
+            "{name} moved to the new key"
+        );
+    }
 
     // An object the controller cannot open fails re-encryption with its name, and nothing
     // is written.

@@ -3,21 +3,15 @@
 //! Secrets, stores and store references, SealedSecrets, Kustomize namespaces.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::Read;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use zeroize::Zeroizing;
 
 use super::credentials::classify;
 use super::keys::scan_pem;
 use super::report::{Finding, Rule};
 use super::walk::{Entry, FileKind};
 use super::yaml::{Node, parse_stream};
-
-/// Largest file read: manifests are small, and a huge file is not worth the memory.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What the checks across files need to know of a file.
 #[derive(Debug, Default)]
@@ -126,10 +120,10 @@ pub fn scan_file(
         findings: Vec::new(),
         facts: Facts::default(),
     };
-    let text = match read_bounded(entry) {
+    let text = match entry.read() {
         Ok(text) => text,
-        Err(message) => {
-            scan.file_finding(Rule::UnreadableFile, None, message);
+        Err(reason) => {
+            scan.file_finding(Rule::UnreadableFile, None, format!("{reason}: not audited"));
             return (scan.findings, scan.facts);
         }
     };
@@ -153,25 +147,6 @@ pub fn scan_file(
         }
     }
     (scan.findings, scan.facts)
-}
-
-fn read_bounded(entry: &Entry) -> Result<Zeroizing<String>, String> {
-    let file =
-        fs::File::open(&entry.path).map_err(|e| format!("cannot open it ({e}): not audited"))?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read it ({e}): not audited"))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "larger than {} MiB: not audited; split it",
-            MAX_FILE_BYTES / 1024 / 1024
-        ));
-    }
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => Ok(Zeroizing::new(text.to_string())),
-        Err(_) => Err("not UTF-8 text: not audited; save it as UTF-8".into()),
-    }
 }
 
 struct Scan<'a> {

@@ -6,8 +6,8 @@ mod credentials;
 mod keys;
 mod manifests;
 mod report;
-mod walk;
-mod yaml;
+pub(crate) mod walk;
+pub(crate) mod yaml;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,7 +3,10 @@
 //! Go-template `templates/` folders of Helm charts.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use super::report::{Finding, Rule};
 
@@ -21,6 +24,31 @@ pub struct Entry {
     pub display: String,
     pub dir: String,
     pub kind: FileKind,
+}
+
+/// Largest file read: manifests are small, and a huge file is not worth the memory.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Entry {
+    /// The file's text, or why it cannot be read (said so that ": not audited" or the
+    /// like can follow).
+    pub fn read(&self) -> Result<Zeroizing<String>, String> {
+        let file = fs::File::open(&self.path).map_err(|e| format!("cannot open it ({e})"))?;
+        let mut bytes = Zeroizing::new(Vec::new());
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read it ({e})"))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(format!(
+                "larger than {} MiB (split it)",
+                MAX_FILE_BYTES / 1024 / 1024
+            ));
+        }
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => Ok(Zeroizing::new(text.to_string())),
+            Err(_) => Err("not UTF-8 text (save it as UTF-8)".into()),
+        }
+    }
 }
 
 pub fn display(path: &Path) -> String {
@@ -103,8 +131,8 @@ pub fn walk(root: &Path, entries: &mut Vec<Entry>, findings: &mut Vec<Finding>) 
                         file: display(&child),
                         line: None,
                         object: None,
-                        message: "symbolic link to a path outside the audited tree: not \
-                                  followed; replace it with the file, or audit its target too"
+                        message: "symbolic link to a path outside the tree: not followed; \
+                                  replace it with the file, or give its target too"
                             .into(),
                     }),
                     Err(_) => findings.push(unreadable(

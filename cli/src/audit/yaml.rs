@@ -1,8 +1,10 @@
-//! YAML documents as trees that remember the line of every node, so that findings point at
-//! the line to fix; built from `saphyr-parser` events with a budget on aliases.
+//! YAML documents as trees that remember the line and byte span of every node, so that
+//! findings point at the line to fix and edits can replace a value in place; built from
+//! `saphyr-parser` events with a budget on aliases.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use zeroize::Zeroizing;
@@ -11,10 +13,13 @@ use zeroize::Zeroizing;
 /// not make the audit build a tree of billions of nodes.
 const MAX_NODES_PER_FILE: usize = 2_000_000;
 
-/// A YAML node and the line (1-based) where it starts.
+/// A YAML node, the line (1-based) where it starts and the bytes of the source it spans:
+/// exact for a plain scalar; a quoted one's starts at its anchor, tag or opening quote and
+/// may run past the closing quote to the end of the line; an alias spans the alias.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub line: usize,
+    pub span: Range<usize>,
     pub value: Value,
 }
 
@@ -31,7 +36,7 @@ pub enum Value {
 pub struct Scalar {
     text: Zeroizing<String>,
     /// Plain (unquoted) scalars may be null, booleans or numbers; quoted ones are strings.
-    plain: bool,
+    style: ScalarStyle,
 }
 
 impl fmt::Debug for Scalar {
@@ -43,7 +48,7 @@ impl fmt::Debug for Scalar {
 impl Scalar {
     /// The text when the scalar is a string (not null, a boolean or a number).
     pub fn as_str(&self) -> Option<&str> {
-        if self.plain && resolves_to_non_string(&self.text) {
+        if self.style == ScalarStyle::Plain && resolves_to_non_string(&self.text) {
             None
         } else {
             Some(&self.text)
@@ -53,6 +58,10 @@ impl Scalar {
     /// The text whatever its type, e.g. a key, or a number where a name was expected.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    pub fn style(&self) -> ScalarStyle {
+        self.style
     }
 }
 
@@ -171,6 +180,7 @@ pub struct SyntaxError {
 /// it are kept: they are still audited).
 pub fn parse_stream(text: &str) -> (Vec<Node>, Option<SyntaxError>) {
     let mut builder = Builder::default();
+    let mut offsets = ByteOffsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut documents = Vec::new();
     let failure = loop {
@@ -186,7 +196,8 @@ pub fn parse_stream(text: &str) -> (Vec<Node>, Option<SyntaxError>) {
                 });
             }
         };
-        match builder.push(event, span.start.line().max(1)) {
+        let bytes = offsets.byte(span.start.index())..offsets.byte(span.end.index());
+        match builder.push(event, span.start.line().max(1), bytes) {
             Ok(Some(document)) => documents.push(document),
             Ok(None) => {}
             Err(reason) => {
@@ -198,6 +209,41 @@ pub fn parse_stream(text: &str) -> (Vec<Node>, Option<SyntaxError>) {
         }
     };
     (documents, failure)
+}
+
+/// Turns the parser's character indices into byte offsets, walking forward from the last
+/// one asked (events come mostly in source order); ASCII text needs no walk.
+struct ByteOffsets<'a> {
+    text: &'a str,
+    ascii: bool,
+    /// The last position asked: (character index, byte offset).
+    last: (usize, usize),
+}
+
+impl<'a> ByteOffsets<'a> {
+    fn new(text: &'a str) -> Self {
+        ByteOffsets {
+            text,
+            ascii: text.is_ascii(),
+            last: (0, 0),
+        }
+    }
+
+    fn byte(&mut self, char_index: usize) -> usize {
+        if self.ascii {
+            return char_index.min(self.text.len());
+        }
+        if char_index < self.last.0 {
+            self.last = (0, 0);
+        }
+        let (chars, bytes) = self.last;
+        let byte = self.text[bytes..]
+            .char_indices()
+            .nth(char_index - chars)
+            .map_or(self.text.len(), |(offset, _)| bytes + offset);
+        self.last = (char_index, byte);
+        byte
+    }
 }
 
 /// Assembles nodes from events; `stack` holds the open collections.
@@ -218,7 +264,12 @@ struct Open {
 
 impl Builder {
     /// Takes one event; returns a document when one is complete.
-    fn push(&mut self, event: Event<'_>, line: usize) -> Result<Option<Node>, String> {
+    fn push(
+        &mut self,
+        event: Event<'_>,
+        line: usize,
+        span: Range<usize>,
+    ) -> Result<Option<Node>, String> {
         let (node, anchor, size) = match event {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 let value = if matches!(event, Event::SequenceStart(..)) {
@@ -227,7 +278,7 @@ impl Builder {
                     Value::Map(Vec::new())
                 };
                 self.stack.push(Open {
-                    node: Node { line, value },
+                    node: Node { line, span, value },
                     anchor,
                     key: None,
                     size: 1,
@@ -235,17 +286,19 @@ impl Builder {
                 return self.count(1).map(|()| None);
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let open = self.stack.pop().ok_or("unbalanced collection")?;
+                let mut open = self.stack.pop().ok_or("unbalanced collection")?;
+                open.node.span.end = span.end;
                 (open.node, open.anchor, open.size)
             }
             Event::Scalar(text, style, anchor, _) => {
                 self.count(1)?;
                 let scalar = Scalar {
                     text: Zeroizing::new(text.into_owned()),
-                    plain: style == ScalarStyle::Plain,
+                    style,
                 };
                 let node = Node {
                     line,
+                    span,
                     value: Value::Scalar(scalar),
                 };
                 (node, anchor, 1)
@@ -257,7 +310,7 @@ impl Builder {
                     .cloned()
                     .ok_or("alias to an unknown anchor")?;
                 self.count(size)?;
-                (Node { line, ..node }, 0, size)
+                (Node { line, span, ..node }, 0, size)
             }
             Event::DocumentStart(_) => {
                 self.anchors.clear();
@@ -287,7 +340,7 @@ impl Builder {
     fn attach(&mut self, node: Node, size: usize) -> Option<Node> {
         let Some(parent) = self.stack.last_mut() else {
             return match &node.value {
-                Value::Scalar(s) if s.plain && s.text().is_empty() => None,
+                Value::Scalar(s) if s.style == ScalarStyle::Plain && s.text().is_empty() => None,
                 _ => Some(node),
             };
         };
@@ -320,6 +373,24 @@ mod tests {
         assert_eq!((key.line, value.line), (7, 7));
         assert_eq!(secret.path(&["metadata", "name"]).unwrap().line, 5);
         assert_eq!(documents[1].entry("kind").unwrap().0.line, 10);
+    }
+
+    #[test]
+    fn scalars_know_their_bytes_after_non_ascii_text() {
+        let text =
+            "# café ünïcode\na: plain  # comment\nb: 'single'\nc: {d: \"dq\", e: [f]}\ng: *x\n";
+        let (documents, error) = parse_stream(text);
+        assert!(error.is_some(), "the alias names no anchor");
+        assert!(documents.is_empty());
+        let text = &text[..text.find("g:").unwrap()];
+        let (documents, error) = parse_stream(text);
+        assert_eq!(error, None);
+        let doc = &documents[0];
+        let source = |node: &Node| &text[node.span.clone()];
+        assert_eq!(source(doc.get("a").unwrap()), "plain");
+        assert!(source(doc.get("b").unwrap()).starts_with("'single'"));
+        assert!(source(doc.path(&["c", "d"]).unwrap()).starts_with("\"dq\""));
+        assert_eq!(source(&doc.path(&["c", "e"]).unwrap().items()[0]), "f");
     }
 
     #[test]

@@ -111,9 +111,14 @@ impl SealsyncController {
         })
     }
 
+    /// Everything `/metrics` exposes, in Prometheus' text format.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        http_get(self.metrics, "/metrics")
+    }
+
     /// As [`Self::metric`], `None` when no such series is exposed (yet, or any more).
     pub fn metric_if_exposed(&self, name: &str, labels: &str) -> anyhow::Result<Option<f64>> {
-        let text = http_get(self.metrics, "/metrics")?;
+        let text = self.metrics()?;
         let values: Vec<f64> = text
             .lines()
             .filter(|line| !line.starts_with('#'))

@@ -21,7 +21,7 @@ use sealsync_testkit::{
 };
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(90);
 
 fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", kind))
@@ -246,7 +246,8 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
         .await?;
     aws_credentials(&client, &ns).await?;
     apply(&client, &ns, aws_store("aws")).await?;
-    let _controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    let mut controller =
+        controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
 
     wait_ready(&client, &ns, "SecretStore", "aws", "True").await?;
     apply(
@@ -405,6 +406,77 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
             .contains("missing-store"),
         "{failed}"
     );
+
+    // No value anywhere but in the Secret: not in the log, events, statuses or metrics.
+    let statuses = api(&client, &ns, "ExternalSecret")
+        .list(&Default::default())
+        .await?;
+    let outputs = [
+        controller.process().log(),
+        format!("{events:?}"),
+        serde_json::to_string(&statuses.items)?,
+        controller.metrics()?,
+    ];
+    for output in &outputs {
+        for value in ["pw-1", "pw-2"] {
+            assert!(!output.contains(value), "a secret value leaked: {value}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() -> anyhow::Result<()>
+{
+    let cluster = TestCluster::start().await?;
+    install_crds(&cluster).await?;
+    let mut moto = Moto::start().await?;
+    let client = cluster.client();
+    let ns = cluster.namespace("es-outage").await?;
+    moto.client()
+        .create_secret()
+        .name("app/token")
+        .secret_string("v1")
+        .send()
+        .await?;
+    aws_credentials(&client, &ns).await?;
+    apply(&client, &ns, aws_store("aws")).await?;
+    let _controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    let mut es = external_secret(
+        "token",
+        "aws",
+        json!({ "data": [{ "secretKey": "token", "remoteRef": { "key": "app/token" } }] }),
+    );
+    es["spec"]["refreshInterval"] = json!("3s");
+    apply(&client, &ns, es).await?;
+    wait_data(&client, &ns, "token", &[("token", "v1")]).await?;
+
+    // moto stops answering: the refresh fails within the call's bounds, Ready says why,
+    // and the Secret keeps its last good value.
+    moto.process().stop()?;
+    let failed = wait_ready(&client, &ns, "ExternalSecret", "token", "False").await?;
+    assert_eq!(failed["reason"], "SecretSyncedError");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("app/token"),
+        "{failed}"
+    );
+    assert_eq!(
+        secret_data(&client, &ns, "token").await?.unwrap()["token"],
+        "v1"
+    );
+
+    moto.process().resume()?;
+    moto.client()
+        .put_secret_value()
+        .secret_id("app/token")
+        .secret_string("v2")
+        .send()
+        .await?;
+    wait_data(&client, &ns, "token", &[("token", "v2")]).await?;
+    wait_ready(&client, &ns, "ExternalSecret", "token", "True").await?;
     Ok(())
 }
 

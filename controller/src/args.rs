@@ -109,19 +109,19 @@ pub struct Args {
 
     /// Unseal SealedSecrets and keep the sealing keys (`=false` runs only the ExternalSecret
     /// reconciler: no keys are made).
-    #[arg(long, env = "SEALSYNC_SEALED_SECRETS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = true, value_parser = parse_go_bool)]
+    #[arg(long, env = "SEALED_SECRETS_SEALED_SECRETS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = true, value_parser = parse_go_bool)]
     pub sealed_secrets: bool,
 
     /// Also sync ExternalSecrets (`external-secrets.io/v1`, with their SecretStores and
     /// ClusterSecretStores; their CRDs must be installed).
-    #[arg(long, env = "SEALSYNC_EXTERNAL_SECRETS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = parse_go_bool)]
+    #[arg(long, env = "SEALED_SECRETS_EXTERNAL_SECRETS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = parse_go_bool)]
     pub external_secrets: bool,
 
     /// ExternalSecrets synced at the same time per watched namespace (they wait on their
     /// providers, not on the cores).
     #[arg(
         long,
-        env = "SEALSYNC_EXTERNAL_SECRETS_CONCURRENCY",
+        env = "SEALED_SECRETS_EXTERNAL_SECRETS_CONCURRENCY",
         default_value_t = 16
     )]
     pub external_secrets_concurrency: u16,

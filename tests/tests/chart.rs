@@ -1256,3 +1256,139 @@ async fn upstreams_rbac_runs_sealsync_with_the_migration_guides_supplement() -> 
     assert_eq!(checked.len(), 6, "{checked:?}");
     Ok(())
 }
+
+/// Creates `object` (an `external-secrets.io/v1` object as JSON) in `namespace`, or
+/// cluster-wide when `None`.
+async fn create_external(
+    client: &Client,
+    namespace: Option<&str>,
+    object: Value,
+) -> anyhow::Result<()> {
+    let kind = object["kind"].as_str().expect("a kind");
+    let (resource, _) = pinned_kind(
+        client,
+        &GroupVersionKind::gvk("external-secrets.io", "v1", kind),
+    )
+    .await?;
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.create(&PostParams::default(), &serde_json::from_value(object)?)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_secrets_sync_with_the_charts_rbac_and_nothing_is_refused() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+    let release = cluster.namespace("controller").await?;
+    let app = cluster.namespace("app").await?;
+    let moto = sealsync_testkit::Moto::start().await?;
+    moto.client()
+        .create_secret()
+        .name("app/db")
+        .secret_string(r#"{"password":"from-moto"}"#)
+        .send()
+        .await?;
+    let endpoint = format!("extraEnv[0].value={}", moto.endpoint());
+    let objects = render(
+        &release,
+        &[
+            "keySize=2048",
+            "externalSecrets.enabled=true",
+            "extraEnv[0].name=AWS_ENDPOINT_URL",
+            &endpoint,
+        ],
+    );
+    apply_all(&client, &release, &objects).await?;
+    let deployment = only(&objects, "Deployment");
+    let kubeconfig = cluster.service_account_kubeconfig(&release, NAME).await?;
+
+    let credentials: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "aws" },
+        "stringData": {
+            "id": sealsync_testkit::Moto::ACCESS_KEY_ID,
+            "secret": sealsync_testkit::Moto::SECRET_ACCESS_KEY,
+        },
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), &app)
+        .create(&PostParams::default(), &credentials)
+        .await?;
+    let provider = serde_json::json!({ "aws": {
+        "service": "SecretsManager",
+        "region": sealsync_testkit::Moto::REGION,
+        "auth": { "secretRef": {
+            "accessKeyIDSecretRef": { "name": "aws", "key": "id", "namespace": app },
+            "secretAccessKeySecretRef": { "name": "aws", "key": "secret", "namespace": app },
+        } },
+    } });
+    create_external(
+        &client,
+        Some(&app),
+        serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": "aws" }, "spec": { "provider": provider },
+        }),
+    )
+    .await?;
+    create_external(
+        &client,
+        None,
+        serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+            "metadata": { "name": format!("aws-{app}") },
+            "spec": { "provider": provider, "conditions": [{ "namespaces": [app] }] },
+        }),
+    )
+    .await?;
+    for (name, kind, store) in [
+        ("from-store", "SecretStore", "aws".to_string()),
+        (
+            "from-cluster-store",
+            "ClusterSecretStore",
+            format!("aws-{app}"),
+        ),
+    ] {
+        create_external(&client, Some(&app), serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": name },
+            "spec": {
+                "secretStoreRef": { "name": store, "kind": kind },
+                "data": [{ "secretKey": "password", "remoteRef": { "key": "app/db", "property": "password" } }],
+            },
+        }))
+        .await?;
+    }
+
+    let (mut controller, _) = run_as_deployed(
+        cluster.dir(),
+        "external-secrets-as-installed",
+        deployment,
+        &release,
+        &kubeconfig,
+    )?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &app);
+    for name in ["from-store", "from-cluster-store"] {
+        wait_for(
+            &format!("Secret {name} synced from moto"),
+            Duration::from_secs(90),
+            Some(&mut controller),
+            || {
+                let secrets = secrets.clone();
+                async move {
+                    let secret = secrets.get_opt(name).await?;
+                    Ok(secret
+                        .and_then(|s| s.data)
+                        .is_some_and(|d| d.get("password").is_some_and(|v| v.0 == b"from-moto")))
+                }
+            },
+        )
+        .await?;
+    }
+    stop(&mut controller).await?;
+    let log = controller.log();
+    assert!(!log.contains("forbidden"), "refused something:\n{log}");
+    Ok(())
+}

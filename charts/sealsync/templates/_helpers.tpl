@@ -75,4 +75,24 @@ garbage collector removes those of deleted SealedSecrets.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.externalSecrets.enabled }}
+{{- /* ExternalSecrets: read them and their stores, write their statuses, delete a
+  Secret whose remote secrets are gone (deletionPolicy Delete), read templateFrom and
+  caProvider ConfigMaps, request tokens of the ServiceAccounts stores name. */}}
+- apiGroups: ["external-secrets.io"]
+  resources: ["externalsecrets", "secretstores"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["externalsecrets/status", "secretstores/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["delete"]
+- apiGroups: [""]
+  resources: ["configmaps", "serviceaccounts"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+{{- end }}
 {{- end }}

@@ -230,6 +230,16 @@ async fn controller(
     .await
 }
 
+/// The Secret "db" made from `app/db` with `password`.
+fn synced_db(password: &str) -> [(&str, &str); 4] {
+    [
+        ("username", "app"),
+        ("password", password),
+        ("port", "5432"),
+        ("nested", r#"{"port":5432}"#),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone()
 -> anyhow::Result<()> {
@@ -266,18 +276,7 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
         ),
     )
     .await?;
-    wait_data(
-        &client,
-        &ns,
-        "db",
-        &[
-            ("username", "app"),
-            ("password", "pw-1"),
-            ("port", "5432"),
-            ("nested", r#"{"port":5432}"#),
-        ],
-    )
-    .await?;
+    wait_data(&client, &ns, "db", &synced_db("pw-1")).await?;
     let condition = wait_ready(&client, &ns, "ExternalSecret", "db", "True").await?;
     assert_eq!(condition["reason"], "SecretSynced");
     let es = api(&client, &ns, "ExternalSecret").get("db").await?;
@@ -306,18 +305,7 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
             &Patch::Merge(json!({ "data": { "password": "ZWRpdGVk" } })),
         )
         .await?;
-    wait_data(
-        &client,
-        &ns,
-        "db",
-        &[
-            ("username", "app"),
-            ("password", "pw-1"),
-            ("port", "5432"),
-            ("nested", r#"{"port":5432}"#),
-        ],
-    )
-    .await?;
+    wait_data(&client, &ns, "db", &synced_db("pw-1")).await?;
 
     // A new value at the provider arrives with force-sync.
     moto.client()
@@ -333,18 +321,7 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
             &Patch::Merge(json!({ "metadata": { "annotations": { "force-sync": "1" } } })),
         )
         .await?;
-    wait_data(
-        &client,
-        &ns,
-        "db",
-        &[
-            ("username", "app"),
-            ("password", "pw-2"),
-            ("port", "5432"),
-            ("nested", r#"{"port":5432}"#),
-        ],
-    )
-    .await?;
+    wait_data(&client, &ns, "db", &synced_db("pw-2")).await?;
 
     // A key that does not exist: Ready=False naming the ExternalSecret, the store and the
     // key, one Warning event, and the Secret it wrote before is untouched.

@@ -9,6 +9,7 @@
 //! the ExternalSecrets that use it.
 
 pub mod clients;
+mod cluster_external_secret;
 mod generator;
 mod hash;
 mod metrics;
@@ -96,7 +97,20 @@ pub fn add_to(
         None => vec![Api::all(context.client.clone())],
     };
     let cluster_apis: Vec<Api<ClusterSecretStore>> = vec![Api::all(context.client.clone())];
+    // ClusterExternalSecrets write into any namespace: only a controller that watches
+    // them all runs them.
+    let cluster_external_secrets = match config.namespaces {
+        None => cluster_external_secret::run(
+            context.client.clone(),
+            context.reporter.clone(),
+            context.leadership.clone(),
+        )
+        .boxed(),
+        Some(_) => futures::future::ready(()).boxed(),
+    };
     let namespaced = store_controller::run(context.clone(), store_apis);
     let cluster = store_controller::run(context, cluster_apis);
-    futures::future::join(namespaced, cluster).map(drop).boxed()
+    futures::future::join3(namespaced, cluster, cluster_external_secrets)
+        .map(drop)
+        .boxed()
 }

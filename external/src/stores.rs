@@ -206,7 +206,7 @@ pub fn allows(
 }
 
 /// Whether `selector` selects an object with `labels`, as the API server does.
-fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     let matches = selector
         .match_labels
         .iter()

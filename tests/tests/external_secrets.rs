@@ -863,3 +863,143 @@ async fn sealsync_writes_the_secrets_upstream_eso_writes_and_takes_them_over_unc
     }
     Ok(())
 }
+
+async fn label_namespace(client: &Client, ns: &str, labels: Value) -> anyhow::Result<()> {
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": labels } })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The status of ClusterExternalSecret `name`.
+async fn cluster_status(client: &Client, name: &str) -> anyhow::Result<Value> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("ClusterExternalSecret"));
+    Ok(api.get(name).await?.data["status"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_external_secret_follows_its_namespace_selector() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    install_crds(&cluster).await?;
+    let moto = Moto::start().await?;
+    let client = cluster.client();
+    moto.client()
+        .create_secret()
+        .name("shared/token")
+        .secret_string("t-1")
+        .send()
+        .await?;
+    let controller_ns = cluster.namespace("ces-controller").await?;
+    aws_credentials(&client, &controller_ns).await?;
+    let key_ref =
+        |key: &str| json!({ "name": "aws-credentials", "key": key, "namespace": controller_ns });
+    let store = json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ClusterSecretStore",
+        "metadata": { "name": format!("aws-{controller_ns}") },
+        "spec": { "provider": { "aws": {
+            "service": "SecretsManager",
+            "region": Moto::REGION,
+            "auth": { "secretRef": {
+                "accessKeyIDSecretRef": key_ref("access-key-id"),
+                "secretAccessKeySecretRef": key_ref("secret-access-key"),
+            } }
+        } } }
+    });
+    let stores: Api<DynamicObject> = Api::all_with(client.clone(), &resource("ClusterSecretStore"));
+    stores
+        .patch(
+            store["metadata"]["name"].as_str().expect("a name"),
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(store.clone()),
+        )
+        .await?;
+    let team = format!("payments-{controller_ns}");
+    let (a, b, c) = (
+        cluster.namespace("ces-a").await?,
+        cluster.namespace("ces-b").await?,
+        cluster.namespace("ces-c").await?,
+    );
+    for ns in [&a, &b] {
+        label_namespace(&client, ns, json!({ "team": team })).await?;
+    }
+    // b already has an ExternalSecret of that name, not the ClusterExternalSecret's.
+    apply(
+        &client,
+        &b,
+        external_secret(
+            "token",
+            "elsewhere",
+            json!({ "data": [
+            { "secretKey": "x", "remoteRef": { "key": "x" } },
+        ] }),
+        ),
+    )
+    .await?;
+    let _controller = SealsyncController::start_with_env(
+        &cluster,
+        &controller_ns,
+        &["--external-secrets"],
+        &[("AWS_ENDPOINT_URL", moto.endpoint())],
+    )
+    .await?;
+    let name = format!("token-{controller_ns}");
+    let ces: Api<DynamicObject> = Api::all_with(client.clone(), &resource("ClusterExternalSecret"));
+    ces.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ClusterExternalSecret",
+            "metadata": { "name": name },
+            "spec": {
+                "externalSecretName": "token",
+                "namespaceSelectors": [{ "matchLabels": { "team": team } }],
+                "externalSecretSpec": {
+                    "secretStoreRef": { "name": store["metadata"]["name"], "kind": "ClusterSecretStore" },
+                    "data": [{ "secretKey": "token", "remoteRef": { "key": "shared/token" } }],
+                },
+            },
+        })),
+    )
+    .await?;
+    wait_data(&client, &a, "token", &[("token", "t-1")]).await?;
+    wait_for("the ClusterExternalSecret's status", WAIT, None, || {
+        let client = client.clone();
+        let (name, a, b) = (&name, &a, &b);
+        async move {
+            let status = cluster_status(&client, name).await?;
+            Ok(status["provisionedNamespaces"] == json!([a])
+                && status["failedNamespaces"]
+                    == json!([{ "namespace": b, "reason": "external secret already exists in namespace" }])
+                && status["conditions"][0]["status"] == "False")
+        }
+    })
+    .await?;
+
+    // A namespace that starts matching gets it; one that stops matching loses it.
+    label_namespace(&client, &c, json!({ "team": team })).await?;
+    wait_data(&client, &c, "token", &[("token", "t-1")]).await?;
+    label_namespace(&client, &a, json!({ "team": null })).await?;
+    wait_for(
+        "the ExternalSecret to leave namespace a",
+        WAIT,
+        None,
+        || {
+            let client = client.clone();
+            let a = &a;
+            async move {
+                Ok(api(&client, a, "ExternalSecret")
+                    .get_opt("token")
+                    .await?
+                    .is_none())
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}

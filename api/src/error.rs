@@ -53,7 +53,7 @@ pub enum ApiError {
     },
     /// `problem` is sealsync-template's error, which describes values by kind, never by
     /// value.
-    #[error("cannot render template.data key {key:?} of SealedSecret {object}: {problem}")]
+    #[error("cannot render template.data key {key:?} of {object}: {problem}")]
     Template {
         object: String,
         key: String,

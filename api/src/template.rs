@@ -31,11 +31,17 @@ pub fn render_template_data(
         functions: Functions::sprig(),
         ..Options::default()
     };
-    render_templates(object, templates, values, &options)
+    render_templates(
+        &format!("SealedSecret {object}"),
+        templates,
+        values,
+        &options,
+    )
 }
 
 /// [`render_template_data`] with other template options (functions, `missingkey`,
-/// delimiters), as ExternalSecret templates have.
+/// delimiters), as ExternalSecret templates have; `object` is the kind and name errors
+/// give.
 pub fn render_templates(
     object: &str,
     templates: &BTreeMap<String, String>,

@@ -64,6 +64,9 @@ impl std::fmt::Debug for ExternalSecretGenerator {
 pub enum SyncError {
     #[error("ExternalSecret {object}: {problem}")]
     Invalid { object: String, problem: String },
+    /// A template that failed; the message names the ExternalSecret and the key.
+    #[error("{0}")]
+    Template(String),
     #[error("ExternalSecret {object}: {source}")]
     Store {
         object: String,
@@ -734,7 +737,7 @@ impl Generator for ExternalSecretGenerator {
                 return Ok(Desired::Absent);
             }
             let sources = sync.template_sources().await?;
-            let secret = desired_secret(es, data, &sources).map_err(|e| sync.invalid(e))?;
+            let secret = desired_secret(es, data, &sources).map_err(SyncError::Template)?;
             Ok(if creation(es) == CreationPolicy::None {
                 Desired::Absent
             } else {

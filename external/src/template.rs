@@ -52,7 +52,7 @@ pub struct TemplateSource {
 /// The options of ExternalSecret templates.
 fn options() -> Options {
     Options {
-        functions: Functions::sprig(),
+        functions: Functions::sprig().with(sealsync_template::formats::FUNCTIONS),
         missing_key: MissingKey::Error,
         ..Options::default()
     }

@@ -25,6 +25,7 @@
 
 mod error;
 mod exec;
+pub mod formats;
 mod funcs;
 mod lexer;
 mod node;

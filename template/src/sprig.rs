@@ -55,14 +55,18 @@ struct FunctionError {
 }
 
 /// `FuncError` carries foreign errors as `anyhow::Error`.
-fn fail(function: &'static str, problem: impl Into<String>) -> FuncError {
+pub(crate) fn fail(function: &'static str, problem: impl Into<String>) -> FuncError {
     FuncError::Other(anyhow::Error::new(FunctionError {
         function,
         problem: problem.into(),
     }))
 }
 
-fn exactly(function: &'static str, args: &[Value], count: usize) -> Result<(), FuncError> {
+pub(crate) fn exactly(
+    function: &'static str,
+    args: &[Value],
+    count: usize,
+) -> Result<(), FuncError> {
     if args.len() == count {
         return Ok(());
     }
@@ -93,7 +97,7 @@ fn text<'a>(
 }
 
 /// All `N` arguments as text, refusing any other count.
-fn texts<'a, const N: usize>(
+pub(crate) fn texts<'a, const N: usize>(
     function: &'static str,
     args: &'a [Value],
 ) -> Result<[Cow<'a, str>; N], FuncError> {
@@ -421,7 +425,7 @@ fn go_json_escape(c: char) -> Cow<'static, str> {
     }
 }
 
-fn json_of(value: &Value) -> Result<serde_json::Value, FuncError> {
+pub(crate) fn json_of(value: &Value) -> Result<serde_json::Value, FuncError> {
     use serde_json::Value as Json;
     Ok(match value {
         Value::NoValue | Value::Nil => Json::Null,

@@ -150,7 +150,10 @@ async fn wait_ready(
         let client = client.clone();
         async move {
             let condition = ready(&client, ns, kind, name).await?;
-            Ok(condition.is_some_and(|c| c["status"] == status))
+            match condition {
+                Some(c) if c["status"] == status => Ok(true),
+                other => anyhow::bail!("in {ns}: {other:?}"),
+            }
         }
     })
     .await?;
@@ -613,6 +616,15 @@ fn corpus() -> Vec<(&'static str, Value)> {
                     "data": { "dsn": "postgres://{{ .user }}:{{ .password | upper }}@db:5432" },
                     "templateFrom": [{ "configMap": { "name": "templates", "items": [{ "key": "extra" }] } }],
                 } } }),
+        ),
+        (
+            "yaml-functions",
+            json!({ "secretStoreRef": { "name": "aws" },
+                "dataFrom": [{ "extract": { "key": "app/db" } }],
+                "target": { "template": { "data": {
+                    "config": "{{ .nested | fromYaml | toYaml }}",
+                    "port": "{{ (fromYaml .nested).port }}",
+                } } } }),
         ),
         (
             "orphan-with-metadata",

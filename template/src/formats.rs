@@ -1,0 +1,111 @@
+//! Functions that External Secrets Operator's templates add to sprig: YAML both ways and
+//! PEM filtering. Errors name the function, never a value.
+
+use std::collections::HashMap;
+
+use gtmpl_value::{Func, FuncError, Value};
+
+use crate::sprig::{exactly, fail, json_of, texts};
+
+/// The functions, by name.
+pub const FUNCTIONS: &[(&str, Func)] = &[
+    ("toYaml", to_yaml),
+    ("fromYaml", from_yaml),
+    ("filterPEM", filter_pem),
+];
+
+/// YAML of a value, without the trailing newline (as upstream's `toYaml`).
+fn to_yaml(args: &[Value]) -> Result<Value, FuncError> {
+    exactly("toYaml", args, 1)?;
+    let yaml = serde_norway::to_string(&json_of(&args[0])?)
+        .map_err(|_| fail("toYaml", "the value has no YAML form"))?;
+    Ok(yaml.trim_end_matches('\n').to_string().into())
+}
+
+/// A YAML (or JSON) document as a value: maps, lists, strings, numbers, booleans.
+fn from_yaml(args: &[Value]) -> Result<Value, FuncError> {
+    let [text] = texts::<1>("fromYaml", args)?;
+    let json: serde_json::Value = serde_norway::from_str(&text)
+        .map_err(|_| fail("fromYaml", "the text is not a YAML document"))?;
+    Ok(value_of(json))
+}
+
+fn value_of(json: serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    match json {
+        Json::Null => Value::Nil,
+        Json::Bool(b) => Value::Bool(b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::from(i),
+            (None, Some(u), _) => Value::from(u),
+            (None, None, Some(f)) => Value::from(f),
+            _ => Value::Nil,
+        },
+        Json::String(s) => Value::String(s),
+        Json::Array(items) => Value::Array(items.into_iter().map(value_of).collect()),
+        Json::Object(map) => Value::Map(
+            map.into_iter()
+                .map(|(k, v)| (k, value_of(v)))
+                .collect::<HashMap<_, _>>(),
+        ),
+    }
+}
+
+/// The PEM blocks of one type (e.g. `CERTIFICATE`) of a PEM bundle, in order.
+fn filter_pem(args: &[Value]) -> Result<Value, FuncError> {
+    let [kind, bundle] = texts::<2>("filterPEM", args)?;
+    let blocks = pem::parse_many(bundle.as_bytes())
+        .map_err(|_| fail("filterPEM", "argument 2 is not PEM"))?;
+    let kept: Vec<pem::Pem> = blocks.into_iter().filter(|b| b.tag() == kind).collect();
+    Ok(pem::encode_many(&kept).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Functions, Options, Template};
+
+    fn render(text: &str, data: &[(&str, &str)]) -> Result<String, String> {
+        let options = Options {
+            functions: Functions::sprig().with(FUNCTIONS),
+            ..Options::default()
+        };
+        let template = Template::parse(text, options).map_err(|e| e.to_string())?;
+        let context = Value::Map(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect(),
+        );
+        template.render(&context).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn yaml_goes_both_ways() {
+        let yaml = "a: 1\nb:\n- x\n- y\n";
+        assert_eq!(
+            render(
+                "{{ (fromYaml .y).b | join \",\" }}/{{ (fromYaml .y).a }}",
+                &[("y", yaml)]
+            )
+            .unwrap(),
+            "x,y/1"
+        );
+        assert_eq!(
+            render("{{ fromYaml .y | toYaml }}", &[("y", yaml)]).unwrap(),
+            yaml.trim_end()
+        );
+        let error = render("{{ fromYaml .y }}", &[("y", "a: [unclosed")]).unwrap_err();
+        assert!(!error.contains("unclosed"), "{error}");
+    }
+
+    #[test]
+    fn filter_pem_keeps_the_blocks_of_one_type() {
+        let cert = pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3]));
+        let key = pem::encode(&pem::Pem::new("PRIVATE KEY", vec![4, 5, 6]));
+        let bundle = format!("{key}{cert}");
+        assert_eq!(
+            render("{{ filterPEM \"CERTIFICATE\" .b }}", &[("b", &bundle)]).unwrap(),
+            pem::encode_many(&[pem::Pem::new("CERTIFICATE", vec![1, 2, 3])])
+        );
+    }
+}

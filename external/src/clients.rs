@@ -53,20 +53,21 @@ impl Provider {
 }
 
 impl SecretProvider for Provider {
-    async fn get(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
+    async fn read(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
         match self {
-            Provider::Aws(p) => p.get(reference).await,
-            Provider::Vault(p) => p.get(reference).await,
+            Provider::Aws(p) => p.read(reference).await,
+            Provider::Vault(p) => p.read(reference).await,
         }
     }
 
-    async fn get_map(
+    fn select(
         &self,
+        payload: &SecretBytes,
         reference: &RemoteRef,
-    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+    ) -> Result<SecretBytes, ProviderError> {
         match self {
-            Provider::Aws(p) => p.get_map(reference).await,
-            Provider::Vault(p) => p.get_map(reference).await,
+            Provider::Aws(p) => p.select(payload, reference),
+            Provider::Vault(p) => p.select(payload, reference),
         }
     }
 
@@ -181,20 +182,27 @@ fn release_all(released: Vec<Arc<Provider>>) {
     }
 }
 
-/// One provider read.
+/// One provider read: the whole payload of a remote secret (every property of it is
+/// selected from one read), or a search.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Read {
-    Value(RemoteRef),
-    Map(RemoteRef),
+    Payload(RemoteRef),
     Find(Find),
 }
 
 impl Read {
+    /// The payload read that serves `reference`, whatever its property.
+    pub fn payload(reference: &RemoteRef) -> Self {
+        Read::Payload(RemoteRef {
+            property: None,
+            ..reference.clone()
+        })
+    }
+
     fn call(&self) -> &'static str {
         match self {
-            Read::Value(r) | Read::Map(r) if r.metadata => "GetSecretMetadata",
-            Read::Value(_) => "GetSecretValue",
-            Read::Map(_) => "GetSecretMap",
+            Read::Payload(r) if r.metadata => "GetSecretMetadata",
+            Read::Payload(_) => "GetSecretValue",
             Read::Find(_) => "GetAllSecrets",
         }
     }
@@ -203,15 +211,15 @@ impl Read {
 /// What a read gave.
 #[derive(Debug)]
 pub enum Fetched {
-    Value(SecretBytes),
-    Map(BTreeMap<String, SecretBytes>),
+    Payload(SecretBytes),
+    Found(BTreeMap<String, SecretBytes>),
 }
 
 impl Fetched {
     fn size(&self) -> usize {
         match self {
-            Fetched::Value(v) => v.expose().len(),
-            Fetched::Map(m) => m.iter().map(|(k, v)| k.len() + v.expose().len()).sum(),
+            Fetched::Payload(v) => v.expose().len(),
+            Fetched::Found(m) => m.iter().map(|(k, v)| k.len() + v.expose().len()).sum(),
         }
     }
 }
@@ -281,9 +289,8 @@ impl SharedReads {
         let result = shared
             .get_or_init(|| async {
                 let fetched = match &read {
-                    Read::Value(r) => provider.get(r).await.map(Fetched::Value),
-                    Read::Map(r) => provider.get_map(r).await.map(Fetched::Map),
-                    Read::Find(f) => provider.find(f).await.map(Fetched::Map),
+                    Read::Payload(r) => provider.read(r).await.map(Fetched::Payload),
+                    Read::Find(f) => provider.find(f).await.map(Fetched::Found),
                 };
                 let status = match &fetched {
                     Ok(_) => "success",

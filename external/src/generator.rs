@@ -26,7 +26,7 @@ use sealsync_engine::{
 };
 use sealsync_providers::{
     ConversionStrategy, DecodingStrategy, ErrorKind, Find, NullBytePolicy, ProviderError,
-    RemoteRef, check_null_bytes, convert_key, decode,
+    RemoteRef, SecretProvider, check_null_bytes, convert_key, decode, split_object,
 };
 use sealsync_template::{Functions, Options, Template, Value};
 use serde_json::json;
@@ -360,11 +360,15 @@ impl Sync<'_> {
         {
             Ok(fetched) => Ok(Some(fetched)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SyncError::Provider {
-                object: self.object.clone(),
-                store: store.clone(),
-                source: Box::new(source),
-            }),
+            Err(source) => Err(self.provider_error(store, source)),
+        }
+    }
+
+    fn provider_error(&self, store: &StoreKey, source: ProviderError) -> SyncError {
+        SyncError::Provider {
+            object: self.object.clone(),
+            store: store.clone(),
+            source: Box::new(source),
         }
     }
 
@@ -415,7 +419,7 @@ impl Sync<'_> {
             .map_err(|e| self.invalid(e))?;
             let (read, what, strategy, convert, nulls) = match (&entry.extract, &entry.find) {
                 (Some(extract), None) => (
-                    Read::Map(remote_ref(extract)),
+                    Read::payload(&remote_ref(extract)),
                     format!("dataFrom.extract of \"{}\"", extract.key),
                     decoding(extract.decoding_strategy),
                     conversion(extract.conversion_strategy),
@@ -438,10 +442,8 @@ impl Sync<'_> {
                     );
                 }
             };
-            let key = match &read {
-                Read::Map(r) => r.key.clone(),
-                _ => String::new(),
-            };
+            let extract = entry.extract.as_ref().map(remote_ref);
+            let key = extract.as_ref().map(|r| r.key.clone()).unwrap_or_default();
             let Some(fetched) = self.read(&store, read).await? else {
                 if retain {
                     return Err(self.missing(&store, &key));
@@ -449,16 +451,29 @@ impl Sync<'_> {
                 report.missing += 1;
                 continue;
             };
-            let Fetched::Map(map) = fetched.as_ref() else {
-                unreachable!("maps are read as maps");
+            let map = match (fetched.as_ref(), &extract) {
+                (Fetched::Found(map), _) => map.clone(),
+                (Fetched::Payload(payload), Some(reference)) => {
+                    let (provider, _) = self.provider(&store).await?;
+                    let selected = match provider.select(payload, reference) {
+                        Ok(selected) => selected,
+                        Err(e) if e.kind == ErrorKind::NotFound && !retain => {
+                            report.missing += 1;
+                            continue;
+                        }
+                        Err(source) => return Err(self.provider_error(&store, source)),
+                    };
+                    split_object(&selected, reference)
+                        .map_err(|source| self.provider_error(&store, source))?
+                }
+                (Fetched::Payload(_), None) => unreachable!("only extract reads a payload here"),
             };
             let map = if entry.rewrite.is_empty() {
-                map.iter()
-                    .map(|(k, v)| (convert_key(k, convert), v.clone()))
+                map.into_iter()
+                    .map(|(k, v)| (convert_key(&k, convert), v))
                     .collect()
             } else {
-                rewrite_keys(entry, map.clone())
-                    .map_err(|e| self.invalid(format!("{what}: {e}")))?
+                rewrite_keys(entry, map).map_err(|e| self.invalid(format!("{what}: {e}")))?
             };
             for (k, v) in map {
                 if !key_pattern.is_match(&k) || k.len() > 253 {
@@ -477,15 +492,25 @@ impl Sync<'_> {
             )
             .map_err(|e| self.invalid(e))?;
             let remote = &entry.remote_ref;
-            let Some(fetched) = self.read(&store, Read::Value(remote_ref(remote))).await? else {
+            let reference = remote_ref(remote);
+            let Some(fetched) = self.read(&store, Read::payload(&reference)).await? else {
                 if retain {
                     return Err(self.missing(&store, &remote.key));
                 }
                 report.missing += 1;
                 continue;
             };
-            let Fetched::Value(value) = fetched.as_ref() else {
-                unreachable!("values are read as values");
+            let Fetched::Payload(payload) = fetched.as_ref() else {
+                unreachable!("payloads are read as payloads");
+            };
+            let (provider, _) = self.provider(&store).await?;
+            let value = match provider.select(payload, &reference) {
+                Ok(value) => value,
+                Err(e) if e.kind == ErrorKind::NotFound && !retain => {
+                    report.missing += 1;
+                    continue;
+                }
+                Err(source) => return Err(self.provider_error(&store, source)),
             };
             let what = format!(
                 "data {:?} (remote key \"{}\")",
@@ -493,7 +518,7 @@ impl Sync<'_> {
             );
             let value = self.decoded(
                 &what,
-                value,
+                &value,
                 decoding(remote.decoding_strategy),
                 null_bytes(remote.null_byte_policy),
             )?;

@@ -257,10 +257,17 @@ impl SecretsManager {
 }
 
 impl SecretProvider for SecretsManager {
-    async fn get(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
-        let payload = self.payload(reference).await?;
+    async fn read(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
+        self.payload(reference).await
+    }
+
+    fn select(
+        &self,
+        payload: &SecretBytes,
+        reference: &RemoteRef,
+    ) -> Result<SecretBytes, ProviderError> {
         let Some(property) = reference.property.as_deref() else {
-            return Ok(payload);
+            return Ok(payload.clone());
         };
         // A dotted property names a literal key first, then a path.
         property

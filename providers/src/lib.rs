@@ -31,6 +31,21 @@ pub struct RemoteRef {
     pub metadata: bool,
 }
 
+/// A value holding a JSON object, one value per top-level key: what `extract` makes of
+/// the value `reference` selects.
+pub fn split_object(
+    value: &SecretBytes,
+    reference: &RemoteRef,
+) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+    value::json_object(value.expose()).map_err(|reason| ProviderError {
+        kind: ErrorKind::Invalid,
+        provider: "provider",
+        operation: "extract",
+        key: reference.key.clone(),
+        reason,
+    })
+}
+
 /// What a `dataFrom.find` selects: secrets under a path, with a name matching a regular
 /// expression, carrying all of some tags.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -71,12 +86,32 @@ pub struct ProviderError {
 
 /// A source of secrets.
 pub trait SecretProvider: Send + Sync {
-    /// One remote secret, or one property of it: a string as its UTF-8 bytes, a binary
-    /// secret byte for byte.
-    fn get(
+    /// The whole payload of one remote secret (its key, version, or metadata; the property
+    /// is left to [`SecretProvider::select`]): a string as its UTF-8 bytes, a binary secret
+    /// byte for byte. One read serves every property of the secret.
+    fn read(
         &self,
         reference: &RemoteRef,
     ) -> impl Future<Output = Result<SecretBytes, ProviderError>> + Send;
+
+    /// The property `reference` names of a `payload` read for it (all of it without one),
+    /// as the provider looks properties up.
+    fn select(
+        &self,
+        payload: &SecretBytes,
+        reference: &RemoteRef,
+    ) -> Result<SecretBytes, ProviderError>;
+
+    /// One remote secret, or one property of it.
+    fn get(
+        &self,
+        reference: &RemoteRef,
+    ) -> impl Future<Output = Result<SecretBytes, ProviderError>> + Send {
+        async move {
+            let payload = self.read(reference).await?;
+            self.select(&payload, reference)
+        }
+    }
 
     /// A remote secret holding a JSON object, as one value per top-level key (`extract`):
     /// strings unquoted, anything else as its JSON text.
@@ -84,16 +119,7 @@ pub trait SecretProvider: Send + Sync {
         &self,
         reference: &RemoteRef,
     ) -> impl Future<Output = Result<BTreeMap<String, SecretBytes>, ProviderError>> + Send {
-        async move {
-            let payload = self.get(reference).await?;
-            value::json_object(payload.expose()).map_err(|reason| ProviderError {
-                kind: ErrorKind::Invalid,
-                provider: "provider",
-                operation: "extract",
-                key: reference.key.clone(),
-                reason,
-            })
-        }
+        async move { split_object(&self.get(reference).await?, reference) }
     }
 
     /// Every secret `find` selects, by its full remote name.

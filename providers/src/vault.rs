@@ -133,7 +133,7 @@ impl Vault {
     }
 
     /// The data of the secret at `key`, as a JSON object.
-    async fn read(
+    async fn read_data(
         &self,
         key: &str,
         version: Option<&str>,
@@ -224,20 +224,29 @@ impl Vault {
 }
 
 impl SecretProvider for Vault {
-    async fn get(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
+    async fn read(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
         let data = if reference.metadata {
             self.metadata(&reference.key).await?
         } else {
-            self.read(&reference.key, reference.version.as_deref())
+            self.read_data(&reference.key, reference.version.as_deref())
                 .await?
         };
         let payload = zeroize::Zeroizing::new(serde_json::to_vec(&data).expect("JSON"));
+        Ok(payload.as_slice().into())
+    }
+
+    fn select(
+        &self,
+        payload: &SecretBytes,
+        reference: &RemoteRef,
+    ) -> Result<SecretBytes, ProviderError> {
         let Some(property) = reference.property.as_deref() else {
-            return Ok(payload.as_slice().into());
+            return Ok(payload.clone());
         };
+        let payload = payload.expose();
         // An exact top-level key wins, then a path.
-        at_path(&payload, &literal_key_path(property))
-            .or_else(|| at_path(&payload, property))
+        at_path(payload, &literal_key_path(property))
+            .or_else(|| at_path(payload, property))
             .ok_or_else(|| ProviderError {
                 kind: ErrorKind::NotFound,
                 provider: PROVIDER,
@@ -296,7 +305,7 @@ impl SecretProvider for Vault {
                     continue;
                 }
             }
-            let data = self.read(&key, None).await?;
+            let data = self.read_data(&key, None).await?;
             found.insert(key, serde_json::to_vec(&data).expect("JSON").into());
         }
         Ok(found)

@@ -280,6 +280,14 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
     )
     .await?;
     wait_data(&client, &ns, "db", &synced_db("pw-1")).await?;
+    // Two properties and the extract of one secret: one read of it.
+    assert_eq!(
+        controller.metric(
+            "externalsecret_provider_api_calls_count",
+            r#"call="GetSecretValue""#
+        )?,
+        1.0
+    );
     let condition = wait_ready(&client, &ns, "ExternalSecret", "db", "True").await?;
     assert_eq!(condition["reason"], "SecretSynced");
     let es = api(&client, &ns, "ExternalSecret").get("db").await?;

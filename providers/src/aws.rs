@@ -16,7 +16,7 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use regex::Regex;
 use sealsync_crypto::SecretBytes;
 
-use crate::value::{at_path, literal_key_path};
+use crate::value::lookup;
 use crate::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
 
 const PROVIDER: &str = "AWS Secrets Manager";
@@ -270,18 +270,13 @@ impl SecretProvider for SecretsManager {
             return Ok(payload.clone());
         };
         // A dotted property names a literal key first, then a path.
-        property
-            .contains('.')
-            .then(|| at_path(payload.expose(), &literal_key_path(property)))
-            .flatten()
-            .or_else(|| at_path(payload.expose(), property))
-            .ok_or_else(|| ProviderError {
-                kind: ErrorKind::NotFound,
-                provider: PROVIDER,
-                operation: "GetSecretValue",
-                key: reference.key.clone(),
-                reason: format!("key {property} does not exist in the secret"),
-            })
+        lookup(payload.expose(), property, property.contains('.')).ok_or_else(|| ProviderError {
+            kind: ErrorKind::NotFound,
+            provider: PROVIDER,
+            operation: "GetSecretValue",
+            key: reference.key.clone(),
+            reason: format!("key {property} does not exist in the secret"),
+        })
     }
 
     async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {

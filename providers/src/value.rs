@@ -111,6 +111,15 @@ pub(crate) fn at_path(payload: &[u8], path: &str) -> Option<SecretBytes> {
     })
 }
 
+/// `property` of `payload`: the literal (escaped) key first when `literal_first`, then
+/// the property as a gjson path.
+pub(crate) fn lookup(payload: &[u8], property: &str, literal_first: bool) -> Option<SecretBytes> {
+    literal_first
+        .then(|| at_path(payload, &literal_key_path(property)))
+        .flatten()
+        .or_else(|| at_path(payload, property))
+}
+
 /// A gjson path naming the one top-level key `key`, special characters escaped (`a.b`
 /// names the key "a.b", not b inside a).
 pub(crate) fn literal_key_path(key: &str) -> String {

@@ -10,7 +10,7 @@ use tokio::sync::RwLock;
 use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::value::{at_path, literal_key_path};
+use crate::value::lookup;
 use crate::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
 
 const PROVIDER: &str = "Vault";
@@ -243,17 +243,14 @@ impl SecretProvider for Vault {
         let Some(property) = reference.property.as_deref() else {
             return Ok(payload.clone());
         };
-        let payload = payload.expose();
         // An exact top-level key wins, then a path.
-        at_path(payload, &literal_key_path(property))
-            .or_else(|| at_path(payload, property))
-            .ok_or_else(|| ProviderError {
-                kind: ErrorKind::NotFound,
-                provider: PROVIDER,
-                operation: "read",
-                key: reference.key.clone(),
-                reason: format!("cannot find secret data for key {property}"),
-            })
+        lookup(payload.expose(), property, true).ok_or_else(|| ProviderError {
+            kind: ErrorKind::NotFound,
+            provider: PROVIDER,
+            operation: "read",
+            key: reference.key.clone(),
+            reason: format!("cannot find secret data for key {property}"),
+        })
     }
 
     async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {

@@ -253,6 +253,14 @@ pub trait Generator: Send + Sync + 'static {
         None
     }
 
+    /// When the data of a generated Secret was read, if earlier than its generation (a
+    /// read shared with other sources): the refresh interval counts from then, so that the
+    /// readers of one remote value fall due together and keep sharing its reads. The
+    /// default: the data is as old as the generation.
+    fn data_read_at(&self, _report: &Self::Report) -> Option<SystemTime> {
+        None
+    }
+
     /// The status `source` should have after `outcome`, or `None` when its current status
     /// already says so (statuses are written only when they change). After
     /// [`Outcome::Applied`] it records the outcome's input digest for `synced_digest`; after

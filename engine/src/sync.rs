@@ -39,7 +39,7 @@ struct State {
     dependents: HashMap<Dependency, BTreeSet<SourceKey>>,
     /// What each source is in `dependents` under.
     depends_on: HashMap<SourceKey, Vec<Dependency>>,
-    /// When each source was last generated, for its refresh.
+    /// When the data of each source's last generation was read, for its refresh.
     generated_at: HashMap<SourceKey, SystemTime>,
 }
 
@@ -106,7 +106,8 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
     }
 
     /// How long until the refresh of `source` is due ([`crate::Policy::refresh`]): its
-    /// interval after its last sync (or from now, when that is unknown), never earlier;
+    /// interval after the data of its last sync was read (or from now, when that is
+    /// unknown), never earlier;
     /// `None` when it has no refresh.
     pub fn due_in(&self, source: &G::Source) -> Option<Duration> {
         let refresh = self.generator.plan(source).ok()?.policy.refresh?;
@@ -202,9 +203,11 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             Ok(generated) => generated,
             Err(e) => return failed(&e),
         };
-        self.state()
-            .generated_at
-            .insert(key.clone(), SystemTime::now());
+        let read_at = self
+            .generator
+            .data_read_at(&report)
+            .unwrap_or_else(SystemTime::now);
+        self.state().generated_at.insert(key.clone(), read_at);
         let step = Step {
             plan: &plan,
             key: &key,
@@ -370,7 +373,8 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         self.state().seen.insert(source.clone(), seen);
     }
 
-    /// When `source` was last generated, by this process or as its status says.
+    /// When the data `source` was last generated from was read, by this process, or when it
+    /// was generated, as its status says.
     fn last_sync(&self, source: &G::Source) -> Option<SystemTime> {
         source_key(source)
             .and_then(|key| self.state().generated_at.get(&key).copied())

@@ -3,12 +3,15 @@
 //! secret, not the ExternalSecret, the unit of polling: ExternalSecrets that read the same
 //! remote key through the same store and credentials within one window share one call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 use sealsync_crypto::SecretBytes;
-use sealsync_providers::aws::SecretsManager;
+use sealsync_providers::aws::{BATCH, SecretsManager};
 use sealsync_providers::vault::Vault;
 use sealsync_providers::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
 use tokio::sync::OnceCell;
@@ -224,24 +227,42 @@ impl Fetched {
     }
 }
 
-type Shared = Arc<OnceCell<Result<Arc<Fetched>, ProviderError>>>;
+type ReadResult = Result<Arc<Fetched>, ProviderError>;
+type SharedResult = Shared<BoxFuture<'static, ReadResult>>;
 
 struct SharedRead {
     started: Instant,
+    /// When the read was made, for the refresh of those that use it.
+    read_at: SystemTime,
+    /// The longest its readers let it serve them.
+    window: Duration,
     size: usize,
-    result: Shared,
+    result: SharedResult,
+}
+
+impl SharedRead {
+    /// Its readers are due again about two windows after it (the window is half their
+    /// interval); it is kept that long, for their refresh to be read ahead with another's.
+    fn kept(&self, now: Instant) -> bool {
+        now.duration_since(self.started) < self.window * 2 + self.window / 5
+    }
 }
 
 /// Most bytes of values the shared reads keep; past it, reads are not shared (values
 /// are never kept to save calls at the cost of unbounded memory).
 const MAX_SHARED_BYTES: usize = 32 << 20;
-/// Reads kept at most this long, whatever the windows asked.
-pub const MAX_SHARE_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Reads serve others at most this long, whatever the windows asked.
+pub const MAX_SHARE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
-/// Reads shared between ExternalSecrets, by client and read.
+/// Reads shared between ExternalSecrets, by client and read. A fresh read of an AWS
+/// secret's current value also reads, in the same `BatchGetSecretValue`, the secrets of the
+/// same client whose readers fall due within a window, so that their refreshes share it:
+/// the readers of up to 20 secrets end up refreshed by one call.
 #[derive(Default)]
 pub struct SharedReads {
     reads: Mutex<HashMap<(String, Read), SharedRead>>,
+    /// Clients whose credentials may not `BatchGetSecretValue`: read one by one.
+    unbatched: Arc<Mutex<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for SharedReads {
@@ -250,62 +271,73 @@ impl std::fmt::Debug for SharedReads {
     }
 }
 
+/// The remote secret of `read` when its current value can be read in a batch.
+fn batchable(read: &Read) -> Option<&RemoteRef> {
+    match read {
+        Read::Payload(r)
+            if !r.metadata && r.version.as_deref().is_none_or(|v| v == "AWSCURRENT") =>
+        {
+            Some(r)
+        }
+        _ => None,
+    }
+}
+
+/// One call of `read`, counted.
+async fn call(provider: &Provider, read: &Read, metrics: &EsoMetrics) -> ReadResult {
+    let fetched = match read {
+        Read::Payload(r) => provider.read(r).await.map(Fetched::Payload),
+        Read::Find(f) => provider.find(f).await.map(Fetched::Found),
+    };
+    metrics.provider_call(provider.metric_name(), read.call(), status(&fetched));
+    fetched.map(Arc::new)
+}
+
+fn status<T>(result: &Result<T, ProviderError>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(e) if e.kind == ErrorKind::NotFound => "success",
+        Err(_) => "error",
+    }
+}
+
 impl SharedReads {
-    /// `read` through `provider` (the client of configuration `client`): a read of the
-    /// same started less than `window` ago is shared, in flight or done; `None` reads
-    /// afresh (and shares that with the next ones). Failures are not kept.
+    /// `read` through `provider` (the client of configuration `client`), and when it was
+    /// read: a read of the same started less than `window` ago is shared, in flight or
+    /// done; `None` reads afresh (and shares that with the next ones). Failures are not
+    /// kept.
     pub async fn read(
         &self,
         client: &str,
-        provider: &Provider,
+        provider: &Arc<Provider>,
         read: Read,
         window: Option<Duration>,
         metrics: &EsoMetrics,
-    ) -> Result<Arc<Fetched>, ProviderError> {
+    ) -> Result<(Arc<Fetched>, SystemTime), ProviderError> {
         let key = (client.to_string(), read.clone());
-        let shared = {
+        let (shared, read_at) = {
             let mut reads = self.reads.lock().expect("reads lock");
             let now = Instant::now();
             let reusable = |r: &SharedRead| {
                 window.is_some_and(|w| now.duration_since(r.started) < w.min(MAX_SHARE_WINDOW))
             };
-            match reads.get(&key) {
-                Some(r) if reusable(r) => r.result.clone(),
+            match reads.get_mut(&key) {
+                Some(r) if reusable(r) => {
+                    r.window = r
+                        .window
+                        .max(window.unwrap_or_default().min(MAX_SHARE_WINDOW));
+                    (r.result.clone(), r.read_at)
+                }
                 _ => {
-                    reads.retain(|_, r| now.duration_since(r.started) < MAX_SHARE_WINDOW);
-                    let result = Shared::default();
-                    reads.insert(
-                        key.clone(),
-                        SharedRead {
-                            started: now,
-                            size: 0,
-                            result: result.clone(),
-                        },
-                    );
-                    result
+                    reads.retain(|_, r| r.kept(now));
+                    let window = window.unwrap_or_default().min(MAX_SHARE_WINDOW);
+                    self.start(&mut reads, key.clone(), provider, window, metrics)
                 }
             }
         };
-        let result = shared
-            .get_or_init(|| async {
-                let fetched = match &read {
-                    Read::Payload(r) => provider.read(r).await.map(Fetched::Payload),
-                    Read::Find(f) => provider.find(f).await.map(Fetched::Found),
-                };
-                let status = match &fetched {
-                    Ok(_) => "success",
-                    Err(e) if e.kind == ErrorKind::NotFound => "success",
-                    Err(_) => "error",
-                };
-                metrics.provider_call(provider.metric_name(), read.call(), status);
-                fetched.map(Arc::new)
-            })
-            .await
-            .clone();
+        let result = shared.clone().await;
         let mut reads = self.reads.lock().expect("reads lock");
-        let ours = reads
-            .get(&key)
-            .is_some_and(|r| Arc::ptr_eq(&r.result, &shared));
+        let ours = reads.get(&key).is_some_and(|r| r.result.ptr_eq(&shared));
         if ours {
             match &result {
                 Ok(fetched) => {
@@ -322,6 +354,131 @@ impl SharedReads {
                 }
             }
         }
-        result
+        result.map(|fetched| (fetched, read_at))
+    }
+
+    /// Starts the read of `key`, in a batch with the reads due soon when it can be, and
+    /// returns it.
+    fn start(
+        &self,
+        reads: &mut HashMap<(String, Read), SharedRead>,
+        key: (String, Read),
+        provider: &Arc<Provider>,
+        window: Duration,
+        metrics: &EsoMetrics,
+    ) -> (SharedResult, SystemTime) {
+        let now = Instant::now();
+        let read_at = SystemTime::now();
+        let (client, read) = &key;
+        let batch = match (provider.as_ref(), batchable(read)) {
+            (Provider::Aws(_), Some(first))
+                if !self
+                    .unbatched
+                    .lock()
+                    .expect("unbatched lock")
+                    .contains(client) =>
+            {
+                let mut due: Vec<(&(String, Read), &SharedRead)> = reads
+                    .iter()
+                    .filter(|((c, r), shared)| {
+                        c == client
+                            && batchable(r).is_some()
+                            && now.duration_since(shared.started) >= shared.window
+                    })
+                    .collect();
+                due.sort_by_key(|(_, shared)| shared.started);
+                let mut batch = vec![(first.clone(), window, 0)];
+                batch.extend(
+                    due.into_iter()
+                        .take(BATCH - 1)
+                        .filter_map(|((_, r), shared)| {
+                            Some((batchable(r)?.clone(), shared.window, shared.size))
+                        }),
+                );
+                batch
+            }
+            _ => Vec::new(),
+        };
+        if batch.len() < 2 {
+            let (provider, read, metrics) = (provider.clone(), read.clone(), metrics.clone());
+            let result = async move { call(&provider, &read, &metrics).await }
+                .boxed()
+                .shared();
+            reads.insert(
+                key,
+                SharedRead {
+                    started: now,
+                    read_at,
+                    window,
+                    size: 0,
+                    result: result.clone(),
+                },
+            );
+            return (result, read_at);
+        }
+        let keys: Vec<String> = batch.iter().map(|(r, ..)| r.key.clone()).collect();
+        let values = {
+            let (provider, metrics) = (provider.clone(), metrics.clone());
+            async move {
+                let Provider::Aws(aws) = provider.as_ref() else {
+                    unreachable!("only AWS reads are batched")
+                };
+                let values = aws.read_current(&keys).await;
+                metrics.provider_call(
+                    provider.metric_name(),
+                    "BatchGetSecretValue",
+                    status(&values),
+                );
+                values.map(Arc::new)
+            }
+            .boxed()
+            .shared()
+        };
+        let mut first = None;
+        for (reference, window, size) in batch {
+            let read = Read::Payload(reference);
+            let result = {
+                let (provider, metrics, values) =
+                    (provider.clone(), metrics.clone(), values.clone());
+                let (client, unbatched, read) =
+                    (client.clone(), self.unbatched.clone(), read.clone());
+                async move {
+                    let Read::Payload(reference) = &read else {
+                        unreachable!("batches read payloads")
+                    };
+                    match values.await {
+                        Ok(values) => match values.get(&reference.key) {
+                            Some(Ok(value)) => return Ok(Arc::new(Fetched::Payload(value.clone()))),
+                            Some(Err(e)) if e.kind == ErrorKind::NotFound => return Err(e.clone()),
+                            // Not in the answer, or refused alone: read alone.
+                            _ => {}
+                        },
+                        // The provider is in trouble: no second call for each secret.
+                        Err(e) if matches!(e.kind, ErrorKind::Throttled | ErrorKind::Unavailable) => {
+                            return Err(e);
+                        }
+                        Err(e) => {
+                            debug!(error = %e, "the store's credentials cannot batch reads: reading one by one");
+                            unbatched.lock().expect("unbatched lock").insert(client);
+                        }
+                    }
+                    call(&provider, &read, &metrics).await
+                }
+                .boxed()
+                .shared()
+            };
+            first.get_or_insert_with(|| result.clone());
+            reads.insert(
+                (client.clone(), read),
+                SharedRead {
+                    started: now,
+                    read_at,
+                    window,
+                    size,
+                    result,
+                },
+            );
+        }
+        (first.expect("a batch has its first read"), read_at)
     }
 }

@@ -93,6 +93,9 @@ pub struct SyncReport {
     pub missing: usize,
     /// No data, and the Secret kept as it is (deletionPolicy Retain).
     pub retained: bool,
+    /// When the oldest provider read of the sync was made (shared reads are older than
+    /// the sync).
+    pub read_at: Option<SystemTime>,
 }
 
 fn object_of(es: &ExternalSecret) -> String {
@@ -292,6 +295,8 @@ struct Sync<'a> {
     namespace: String,
     /// How old a shared read may be; `None`: read afresh.
     window: Option<Duration>,
+    /// When the oldest read it used was made.
+    read_at: Option<SystemTime>,
     connected: HashMap<StoreKey, (Arc<Provider>, String)>,
 }
 
@@ -358,7 +363,10 @@ impl Sync<'_> {
             )
             .await
         {
-            Ok(fetched) => Ok(Some(fetched)),
+            Ok((fetched, read_at)) => {
+                self.read_at = Some(self.read_at.map_or(read_at, |t| t.min(read_at)));
+                Ok(Some(fetched))
+            }
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(source) => Err(self.provider_error(store, source)),
         }
@@ -745,13 +753,14 @@ impl Generator for ExternalSecretGenerator {
         let window = refresh(es)
             .ok()
             .flatten()
-            .map_or(MAX_SHARE_WINDOW, |interval| interval / 4);
+            .map_or(MAX_SHARE_WINDOW, |interval| interval / 2);
         let mut sync = Sync {
             generator: self,
             es,
             object: object_of(es),
             namespace: namespace.clone(),
             window: (!changed).then_some(window),
+            read_at: None,
             connected: HashMap::new(),
         };
         let mut report = SyncReport::default();
@@ -770,6 +779,7 @@ impl Generator for ExternalSecretGenerator {
             })
         }
         .await;
+        report.read_at = sync.read_at;
         self.metrics.synced(
             &namespace,
             es.metadata.name.as_deref().unwrap_or_default(),
@@ -786,6 +796,10 @@ impl Generator for ExternalSecretGenerator {
         }
         let synced = es.status.as_ref()?.synced_resource_version.as_deref()?;
         Some(self.digest_for(es, synced))
+    }
+
+    fn data_read_at(&self, report: &SyncReport) -> Option<SystemTime> {
+        report.read_at
     }
 
     fn synced_at(&self, es: &ExternalSecret) -> Option<SystemTime> {

@@ -77,7 +77,7 @@ fn timeouts() -> aws_config::timeout::TimeoutConfig {
 /// Name of the sessions of assumed roles, seen in CloudTrail.
 const SESSION_NAME: &str = "sealsync";
 /// `BatchGetSecretValue` takes at most this many secrets per call.
-const BATCH: usize = 20;
+pub const BATCH: usize = 20;
 
 impl SecretsManager {
     /// A client for `config`; credentials are resolved on first use.
@@ -201,6 +201,51 @@ impl SecretsManager {
             );
         }
         Ok(names)
+    }
+
+    /// The current values of up to [`BATCH`] secrets (`keys` without the store's prefix)
+    /// in one `BatchGetSecretValue`, each with its own result (a secret that does not
+    /// exist is [`ErrorKind::NotFound`]); `Err` when the call itself failed.
+    pub async fn read_current(
+        &self,
+        keys: &[String],
+    ) -> Result<BTreeMap<String, Result<SecretBytes, ProviderError>>, ProviderError> {
+        let ids: Vec<String> = keys.iter().map(|k| format!("{}{k}", self.prefix)).collect();
+        let what = ids.first().cloned().unwrap_or_default();
+        let page = self
+            .client
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(ids.clone()))
+            .send()
+            .await
+            .map_err(|e| error("BatchGetSecretValue", &what, e))?;
+        let mut results = BTreeMap::new();
+        for (key, id) in keys.iter().zip(&ids) {
+            let named = |name: Option<&str>, arn: Option<&str>| {
+                name == Some(id.as_str()) || arn == Some(id.as_str())
+            };
+            let result = if let Some(value) = page
+                .secret_values()
+                .iter()
+                .find(|v| named(v.name(), v.arn()))
+            {
+                Ok(secret_bytes(value.secret_binary(), value.secret_string()))
+            } else if let Some(failed) = page.errors().iter().find(|e| e.secret_id() == Some(id)) {
+                let code = failed.error_code().unwrap_or("error");
+                let message = failed.message().unwrap_or_default();
+                Err(ProviderError {
+                    kind: kind_of(code, message),
+                    provider: PROVIDER,
+                    operation: "BatchGetSecretValue",
+                    key: id.clone(),
+                    reason: format!("{code}: {message}"),
+                })
+            } else {
+                continue;
+            };
+            results.insert(key.clone(), result);
+        }
+        Ok(results)
     }
 
     /// `BatchGetSecretValue` of `names` (20 a call) or of the secrets `filters` select.
@@ -429,9 +474,21 @@ fn error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Deb
     key: &str,
     e: SdkError<E, R>,
 ) -> ProviderError {
-    let code = e.code().unwrap_or_default();
-    let message = e.message().unwrap_or_default();
-    let kind = match code {
+    ProviderError {
+        kind: kind_of(
+            e.code().unwrap_or_default(),
+            e.message().unwrap_or_default(),
+        ),
+        provider: PROVIDER,
+        operation,
+        key: key.into(),
+        reason: sdk_reason(&e),
+    }
+}
+
+/// The kind of an error by its AWS error code (and message).
+fn kind_of(code: &str, message: &str) -> ErrorKind {
+    match code {
         "ResourceNotFoundException" => ErrorKind::NotFound,
         "InvalidParameterException" if message.contains("marked for deletion") => {
             ErrorKind::NotFound
@@ -448,12 +505,5 @@ fn error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Deb
             ErrorKind::Invalid
         }
         _ => ErrorKind::Unavailable,
-    };
-    ProviderError {
-        kind,
-        provider: PROVIDER,
-        operation,
-        key: key.into(),
-        reason: sdk_reason(&e),
     }
 }

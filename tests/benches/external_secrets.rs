@@ -24,7 +24,7 @@ use sealsync_api::external::{
     ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore,
 };
 use sealsync_testkit::{
-    Component, Moto, Process, TestCluster, UpstreamEso, binary, free_port, http_get,
+    Component, Moto, MotoCalls, Process, TestCluster, UpstreamEso, binary, free_port, http_get,
 };
 use serde_json::{Value, json};
 
@@ -213,61 +213,6 @@ impl Running {
     async fn stop(mut self) -> anyhow::Result<()> {
         self.process.terminate(Duration::from_secs(30)).await?;
         Ok(())
-    }
-}
-
-/// The requests moto received, from its own recorder (`/moto-api/recorder/*`: one JSON line
-/// per request with its headers, appended to a file in moto's folder), started once the
-/// fixture's secrets are created.
-struct MotoCalls {
-    addr: SocketAddrV4,
-}
-
-impl MotoCalls {
-    fn start(moto: &Moto) -> anyhow::Result<Self> {
-        let port = moto
-            .endpoint()
-            .rsplit(':')
-            .next()
-            .context("moto's endpoint has a port")?
-            .parse()?;
-        let calls = Self {
-            addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
-        };
-        http_get(calls.addr, "/moto-api/recorder/reset-recording")?;
-        http_get(calls.addr, "/moto-api/recorder/start-recording")?;
-        Ok(calls)
-    }
-
-    fn recording(&self) -> anyhow::Result<String> {
-        http_get(self.addr, "/moto-api/recorder/download-recording")
-    }
-
-    /// Requests so far.
-    fn total(&self) -> anyhow::Result<u64> {
-        Ok(self.recording()?.lines().count() as u64)
-    }
-
-    /// Requests so far by AWS operation (the `X-Amz-Target` header).
-    fn by_operation(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        let mut counts = BTreeMap::new();
-        for line in self.recording()?.lines() {
-            let entry: Value = serde_json::from_str(line)?;
-            let operation = entry["headers"]
-                .as_object()
-                .and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
-                })
-                .and_then(|(_, v)| v.as_str())
-                .map_or("(no X-Amz-Target)", |t| {
-                    t.rsplit('.').next().unwrap_or_default()
-                })
-                .to_string();
-            *counts.entry(operation).or_insert(0) += 1;
-        }
-        Ok(counts)
     }
 }
 

@@ -25,7 +25,7 @@ pub use controller::{SealsyncController, seal_and_wait_unsealed};
 pub use eso::{UpstreamEso, upstream_eso_crds};
 pub use events::events_about;
 pub use image::{Container, controller_image, podman, podman_run};
-pub use moto::Moto;
+pub use moto::{Moto, MotoCalls};
 pub use netns::NetNs;
 pub use process::{Process, free_port, http_get, http_post, run_ok, wait_for};
 pub use upstream::{UpstreamController, upstream_chart_command_line};

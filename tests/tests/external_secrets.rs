@@ -468,6 +468,108 @@ async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() ->
     Ok(())
 }
 
+/// The unit of polling is the remote secret: 24 ExternalSecrets reading 6 AWS secrets (two
+/// properties each, created in two waves so that their phases differ) fall into step, and
+/// each refresh interval costs one `BatchGetSecretValue` for all 6 secrets instead of 24
+/// reads; a changed value still reaches every reader within an interval or two.
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_of_one_remote_secret_share_its_reads_and_refreshes_are_batched()
+-> anyhow::Result<()> {
+    const KEYS: usize = 6;
+    const READERS: usize = 24;
+    const INTERVAL: Duration = Duration::from_secs(6);
+    let cluster = TestCluster::start().await?;
+    install_crds(&cluster).await?;
+    let moto = Moto::start().await?;
+    let client = cluster.client();
+    let ns = cluster.namespace("es-shared").await?;
+    let value = |k: usize, property: &str, version: u32| format!("{property} of {k}, v{version}");
+    let payload = |k: usize, version: u32| {
+        json!({ "a": value(k, "a", version), "b": value(k, "b", version) }).to_string()
+    };
+    for k in 0..KEYS {
+        moto.client()
+            .create_secret()
+            .name(format!("shared/key-{k}"))
+            .secret_string(payload(k, 1))
+            .send()
+            .await?;
+    }
+    aws_credentials(&client, &ns).await?;
+    apply(&client, &ns, aws_store("aws")).await?;
+    let controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    let reader = |i: usize| (i % KEYS, if i / KEYS % 2 == 0 { "a" } else { "b" });
+    for i in 0..READERS {
+        if i == READERS / 2 {
+            tokio::time::sleep(INTERVAL * 2 / 3).await;
+        }
+        let (k, property) = reader(i);
+        let mut es = external_secret(
+            &format!("reader-{i}"),
+            "aws",
+            json!({ "data": [{ "secretKey": "value", "remoteRef": {
+                "key": format!("shared/key-{k}"), "property": property } }] }),
+        );
+        es["spec"]["refreshInterval"] = json!(format!("{}s", INTERVAL.as_secs()));
+        apply(&client, &ns, es).await?;
+    }
+    for i in 0..READERS {
+        let (k, property) = reader(i);
+        wait_data(
+            &client,
+            &ns,
+            &format!("reader-{i}"),
+            &[("value", &value(k, property, 1))],
+        )
+        .await?;
+    }
+
+    // Two intervals to fall into step, then two intervals counted.
+    tokio::time::sleep(INTERVAL * 2).await;
+    let syncs_before = controller.metric("externalsecret_sync_calls_total", "")?;
+    let calls = sealsync_testkit::MotoCalls::start(&moto)?;
+    tokio::time::sleep(INTERVAL * 2).await;
+    let by_operation = calls.by_operation()?;
+    let syncs = controller.metric("externalsecret_sync_calls_total", "")? - syncs_before;
+    let reads: u64 = ["GetSecretValue", "BatchGetSecretValue"]
+        .iter()
+        .map(|op| by_operation.get(*op).copied().unwrap_or(0))
+        .sum();
+    assert!(
+        syncs >= READERS as f64,
+        "every ExternalSecret is still refreshed: {syncs} syncs in two intervals"
+    );
+    // One read per refresh would be 48; one read per secret per interval 12.
+    assert!(
+        reads <= KEYS as u64,
+        "provider calls in two intervals: {by_operation:?}, for {syncs} syncs"
+    );
+    assert!(
+        by_operation.contains_key("BatchGetSecretValue"),
+        "refreshes are read in batches: {by_operation:?}"
+    );
+
+    for k in 0..KEYS {
+        moto.client()
+            .put_secret_value()
+            .secret_id(format!("shared/key-{k}"))
+            .secret_string(payload(k, 2))
+            .send()
+            .await?;
+    }
+    for i in 0..READERS {
+        let (k, property) = reader(i);
+        wait_data(
+            &client,
+            &ns,
+            &format!("reader-{i}"),
+            &[("value", &value(k, property, 2))],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn vault_kv2_and_kv1_secrets_are_synced_with_token_and_approle_auth() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use sealsync_crypto::SecretBytes;
+use sealsync_engine::backoff::Backoff;
 use sealsync_providers::aws::{BATCH, SecretsManager};
 use sealsync_providers::vault::Vault;
 use sealsync_providers::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
@@ -209,6 +210,18 @@ impl Read {
             Read::Find(_) => "GetAllSecrets",
         }
     }
+
+    /// What the read is of, for errors.
+    fn what(&self) -> String {
+        match self {
+            Read::Payload(r) => r.key.clone(),
+            Read::Find(f) => f
+                .path
+                .clone()
+                .or_else(|| f.name.clone())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// What a read gave.
@@ -254,6 +267,56 @@ const MAX_SHARED_BYTES: usize = 32 << 20;
 /// Reads serve others at most this long, whatever the windows asked.
 pub const MAX_SHARE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
+/// Clients whose provider throttled or could not be reached: not called again until their
+/// backoff ends (doubling from 1 s to 1 min), so that a struggling provider is not hit by
+/// every ExternalSecret of the store; reads meanwhile fail at once, with the reason.
+struct Pauses {
+    backoff: Backoff,
+    paused: Mutex<HashMap<String, (Instant, ProviderError)>>,
+}
+
+impl Default for Pauses {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            paused: Mutex::default(),
+        }
+    }
+}
+
+impl Pauses {
+    /// The error a fresh `read` through `client` fails with while the client is paused.
+    fn check(&self, client: &str, read: &Read, now: Instant) -> Option<ProviderError> {
+        let paused = self.paused.lock().expect("pauses lock");
+        let (until, error) = paused.get(client).filter(|(until, _)| now < *until)?;
+        Some(ProviderError {
+            key: read.what(),
+            reason: format!(
+                "{} (the store is not called again for {} s after this failure)",
+                error.reason,
+                until.duration_since(now).as_secs().max(1)
+            ),
+            ..error.clone()
+        })
+    }
+
+    /// Records how a fresh read through `client` went.
+    fn record<T>(&self, client: &str, result: &Result<T, ProviderError>) {
+        let mut paused = self.paused.lock().expect("pauses lock");
+        match result {
+            Err(e) if matches!(e.kind, ErrorKind::Throttled | ErrorKind::Unavailable) => {
+                let until = Instant::now() + self.backoff.failed(client);
+                paused.insert(client.to_string(), (until, e.clone()));
+            }
+            _ => {
+                if paused.remove(client).is_some() {
+                    self.backoff.succeeded(client);
+                }
+            }
+        }
+    }
+}
+
 /// Reads shared between ExternalSecrets, by client and read. A fresh read of an AWS
 /// secret's current value also reads, in the same `BatchGetSecretValue`, the secrets of the
 /// same client whose readers fall due within a window, so that their refreshes share it:
@@ -263,6 +326,7 @@ pub struct SharedReads {
     reads: Mutex<HashMap<(String, Read), SharedRead>>,
     /// Clients whose credentials may not `BatchGetSecretValue`: read one by one.
     unbatched: Arc<Mutex<HashSet<String>>>,
+    pauses: Pauses,
 }
 
 impl std::fmt::Debug for SharedReads {
@@ -315,7 +379,7 @@ impl SharedReads {
         metrics: &EsoMetrics,
     ) -> Result<(Arc<Fetched>, SystemTime), ProviderError> {
         let key = (client.to_string(), read.clone());
-        let (shared, read_at) = {
+        let (shared, read_at, fresh) = {
             let mut reads = self.reads.lock().expect("reads lock");
             let now = Instant::now();
             let reusable = |r: &SharedRead| {
@@ -326,16 +390,24 @@ impl SharedReads {
                     r.window = r
                         .window
                         .max(window.unwrap_or_default().min(MAX_SHARE_WINDOW));
-                    (r.result.clone(), r.read_at)
+                    (r.result.clone(), r.read_at, false)
                 }
                 _ => {
+                    if let Some(paused) = self.pauses.check(client, &read, now) {
+                        return Err(paused);
+                    }
                     reads.retain(|_, r| r.kept(now));
                     let window = window.unwrap_or_default().min(MAX_SHARE_WINDOW);
-                    self.start(&mut reads, key.clone(), provider, window, metrics)
+                    let (result, read_at) =
+                        self.start(&mut reads, key.clone(), provider, window, metrics);
+                    (result, read_at, true)
                 }
             }
         };
         let result = shared.clone().await;
+        if fresh {
+            self.pauses.record(client, &result);
+        }
         let mut reads = self.reads.lock().expect("reads lock");
         let ours = reads.get(&key).is_some_and(|r| r.result.ptr_eq(&shared));
         if ours {
@@ -480,5 +552,68 @@ impl SharedReads {
             );
         }
         (first.expect("a batch has its first read"), read_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(kind: ErrorKind) -> ProviderError {
+        ProviderError {
+            kind,
+            provider: "AWS Secrets Manager",
+            operation: "GetSecretValue",
+            key: "app/one".into(),
+            reason: "ThrottlingException: Rate exceeded".into(),
+        }
+    }
+
+    fn read(key: &str) -> Read {
+        Read::Payload(RemoteRef {
+            key: key.into(),
+            ..RemoteRef::default()
+        })
+    }
+
+    #[test]
+    fn a_throttled_client_is_paused_for_every_read_until_it_answers_again() {
+        let pauses = Pauses::default();
+        let now = Instant::now();
+        assert!(pauses.check("store-a", &read("app/two"), now).is_none());
+        pauses.record::<()>("store-a", &Err(failure(ErrorKind::Throttled)));
+        let paused = pauses
+            .check("store-a", &read("app/two"), Instant::now())
+            .expect("paused");
+        assert_eq!(paused.kind, ErrorKind::Throttled);
+        // It names the read it refused, and why.
+        assert_eq!(paused.key, "app/two");
+        assert!(paused.reason.contains("Rate exceeded"), "{}", paused.reason);
+        assert!(
+            paused.reason.contains("not called again"),
+            "{}",
+            paused.reason
+        );
+        // Another client is not paused; after the pause the client is called again.
+        assert!(pauses.check("store-b", &read("app/two"), now).is_none());
+        assert!(
+            pauses
+                .check("store-a", &read("app/two"), now + Duration::from_secs(2))
+                .is_none()
+        );
+        // An answer, even "not found", ends the pause.
+        pauses.record::<()>("store-a", &Err(failure(ErrorKind::NotFound)));
+        assert!(pauses.check("store-a", &read("app/two"), now).is_none());
+    }
+
+    #[test]
+    fn refusals_do_not_pause_a_client() {
+        let pauses = Pauses::default();
+        pauses.record::<()>("store-a", &Err(failure(ErrorKind::Denied)));
+        assert!(
+            pauses
+                .check("store-a", &read("app/one"), Instant::now())
+                .is_none()
+        );
     }
 }

@@ -468,6 +468,112 @@ async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() ->
     Ok(())
 }
 
+/// An API server restart in the middle of the first syncs, then a controller killed
+/// (SIGKILL) in the middle of a forced re-sync of all of them: everything converges after
+/// recovery, and no Secret is deleted or recreated on the way.
+#[tokio::test(flavor = "multi_thread")]
+async fn external_secrets_converge_after_an_api_server_restart_and_a_killed_controller()
+-> anyhow::Result<()> {
+    const COUNT: usize = 40;
+    const KEYS: usize = 4;
+    let mut cluster = TestCluster::start().await?;
+    install_crds(&cluster).await?;
+    let moto = Moto::start().await?;
+    let ns = cluster.namespace("es-faults").await?;
+    let value = |k: usize, version: u32| format!("value of {k}, v{version}");
+    for k in 0..KEYS {
+        moto.client()
+            .create_secret()
+            .name(format!("faults/key-{k}"))
+            .secret_string(value(k, 1))
+            .send()
+            .await?;
+    }
+    let client = cluster.client();
+    aws_credentials(&client, &ns).await?;
+    apply(&client, &ns, aws_store("aws")).await?;
+    let env = [("AWS_ENDPOINT_URL", moto.endpoint())];
+    let mut first = controller(&cluster, &ns, &env).await?;
+    for i in 0..COUNT {
+        let es = external_secret(
+            &format!("es-{i}"),
+            "aws",
+            json!({ "data": [{ "secretKey": "value",
+                "remoteRef": { "key": format!("faults/key-{}", i % KEYS) } }] }),
+        );
+        apply(&client, &ns, es).await?;
+    }
+    cluster.restart_apiserver(Duration::from_secs(3)).await?;
+    let client = cluster.client();
+    for i in 0..COUNT {
+        wait_data(
+            &client,
+            &ns,
+            &format!("es-{i}"),
+            &[("value", &value(i % KEYS, 1))],
+        )
+        .await?;
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let uid = |s: &Secret| s.metadata.uid.clone().unwrap_or_default();
+    let mut uids = BTreeMap::new();
+    for i in 0..COUNT {
+        uids.insert(i, uid(&secrets.get(&format!("es-{i}")).await?));
+    }
+
+    // New values, and force-sync on every ExternalSecret; the controller is killed as soon
+    // as the first of them is re-synced.
+    for k in 0..KEYS {
+        moto.client()
+            .put_secret_value()
+            .secret_id(format!("faults/key-{k}"))
+            .secret_string(value(k, 2))
+            .send()
+            .await?;
+    }
+    let api = api(&client, &ns, "ExternalSecret");
+    for i in 0..COUNT {
+        api.patch(
+            &format!("es-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "annotations": { "force-sync": "1" } } })),
+        )
+        .await?;
+    }
+    wait_for("a first re-sync", WAIT, None, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let mut any = false;
+            for i in 0..COUNT {
+                any |= secret_data(&client, &ns, &format!("es-{i}"))
+                    .await?
+                    .is_some_and(|d| d.get("value") == Some(&value(i % KEYS, 2)));
+            }
+            Ok(any)
+        }
+    })
+    .await?;
+    first.process().kill();
+    let _second = controller(&cluster, &ns, &env).await?;
+    for i in 0..COUNT {
+        wait_data(
+            &client,
+            &ns,
+            &format!("es-{i}"),
+            &[("value", &value(i % KEYS, 2))],
+        )
+        .await?;
+        wait_ready(&client, &ns, "ExternalSecret", &format!("es-{i}"), "True").await?;
+        assert_eq!(
+            uid(&secrets.get(&format!("es-{i}")).await?),
+            uids[&i],
+            "Secret es-{i} was never deleted or recreated"
+        );
+    }
+    Ok(())
+}
+
 /// The unit of polling is the remote secret: 24 ExternalSecrets reading 6 AWS secrets (two
 /// properties each, created in two waves so that their phases differ) fall into step, and
 /// each refresh interval costs one `BatchGetSecretValue` for all 6 secrets instead of 24

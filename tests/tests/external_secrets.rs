@@ -604,7 +604,16 @@ async fn readers_of_one_remote_secret_share_its_reads_and_refreshes_are_batched(
     aws_credentials(&client, &ns).await?;
     apply(&client, &ns, aws_store("aws")).await?;
     let controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
-    let reader = |i: usize| (i % KEYS, if i / KEYS % 2 == 0 { "a" } else { "b" });
+    let reader = |i: usize| {
+        (
+            i % KEYS,
+            if (i / KEYS).is_multiple_of(2) {
+                "a"
+            } else {
+                "b"
+            },
+        )
+    };
     for i in 0..READERS {
         if i == READERS / 2 {
             tokio::time::sleep(INTERVAL * 2 / 3).await;

@@ -119,6 +119,32 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
         )
     }
 
+    /// Whether a sync of `source` now would only be its due refresh: its Secret was last
+    /// generated from its current inputs. Such syncs may wait for first syncs and changes
+    /// when the process cannot keep up.
+    pub fn only_refresh_due(&self, source: &G::Source) -> bool {
+        let (Ok(plan), Some(key)) = (self.generator.plan(source), source_key(source)) else {
+            return false;
+        };
+        self.refresh_due(source, &plan)
+            && self.synced_from(source, self.seen(&key, &plan.target).as_ref())
+                == Some(plan.input_digest)
+    }
+
+    fn refresh_due(&self, source: &G::Source, plan: &Plan) -> bool {
+        plan.policy.refresh.is_some_and(|interval| {
+            self.last_sync(source)
+                .is_none_or(|last| last + interval <= SystemTime::now())
+        })
+    }
+
+    /// The input digest the Secret of `source` was last generated from, as this process
+    /// wrote it or as the status says.
+    fn synced_from(&self, source: &G::Source, seen: Option<&Seen>) -> Option<String> {
+        seen.and_then(|s| s.written_from.clone())
+            .or_else(|| self.generator.synced_digest(source))
+    }
+
     /// Brings the Secret of `source` to its desired state, or says why not.
     pub async fn sync(&self, source: &G::Source) -> Outcome<G::Report> {
         self.sync_cached(source, async { Ok::<_, Infallible>(Some(source.clone())) })
@@ -152,14 +178,8 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             manager: FieldManager::of_source(&self.field_manager, &G::Source::kind(&()), &key.name),
         };
         let seen = self.seen(&key, &plan.target);
-        let synced = seen
-            .as_ref()
-            .and_then(|s| s.written_from.clone())
-            .or_else(|| self.generator.synced_digest(source));
-        let refresh_due = plan.policy.refresh.is_some_and(|interval| {
-            self.last_sync(source)
-                .is_none_or(|last| last + interval <= SystemTime::now())
-        });
+        let synced = self.synced_from(source, seen.as_ref());
+        let refresh_due = self.refresh_due(source, &plan);
         let own_keys = plan
             .data_keys
             .clone()

@@ -430,6 +430,10 @@ async fn a_due_refresh_generates_again_and_reports_new_data_as_an_update() {
         action(syncer.sync(&hourly).await),
         Some(AppliedAction::Created)
     );
+    assert!(
+        !syncer.only_refresh_due(&hourly),
+        "synced, and not due for an hour"
+    );
     assert_eq!(action(syncer.sync(&hourly).await), None, "not due yet");
     let due = syncer.due_in(&hourly).expect("a refresh");
     assert!(
@@ -439,12 +443,19 @@ async fn a_due_refresh_generates_again_and_reports_new_data_as_an_update() {
     assert_eq!(syncer.due_in(&config_map(&[("a", "1")])), None);
 
     let always = annotated("app", &[("refresh", "0")], &[("a", "1")]);
+    assert!(
+        !syncer.only_refresh_due(&always),
+        "due, but its inputs changed: more than a refresh"
+    );
+    let never_synced = annotated("other", &[("refresh", "0")], &[("a", "1")]);
+    assert!(!syncer.only_refresh_due(&never_synced), "a first sync");
     let before = syncer.generator().generated.load(Ordering::SeqCst);
     assert_eq!(
         action(syncer.sync(&always).await),
         Some(AppliedAction::Updated),
         "its inputs changed (the annotation)"
     );
+    assert!(syncer.only_refresh_due(&always));
     assert_eq!(
         action(syncer.sync(&always).await),
         Some(AppliedAction::Refreshed)

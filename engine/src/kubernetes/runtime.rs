@@ -110,6 +110,8 @@ struct Context<G: Generator> {
     reporter: ObjectReporter,
     metrics: EngineMetrics,
     backoff: Backoff,
+    /// Slots for due refreshes of synced sources: half the concurrency.
+    refreshes: Arc<tokio::sync::Semaphore>,
     /// The generation of each source whose success this process wrote to its status: until
     /// an outcome changes, its status is current, even when the watch's copy of the source
     /// does not show it yet (a status made from that copy would undo it).
@@ -227,6 +229,9 @@ impl Runtime {
             reporter: self.reporter(&config.field_manager),
             client: self.client.clone(),
             backoff: Backoff::new(config.backoff.0, config.backoff.1),
+            refreshes: Arc::new(tokio::sync::Semaphore::new(
+                usize::from(config.concurrency / 2).max(1),
+            )),
             leadership: self.config.leadership.clone(),
             reported: Default::default(),
             metrics,
@@ -470,6 +475,8 @@ async fn run_scope<G>(
 
 /// How often a replica that does not lead looks at a source again.
 const NOT_LEADING_RETRY: Duration = Duration::from_secs(2);
+/// A refresh deferred for lack of a slot is tried again about this much later.
+const REFRESH_DEFERRED: Duration = Duration::from_secs(2);
 
 /// kubectl's copy of the last applied object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -619,6 +626,19 @@ where
             debug!("not leading: nothing written");
             return Ok(Action::requeue(jitter(NOT_LEADING_RETRY)));
         }
+        // Past half the reconciles at once, a due refresh of a synced source waits: a
+        // process that cannot keep up serves first syncs and changes before refreshes.
+        let _refresh = if context.syncer.only_refresh_due(source.as_ref()) {
+            match context.refreshes.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    debug!("refresh deferred: first syncs and changes go first");
+                    return Ok(Action::requeue(jitter(REFRESH_DEFERRED)));
+                }
+            }
+        } else {
+            None
+        };
         let in_flight = context.metrics.started();
         let api: Api<G::Source> = Api::namespaced(
             context.client.clone(),

@@ -24,7 +24,8 @@ use sealsync_api::external::{
     ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore,
 };
 use sealsync_testkit::{
-    Component, Moto, MotoCalls, Process, TestCluster, UpstreamEso, binary, free_port, http_get,
+    Component, Moto, MotoCalls, Process, TestCluster, UpstreamEso, Vault, binary, free_port,
+    http_get,
 };
 use serde_json::{Value, json};
 
@@ -32,7 +33,9 @@ use serde_json::{Value, json};
 const WORK_NS: &str = "bench";
 /// Namespace of sealsync-controller's leader Lease.
 const CONTROLLER_NS: &str = "sealsync";
-const STORE: &str = "aws";
+const STORE: &str = "store";
+/// The file of Vault's audit device, in the case's folder.
+const AUDIT_LOG: &str = "audit.log";
 /// Provider calls by provider, call and status, under this name on both controllers.
 const PROVIDER_CALLS_METRIC: &str = "externalsecret_provider_api_calls_count";
 /// Syncs of ExternalSecrets (reconciles that got as far as the provider), on both.
@@ -44,7 +47,11 @@ struct Args {
     /// ExternalSecrets of the main case.
     #[arg(long, default_value_t = 1000)]
     external_secrets: usize,
-    /// Distinct AWS secrets they read: ExternalSecret i reads key i mod K.
+    /// The provider the remote secrets are in: AWS Secrets Manager (moto) or Vault (KV v2,
+    /// token auth).
+    #[arg(long, value_enum, default_value_t = ProviderKind::Aws)]
+    provider: ProviderKind,
+    /// Distinct remote secrets they read: ExternalSecret i reads key i mod K.
     #[arg(long, default_value_t = 100)]
     remote_keys: usize,
     /// Distinct properties read per remote key: ExternalSecret i reads property
@@ -83,6 +90,162 @@ struct Args {
     /// Added by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProviderKind {
+    Aws,
+    Vault,
+}
+
+/// The provider of a case, running, and where the calls it receives are counted.
+enum Backend {
+    Aws(Moto, MotoCalls),
+    /// Vault with a file audit device: one JSON line per request, counted after the
+    /// fixture is written.
+    Vault(Vault, tempfile::TempDir),
+}
+
+impl Backend {
+    /// The provider, with the remote secrets written and its call counting started.
+    async fn start(args: &Args) -> anyhow::Result<Self> {
+        let payload = |k: usize| -> serde_json::Map<String, Value> {
+            (0..args.properties)
+                .map(|p| (property(p), remote_value(k, p).into()))
+                .collect()
+        };
+        match args.provider {
+            ProviderKind::Aws => {
+                let moto = Moto::start().await?;
+                let aws = moto.client();
+                futures::stream::iter(0..args.remote_keys)
+                    .map(|k| {
+                        let aws = aws.clone();
+                        async move {
+                            aws.create_secret()
+                                .name(remote_key(k))
+                                .secret_string(Value::Object(payload(k)).to_string())
+                                .send()
+                                .await
+                                .with_context(|| format!("cannot create {} in moto", remote_key(k)))
+                        }
+                    })
+                    .buffer_unordered(8)
+                    .try_for_each(|_| async { Ok(()) })
+                    .await?;
+                let calls = MotoCalls::start(&moto)?;
+                Ok(Backend::Aws(moto, calls))
+            }
+            ProviderKind::Vault => {
+                let vault = Vault::start().await?;
+                let client = vault.client()?;
+                for k in 0..args.remote_keys {
+                    vaultrs::kv2::set(&client, Vault::KV2_MOUNT, &remote_key(k), &payload(k))
+                        .await
+                        .with_context(|| format!("cannot write {} to Vault", remote_key(k)))?;
+                }
+                let dir = tempfile::Builder::new()
+                    .prefix("sealsync-bench-audit-")
+                    .tempdir()?;
+                let log = dir.path().join(AUDIT_LOG);
+                let enabled = Command::new(binary(Component::Vault, "SEALSYNC_VAULT"))
+                    .args(["audit", "enable", "file"])
+                    .arg(format!("file_path={}", log.display()))
+                    .env("VAULT_ADDR", vault.address())
+                    .env("VAULT_TOKEN", Vault::ROOT_TOKEN)
+                    .output()?;
+                anyhow::ensure!(
+                    enabled.status.success(),
+                    "vault audit enable: {}",
+                    String::from_utf8_lossy(&enabled.stderr)
+                );
+                Ok(Backend::Vault(vault, dir))
+            }
+        }
+    }
+
+    /// The credentials Secret's data and the SecretStore's provider.
+    fn store(&self) -> (Vec<(&'static str, String)>, Value) {
+        match self {
+            Backend::Aws(..) => {
+                let key_ref = |key: &str| json!({ "name": "credentials", "key": key });
+                (
+                    vec![
+                        ("access-key-id", Moto::ACCESS_KEY_ID.into()),
+                        ("secret-access-key", Moto::SECRET_ACCESS_KEY.into()),
+                    ],
+                    json!({ "aws": {
+                        "service": "SecretsManager",
+                        "region": Moto::REGION,
+                        "auth": { "secretRef": {
+                            "accessKeyIDSecretRef": key_ref("access-key-id"),
+                            "secretAccessKeySecretRef": key_ref("secret-access-key"),
+                        } }
+                    } }),
+                )
+            }
+            Backend::Vault(vault, ..) => (
+                vec![("token", Vault::ROOT_TOKEN.into())],
+                json!({ "vault": {
+                    "server": vault.address(),
+                    "path": Vault::KV2_MOUNT,
+                    "version": "v2",
+                    "auth": { "tokenSecretRef": { "name": "credentials", "key": "token" } }
+                } }),
+            ),
+        }
+    }
+
+    /// Environment for a controller: its AWS calls go to moto.
+    fn env(&self, controller: &Controller) -> Vec<(&'static str, String)> {
+        match (self, controller) {
+            (Backend::Aws(moto, _), Controller::Upstream) => vec![
+                ("AWS_SECRETSMANAGER_ENDPOINT", moto.endpoint().into()),
+                ("AWS_STS_ENDPOINT", moto.endpoint().into()),
+            ],
+            (Backend::Aws(moto, _), Controller::Sealsync(_)) => {
+                vec![("AWS_ENDPOINT_URL", moto.endpoint().into())]
+            }
+            (Backend::Vault(..), _) => Vec::new(),
+        }
+    }
+
+    /// Requests received so far, by operation: the AWS operation (`X-Amz-Target`), or
+    /// Vault's operation and path (KV paths by their prefix).
+    fn by_operation(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        match self {
+            Backend::Aws(_, calls) => calls.by_operation(),
+            Backend::Vault(_, dir) => {
+                let mut counts = BTreeMap::new();
+                let text = std::fs::read_to_string(dir.path().join(AUDIT_LOG)).unwrap_or_default();
+                for line in text.lines() {
+                    let entry: Value = serde_json::from_str(line)?;
+                    if entry["type"] != "request" {
+                        continue;
+                    }
+                    let path = entry["request"]["path"].as_str().unwrap_or_default();
+                    let kind = match path.find("/bench/") {
+                        Some(at) => format!("{}*", &path[..at + 1]),
+                        None => path.to_string(),
+                    };
+                    let operation = entry["request"]["operation"].as_str().unwrap_or_default();
+                    *counts.entry(format!("{operation} {kind}")).or_insert(0) += 1;
+                }
+                Ok(counts)
+            }
+        }
+    }
+
+    fn total(&self) -> anyhow::Result<u64> {
+        Ok(self.by_operation()?.values().sum())
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Aws(..) => "moto",
+            Backend::Vault(..) => "vault",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,8 +288,9 @@ impl Controller {
         }
     }
 
-    /// Starts the controller with its AWS calls sent to `moto`, and waits for its metrics.
-    async fn start(&self, cluster: &TestCluster, moto: &Moto) -> anyhow::Result<Running> {
+    /// Starts the controller with its AWS calls sent to `backend`, and waits for its
+    /// metrics.
+    async fn start(&self, cluster: &TestCluster, backend: &Backend) -> anyhow::Result<Running> {
         let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
         let mut command = match self {
             // `UpstreamEso::start` logs at debug level, which is not upstream's default.
@@ -136,8 +300,6 @@ impl Controller {
                     "SEALSYNC_EXTERNAL_SECRETS",
                 ));
                 command
-                    .env("AWS_SECRETSMANAGER_ENDPOINT", moto.endpoint())
-                    .env("AWS_STS_ENDPOINT", moto.endpoint())
                     .arg("--enable-leader-election=false")
                     .arg(format!("--metrics-addr={metrics}"));
                 command
@@ -145,7 +307,6 @@ impl Controller {
             Controller::Sealsync(path) => {
                 let mut command = Command::new(path);
                 command
-                    .env("AWS_ENDPOINT_URL", moto.endpoint())
                     .arg(format!("--controller-namespace={CONTROLLER_NS}"))
                     .arg(format!("--listen-addr=127.0.0.1:{}", free_port()))
                     .arg(format!("--listen-metrics-addr={metrics}"))
@@ -153,7 +314,9 @@ impl Controller {
                 command
             }
         };
-        command.env("KUBECONFIG", cluster.kubeconfig());
+        command
+            .envs(backend.env(self))
+            .env("KUBECONFIG", cluster.kubeconfig());
         let name = format!("{}-{}", self.name(), metrics.port());
         let mut process = Process::spawn(&name, &mut command, cluster.dir())?;
         let started = Instant::now();
@@ -284,12 +447,12 @@ fn is_ready(object: &DynamicObject) -> bool {
 }
 
 /// A fresh control plane with the CRDs `controller` reads, the store and its credentials;
-/// a fresh moto with the remote secrets, its recorder started; the controller started and
-/// the store Ready.
+/// a fresh provider with the remote secrets, its call counting started; the controller
+/// started and the store Ready.
 async fn prepare(
     args: &Args,
     controller: &Controller,
-) -> anyhow::Result<(TestCluster, Moto, MotoCalls, Running)> {
+) -> anyhow::Result<(TestCluster, Backend, Running)> {
     let cluster = TestCluster::start().await?;
     controller.install_crds(&cluster).await?;
     let namespaces: Api<Namespace> = Api::all(cluster.client());
@@ -301,68 +464,38 @@ async fn prepare(
             )
             .await?;
     }
-    let moto = Moto::start().await?;
-    let aws = moto.client();
-    futures::stream::iter(0..args.remote_keys)
-        .map(|k| {
-            let aws = aws.clone();
-            async move {
-                let value: serde_json::Map<String, Value> = (0..args.properties)
-                    .map(|p| (property(p), remote_value(k, p).into()))
-                    .collect();
-                aws.create_secret()
-                    .name(remote_key(k))
-                    .secret_string(Value::Object(value).to_string())
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot create {} in moto", remote_key(k)))
-            }
-        })
-        .buffer_unordered(8)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
-    let calls = MotoCalls::start(&moto)?;
-
+    let backend = Backend::start(args).await?;
+    let (credentials, provider) = backend.store();
     let client = cluster.client();
-    let credentials = [
-        ("access-key-id", Moto::ACCESS_KEY_ID),
-        ("secret-access-key", Moto::SECRET_ACCESS_KEY),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-    .collect();
     Api::<Secret>::namespaced(client.clone(), WORK_NS)
         .create(
             &PostParams::default(),
             &Secret {
                 metadata: kube::api::ObjectMeta {
-                    name: Some("aws-credentials".into()),
+                    name: Some("credentials".into()),
                     ..Default::default()
                 },
-                data: Some(credentials),
+                data: Some(
+                    credentials
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+                        .collect(),
+                ),
                 ..Secret::default()
             },
         )
         .await?;
-    let key_ref = |key: &str| json!({ "name": "aws-credentials", "key": key });
     let store: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "external-secrets.io/v1",
         "kind": "SecretStore",
         "metadata": { "name": STORE },
-        "spec": { "provider": { "aws": {
-            "service": "SecretsManager",
-            "region": Moto::REGION,
-            "auth": { "secretRef": {
-                "accessKeyIDSecretRef": key_ref("access-key-id"),
-                "secretAccessKeySecretRef": key_ref("secret-access-key"),
-            } }
-        } } }
+        "spec": { "provider": provider }
     }))?;
     let stores: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), WORK_NS, &resource("SecretStore"));
     stores.create(&PostParams::default(), &store).await?;
 
-    let mut running = controller.start(&cluster, &moto).await?;
+    let mut running = controller.start(&cluster, &backend).await?;
     let started = Instant::now();
     while !is_ready(&stores.get(STORE).await?) {
         running.process.ensure_running()?;
@@ -374,7 +507,7 @@ async fn prepare(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok((cluster, moto, calls, running))
+    Ok((cluster, backend, running))
 }
 
 /// Creates `n` ExternalSecrets and polls their statuses (a list call every `poll`) until all
@@ -462,10 +595,10 @@ async fn right_secrets(args: &Args, client: &Client, n: usize) -> anyhow::Result
         .count())
 }
 
-/// Requests moto receives per second over `window`, sampled every second; returns (peak
-/// per second, mean per second, total).
+/// Requests the provider receives per second over `window`, sampled every second; returns
+/// (peak per second, mean per second, total).
 async fn rate(
-    calls: &MotoCalls,
+    calls: &Backend,
     running: &mut Running,
     window: Duration,
 ) -> anyhow::Result<(f64, f64, u64)> {
@@ -494,10 +627,11 @@ async fn main_case(
     let n = args.external_secrets;
     let name = controller.name();
     let setup = Instant::now();
-    let (cluster, moto, calls, mut running) = prepare(args, controller).await?;
+    let (cluster, calls, mut running) = prepare(args, controller).await?;
     let client = cluster.client();
+    let provider = calls.name();
     eprintln!(
-        "  {name}: cluster, moto ({} secrets), store Ready in {:.0} s",
+        "  {name}: cluster, {provider} ({} secrets), store Ready in {:.0} s",
         args.remote_keys,
         setup.elapsed().as_secs_f64()
     );
@@ -516,13 +650,13 @@ async fn main_case(
     let right = right_secrets(args, &client, n).await?;
     eprintln!(
         "  {name}: {n} created in {created:.1} s, all Ready at {ready:.1} s, {right} Secrets right; \
-         moto during the sync: {}",
+         {provider} during the sync: {}",
         difference(&after_sync, &before_sync)
     );
     let label = |what: &str| format!("N={n}: {what}");
     results.record(&label("all Ready=True, s"), controller, ready);
     results.record(
-        &label("provider calls during the sync (moto)"),
+        &label(&format!("provider calls during the sync ({provider})")),
         controller,
         total(&after_sync) - total(&before_sync),
     );
@@ -548,17 +682,17 @@ async fn main_case(
     let after_window = calls.by_operation()?;
     let metric_after_window = running.metric(PROVIDER_CALLS_METRIC)?;
     let syncs = running.metric(SYNC_CALLS_METRIC)? - syncs_window_start;
-    let moto_window = total(&after_window) - total(&window_start);
+    let provider_window = total(&after_window) - total(&window_start);
     eprintln!(
-        "  {name}: one refresh window ({} s): moto {}; {syncs} syncs; peak {peak:.0}/s, mean {mean:.1}/s",
+        "  {name}: one refresh window ({} s): {provider} {}; {syncs} syncs; peak {peak:.0}/s, mean {mean:.1}/s",
         args.refresh_secs,
         difference(&after_window, &window_start)
     );
     let window_label = |what: &str| label(&format!("one refresh window: {what}"));
     results.record(
-        &window_label("provider calls (moto)"),
+        &window_label(&format!("provider calls ({provider})")),
         controller,
-        moto_window,
+        provider_window,
     );
     results.record(
         &window_label("provider calls (metric)"),
@@ -570,8 +704,16 @@ async fn main_case(
         controller,
         syncs,
     );
-    results.record(&window_label("peak calls/s (moto)"), controller, peak);
-    results.record(&window_label("mean calls/s (moto)"), controller, mean);
+    results.record(
+        &window_label(&format!("peak calls/s ({provider})")),
+        controller,
+        peak,
+    );
+    results.record(
+        &window_label(&format!("mean calls/s ({provider})")),
+        controller,
+        mean,
+    );
     let (rss, hwm) = running.memory()?;
     results.record(&label("VmRSS after the window, MiB"), controller, rss);
     results.record(&label("VmHWM after the window, MiB"), controller, hwm);
@@ -580,11 +722,11 @@ async fn main_case(
     running.stop().await?;
     let restart_window =
         Duration::from_secs(args.restart_window_secs.unwrap_or(args.refresh_secs + 30));
-    let mut restarted = controller.start(&cluster, &moto).await?;
+    let mut restarted = controller.start(&cluster, &calls).await?;
     let (peak, mean, total_calls) = rate(&calls, &mut restarted, restart_window).await?;
     let after_restart = calls.by_operation()?;
     eprintln!(
-        "  {name}: {} s after a restart: moto {}; peak {peak:.0}/s, mean {mean:.1}/s",
+        "  {name}: {} s after a restart: {provider} {}; peak {peak:.0}/s, mean {mean:.1}/s",
         restart_window.as_secs(),
         difference(&after_restart, &after_window)
     );
@@ -595,13 +737,21 @@ async fn main_case(
         ))
     };
     results.record(
-        &restart_label("provider calls (moto)"),
+        &restart_label(&format!("provider calls ({provider})")),
         controller,
         total_calls as f64,
     );
-    results.record(&restart_label("peak calls/s (moto)"), controller, peak);
-    results.record(&restart_label("mean calls/s (moto)"), controller, mean);
-    drop(moto);
+    results.record(
+        &restart_label(&format!("peak calls/s ({provider})")),
+        controller,
+        peak,
+    );
+    results.record(
+        &restart_label(&format!("mean calls/s ({provider})")),
+        controller,
+        mean,
+    );
+    drop(calls);
     Ok(())
 }
 
@@ -617,7 +767,7 @@ async fn memory_case(
 ) -> anyhow::Result<()> {
     let m = args.memory_objects;
     let name = controller.name();
-    let (cluster, _moto, _calls, mut running) = prepare(args, controller).await?;
+    let (cluster, _backend, mut running) = prepare(args, controller).await?;
     let client = cluster.client();
     let Some((created, ready)) = create_and_wait_ready(args, &client, m, &mut running).await?
     else {
@@ -790,10 +940,11 @@ async fn main() -> anyhow::Result<()> {
         command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     );
     println!(
-        "N={} ExternalSecrets over {} AWS secrets ({} distinct properties read per secret), \
+        "N={} ExternalSecrets over {} {:?} secrets ({} distinct properties read per secret), \
          refreshInterval {} s, creation spread over {} s; memory case M={}",
         args.external_secrets,
         args.remote_keys,
+        args.provider,
         args.properties,
         args.refresh_secs,
         args.spread_secs,

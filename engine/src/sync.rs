@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use kube::Resource;
+use tracing::{info, warn};
 
 use crate::generator::{
-    AppliedAction, Dependency, Desired, DesiredSecret, Generator, Outcome, Plan, ReasonedError,
-    SecretRef, WhenAbsent, WriteMode,
+    AppliedAction, Dependency, Desired, DesiredSecret, Generator, Outcome, Ownership, Plan,
+    ReasonedError, SecretRef, WhenAbsent, WriteMode,
 };
 use crate::policy::{Consent, Decision, ExistingSecret, FieldManager, History, SourceIdentity};
 use crate::target::{Owner, SecretTarget, SecretWrite};
@@ -242,6 +243,12 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             }
             Desired::Absent => self.absent(&step).await,
         };
+        if let (Ok(AppliedAction::Created), Some(uid)) = (&written, &identity.uid)
+            && plan.policy.ownership == Ownership::Owner
+        {
+            self.prune_renamed(&plan.target, uid, &identity.manager)
+                .await;
+        }
         match written {
             Ok(action) => Outcome::Applied {
                 report,
@@ -298,6 +305,29 @@ impl<G: Generator, T: SecretTarget> Syncer<G, T> {
             AppliedAction::Refreshed if !unchanged => AppliedAction::Updated,
             action => action,
         })
+    }
+
+    /// Deletes the Secrets the source made under another name than `target` (its target
+    /// was renamed): those it controls and wrote itself, nothing else.
+    async fn prune_renamed(&self, target: &SecretRef, uid: &str, manager: &FieldManager) {
+        for (secret, existing) in self.target.controlled_by(&target.namespace, uid) {
+            if secret == *target || !existing.written_by(manager.name()) {
+                continue;
+            }
+            let version = existing.resource_version.as_deref().unwrap_or_default();
+            match self.target.delete(&secret, version).await {
+                Ok(()) => info!(
+                    secret = %secret.name,
+                    target = %target.name,
+                    "deleted the Secret left under the old name of a renamed target"
+                ),
+                Err(e) => warn!(
+                    secret = %secret.name,
+                    error = %e,
+                    "cannot delete the Secret left under the old name of a renamed target"
+                ),
+            }
+        }
     }
 
     /// Brings about [`Desired::Absent`] as the source's policy says.

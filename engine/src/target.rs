@@ -62,6 +62,13 @@ pub trait SecretTarget: Send + Sync + 'static {
         secret: &SecretRef,
         version: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The Secrets in `namespace` whose controlling owner has `uid`, as far as the target
+    /// knows without a call; used to prune a source's Secret left under its old name when
+    /// its target was renamed. The default knows none.
+    fn controlled_by(&self, _namespace: &str, _uid: &str) -> Vec<(SecretRef, ExistingSecret)> {
+        Vec::new()
+    }
 }
 
 /// The Secret object as sent to the API server or written to a file, values base64-encoded

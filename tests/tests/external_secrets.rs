@@ -468,6 +468,72 @@ async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() ->
     Ok(())
 }
 
+/// A renamed `target.name` moves the Secret: the new one is written and the one left under
+/// the old name, made and owned by the ExternalSecret, is deleted; a Secret under another
+/// name that it did not write stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_target_moves_the_secret() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    install_crds(&cluster).await?;
+    let moto = Moto::start().await?;
+    let client = cluster.client();
+    let ns = cluster.namespace("es-rename").await?;
+    moto.client()
+        .create_secret()
+        .name("app/token")
+        .secret_string("t1")
+        .send()
+        .await?;
+    aws_credentials(&client, &ns).await?;
+    apply(&client, &ns, aws_store("aws")).await?;
+    let _controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    let spec = |target: &str| {
+        json!({ "target": { "name": target },
+            "data": [{ "secretKey": "token", "remoteRef": { "key": "app/token" } }] })
+    };
+    apply(&client, &ns, external_secret("token", "aws", spec("first"))).await?;
+    wait_data(&client, &ns, "first", &[("token", "t1")]).await?;
+
+    // Someone else's Secret, also controlled by the ExternalSecret.
+    let uid = api(&client, &ns, "ExternalSecret")
+        .get("token")
+        .await?
+        .metadata
+        .uid
+        .unwrap_or_default();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "other", "ownerReferences": [{
+                    "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                    "name": "token", "uid": uid, "controller": true }] },
+                "stringData": { "mine": "yes" },
+            }))?,
+        )
+        .await?;
+
+    apply(
+        &client,
+        &ns,
+        external_secret("token", "aws", spec("second")),
+    )
+    .await?;
+    wait_data(&client, &ns, "second", &[("token", "t1")]).await?;
+    wait_for("the old Secret to be deleted", WAIT, None, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move { Ok(secret_data(&client, &ns, "first").await?.is_none()) }
+    })
+    .await?;
+    wait_ready(&client, &ns, "ExternalSecret", "token", "True").await?;
+    assert!(
+        secret_data(&client, &ns, "other").await?.is_some(),
+        "a Secret the ExternalSecret did not write is not pruned"
+    );
+    Ok(())
+}
+
 /// An API server restart in the middle of the first syncs, then a controller killed
 /// (SIGKILL) in the middle of a forced re-sync of all of them: everything converges after
 /// recovery, and no Secret is deleted or recreated on the way.

@@ -165,6 +165,18 @@ impl SecretCache {
             .cloned()
     }
 
+    fn controlled_by(&self, namespace: &str, uid: &str) -> Vec<(SecretRef, ExistingSecret)> {
+        self.entries
+            .lock()
+            .expect("cache lock")
+            .iter()
+            .filter(|(secret, existing)| {
+                secret.namespace == namespace && existing.controller_uid.as_deref() == Some(uid)
+            })
+            .map(|(secret, existing)| (secret.clone(), existing.clone()))
+            .collect()
+    }
+
     fn existing_from(&self, meta: &ObjectMeta) -> ExistingSecret {
         existing_from(&self.rules.read().expect("cache rules lock"), meta)
     }
@@ -288,6 +300,10 @@ fn removals<'a>(
 
 impl SecretTarget for KubeTarget {
     type Error = KubeTargetError;
+
+    fn controlled_by(&self, namespace: &str, uid: &str) -> Vec<(SecretRef, ExistingSecret)> {
+        self.cache.controlled_by(namespace, uid)
+    }
 
     async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, Self::Error> {
         if let Some(existing) = self.cache.get(secret) {

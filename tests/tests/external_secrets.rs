@@ -413,12 +413,15 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
     Ok(())
 }
 
+/// moto and Vault stopped (SIGSTOP) mid-run and resumed: Ready=False naming the key, the
+/// last good Secrets kept, then both recover.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() -> anyhow::Result<()>
 {
     let cluster = TestCluster::start().await?;
     install_crds(&cluster).await?;
     let mut moto = Moto::start().await?;
+    let mut vault = Vault::start().await?;
     let client = cluster.client();
     let ns = cluster.namespace("es-outage").await?;
     moto.client()
@@ -427,44 +430,71 @@ async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() ->
         .secret_string("v1")
         .send()
         .await?;
+    let kv = |version: &str| json!({ "token": version });
+    vaultrs::kv2::set(&vault.client()?, Vault::KV2_MOUNT, "app/token", &kv("v1")).await?;
     aws_credentials(&client, &ns).await?;
+    credentials(&client, &ns, "vault-token", &[("token", Vault::ROOT_TOKEN)]).await?;
     apply(&client, &ns, aws_store("aws")).await?;
+    apply(
+        &client,
+        &ns,
+        json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "SecretStore",
+            "metadata": { "name": "vault" },
+            "spec": { "provider": { "vault": {
+                "server": vault.address(), "path": Vault::KV2_MOUNT, "version": "v2",
+                "auth": { "tokenSecretRef": { "name": "vault-token", "key": "token" } },
+            } } }
+        }),
+    )
+    .await?;
     let _controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
-    let mut es = external_secret(
-        "token",
-        "aws",
-        json!({ "data": [{ "secretKey": "token", "remoteRef": { "key": "app/token" } }] }),
-    );
-    es["spec"]["refreshInterval"] = json!("3s");
-    apply(&client, &ns, es).await?;
-    wait_data(&client, &ns, "token", &[("token", "v1")]).await?;
+    for (name, store, property) in [("token", "aws", None), ("vtoken", "vault", Some("token"))] {
+        let mut es = external_secret(
+            name,
+            store,
+            json!({ "data": [{ "secretKey": "token",
+                "remoteRef": { "key": "app/token", "property": property } }] }),
+        );
+        es["spec"]["refreshInterval"] = json!("3s");
+        apply(&client, &ns, es).await?;
+        wait_data(&client, &ns, name, &[("token", "v1")]).await?;
+    }
 
-    // moto stops answering: the refresh fails within the call's bounds, Ready says why,
-    // and the Secret keeps its last good value.
+    // moto and Vault stop answering: the refreshes fail within the calls' bounds, Ready
+    // says why, and the Secrets keep their last good values.
     moto.process().stop()?;
-    let failed = wait_ready(&client, &ns, "ExternalSecret", "token", "False").await?;
-    assert_eq!(failed["reason"], "SecretSyncedError");
-    assert!(
-        failed["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("app/token"),
-        "{failed}"
-    );
-    assert_eq!(
-        secret_data(&client, &ns, "token").await?.unwrap()["token"],
-        "v1"
-    );
+    vault.process().stop()?;
+    for name in ["token", "vtoken"] {
+        let failed = wait_ready(&client, &ns, "ExternalSecret", name, "False").await?;
+        assert_eq!(failed["reason"], "SecretSyncedError");
+        assert!(
+            failed["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("app/token"),
+            "{failed}"
+        );
+        assert_eq!(
+            secret_data(&client, &ns, name).await?.unwrap()["token"],
+            "v1"
+        );
+    }
 
     moto.process().resume()?;
+    vault.process().resume()?;
     moto.client()
         .put_secret_value()
         .secret_id("app/token")
         .secret_string("v2")
         .send()
         .await?;
-    wait_data(&client, &ns, "token", &[("token", "v2")]).await?;
-    wait_ready(&client, &ns, "ExternalSecret", "token", "True").await?;
+    vaultrs::kv2::set(&vault.client()?, Vault::KV2_MOUNT, "app/token", &kv("v2")).await?;
+    for name in ["token", "vtoken"] {
+        wait_data(&client, &ns, name, &[("token", "v2")]).await?;
+        wait_ready(&client, &ns, "ExternalSecret", name, "True").await?;
+    }
     Ok(())
 }
 

@@ -160,6 +160,18 @@ pub fn credential_secrets(store: &Store, es_namespace: &str) -> Vec<Dependency> 
         selectors.extend(auth.kubernetes.iter().filter_map(|k| k.secret_ref.as_ref()));
         selectors.extend(auth.user_pass.iter().filter_map(|u| u.secret_ref.as_ref()));
         selectors.extend(auth.jwt.iter().filter_map(|j| j.secret_ref.as_ref()));
+        if let Some(cert) = &auth.cert {
+            selectors.extend(cert.client_cert.iter().chain(&cert.secret_ref));
+        }
+    }
+    if let Some(tls) = store
+        .spec
+        .provider
+        .vault
+        .as_ref()
+        .and_then(|v| v.tls.as_ref())
+    {
+        selectors.extend(tls.cert_secret_ref.iter().chain(&tls.key_secret_ref));
     }
     let mut dependencies: Vec<Dependency> = selectors
         .into_iter()
@@ -431,12 +443,12 @@ impl Reader<'_> {
     }
 
     async fn vault(&mut self, vault: &VaultProvider) -> Result<VaultConfig, StoreError> {
-        let Some(auth) = vault.auth.clone() else {
+        let Some(spec) = vault.auth.clone() else {
             return Err(self.invalid("the Vault provider needs auth"));
         };
-        let auth = if let Some(token) = &auth.token_secret_ref {
+        let auth = if let Some(token) = &spec.token_secret_ref {
             VaultAuth::Token(self.secret_value(token).await?)
-        } else if let Some(approle) = &auth.app_role {
+        } else if let Some(approle) = &spec.app_role {
             let role_id = match (&approle.role_id, &approle.role_ref) {
                 (Some(id), _) => id.clone(),
                 (None, Some(selector)) => self.text_value(selector).await?,
@@ -447,7 +459,7 @@ impl Reader<'_> {
                 role_id,
                 secret_id: self.secret_value(&approle.secret_ref).await?,
             }
-        } else if let Some(kubernetes) = &auth.kubernetes {
+        } else if let Some(kubernetes) = &spec.kubernetes {
             let jwt =
                 match (&kubernetes.service_account_ref, &kubernetes.secret_ref) {
                     (Some(account), _) => self.token(account, &[]).await?.0,
@@ -461,7 +473,7 @@ impl Reader<'_> {
                 role: kubernetes.role.clone(),
                 jwt,
             }
-        } else if let Some(jwt) = &auth.jwt {
+        } else if let Some(jwt) = &spec.jwt {
             let token = match (&jwt.secret_ref, &jwt.kubernetes_service_account_token) {
                 (Some(selector), _) => self.secret_value(selector).await?,
                 (None, Some(account)) => {
@@ -482,7 +494,7 @@ impl Reader<'_> {
                 role: jwt.role.clone(),
                 jwt: token,
             }
-        } else if let Some(user_pass) = &auth.user_pass {
+        } else if let Some(user_pass) = &spec.user_pass {
             let Some(selector) = &user_pass.secret_ref else {
                 return Err(self.invalid("userPass needs secretRef"));
             };
@@ -491,15 +503,42 @@ impl Reader<'_> {
                 username: user_pass.username.clone(),
                 password: self.secret_value(selector).await?,
             }
+        } else if let Some(cert) = &spec.cert {
+            VaultAuth::Cert {
+                mount: cert.path.clone().unwrap_or_else(|| "cert".into()),
+                role: cert.vault_role.clone().filter(|r| !r.is_empty()),
+            }
         } else {
             return Err(self.invalid(
                 "this Vault auth method is not supported: use tokenSecretRef, appRole, \
-                 kubernetes, jwt or userPass",
+                 kubernetes, jwt, userPass or cert",
             ));
         };
-        if vault.tls.is_some() {
-            return Err(self.invalid("client certificates (tls) are not supported yet"));
-        }
+        // Cert auth presents its own certificate; `tls` is the client certificate of the
+        // connection otherwise.
+        let pair = match (&spec.cert, &vault.tls) {
+            (Some(cert), _) => Some((&cert.client_cert, &cert.secret_ref, "cert auth")),
+            (None, Some(tls)) => Some((&tls.cert_secret_ref, &tls.key_secret_ref, "tls")),
+            (None, None) => None,
+        };
+        let client_identity = match pair {
+            Some((Some(cert), Some(key), _)) => {
+                let cert = self.secret_value(cert).await?;
+                let key = self.secret_value(key).await?;
+                // Sized at once: no reallocation leaves a copy of the key behind.
+                let mut pem = Vec::with_capacity(cert.expose().len() + 1 + key.expose().len());
+                pem.extend_from_slice(cert.expose());
+                pem.push(b'\n');
+                pem.extend_from_slice(key.expose());
+                Some(SecretBytes::from(pem))
+            }
+            Some((_, _, what)) => {
+                return Err(self.invalid(format!(
+                    "{what} needs both the client certificate and its key"
+                )));
+            }
+            None => None,
+        };
         let ca_pem = match (&vault.ca_bundle, &vault.ca_provider) {
             (Some(bundle), _) => Some(
                 STANDARD
@@ -518,6 +557,7 @@ impl Reader<'_> {
             },
             namespace: vault.namespace.clone().filter(|n| !n.is_empty()),
             ca_pem,
+            client_identity,
             auth,
         })
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sealsync_crypto::SecretBytes;
 use tokio::sync::RwLock;
-use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::client::{Client, Identity, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use crate::value::lookup;
@@ -49,6 +49,9 @@ pub enum VaultAuth {
         username: String,
         password: SecretBytes,
     },
+    /// TLS certificate auth with the client certificate ([`VaultConfig::client_identity`]),
+    /// as `role` (any role that trusts the certificate when `None`).
+    Cert { mount: String, role: Option<String> },
 }
 
 /// A store's Vault configuration, resolved.
@@ -64,6 +67,8 @@ pub struct VaultConfig {
     /// CA certificates (PEM) the server's certificate is checked against, besides the
     /// system's.
     pub ca_pem: Option<Vec<u8>>,
+    /// The client certificate and its key (PEM) presented to the server (mTLS, cert auth).
+    pub client_identity: Option<SecretBytes>,
     pub auth: VaultAuth,
 }
 
@@ -374,6 +379,11 @@ async fn login(config: &VaultConfig) -> Result<Session, ProviderError> {
     if let Some(namespace) = &config.namespace {
         settings.set_namespace(namespace.clone());
     }
+    if let Some(pem) = &config.client_identity {
+        settings.identity(Some(Identity::from_pem(pem.expose()).map_err(|_| {
+            failed("the client certificate or key is not valid PEM".into())
+        })?));
+    }
     let text = |secret: &SecretBytes| {
         std::str::from_utf8(secret.expose())
             .map(str::to_string)
@@ -431,6 +441,14 @@ async fn login(config: &VaultConfig) -> Result<Session, ProviderError> {
                 mount,
                 username,
                 &text(password)?,
+            ))
+            .await,
+        ),
+        VaultAuth::Cert { mount, role } => Some(
+            timed(vaultrs::auth::cert::login(
+                &client,
+                mount,
+                role.as_deref().unwrap_or_default(),
             ))
             .await,
         ),

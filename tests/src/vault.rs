@@ -1,5 +1,7 @@
-//! A Vault dev server on loopback with KV v1 and v2 mounts, AppRole and Kubernetes auth.
+//! A Vault dev server on loopback with KV v1 and v2 mounts, AppRole, Kubernetes and cert
+//! auth, over plain HTTP or TLS.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ use crate::process::{Process, free_port, wait_for};
 pub struct Vault {
     process: Process,
     address: String,
+    /// The CA of the server's certificate, when it serves TLS.
+    ca: Option<PathBuf>,
     _dir: TempDir,
 }
 
@@ -26,32 +30,59 @@ impl Vault {
     pub const KV1_MOUNT: &'static str = "kv1";
 
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// The same over TLS (`-dev-tls`: a generated CA and server certificate, and client
+    /// certificates requested, for cert auth and mTLS).
+    pub async fn start_tls() -> anyhow::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("sealsync-vault-")
             .tempdir()?;
         let port = free_port();
-        let address = format!("http://127.0.0.1:{port}");
-        let mut process = Process::spawn(
-            "vault",
-            Command::new(binary(Component::Vault, "SEALSYNC_VAULT"))
-                .args(["server", "-dev", "-dev-no-store-token"])
-                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-                .arg(format!("-dev-root-token-id={}", Self::ROOT_TOKEN))
-                // No ~/.vault-token and no stray config from the user.
-                .env("HOME", dir.path())
-                .env("VAULT_ADDR", &address),
-            dir.path(),
-        )?;
-        let probe = VaultClient::new(
-            VaultClientSettingsBuilder::default()
-                .address(&address)
-                .build()?,
-        )?;
+        let scheme = if tls { "https" } else { "http" };
+        let address = format!("{scheme}://127.0.0.1:{port}");
+        let mut command = Command::new(binary(Component::Vault, "SEALSYNC_VAULT"));
+        command
+            .args(["server", "-dev", "-dev-no-store-token"])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg(format!("-dev-root-token-id={}", Self::ROOT_TOKEN))
+            // No ~/.vault-token and no stray config from the user.
+            .env("HOME", dir.path())
+            .env("VAULT_ADDR", &address);
+        let ca = tls.then(|| dir.path().join("vault-ca.pem"));
+        if tls {
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        let mut process = Process::spawn("vault", &mut command, dir.path())?;
+        let started = wait_for(
+            "vault to write its CA",
+            Duration::from_secs(60),
+            Some(&mut process),
+            || {
+                let ca = ca.clone();
+                async move { Ok(ca.is_none_or(|ca| ca.exists())) }
+            },
+        );
+        started.await?;
+        let mut vault = Self {
+            process,
+            address,
+            ca,
+            _dir: dir,
+        };
+        let probe = vault.client_with_settings(None)?;
         let probe = &probe;
         wait_for(
             "vault to be unsealed",
             Duration::from_secs(60),
-            Some(&mut process),
+            Some(&mut vault.process),
             move || async move {
                 Ok(matches!(
                     vaultrs::sys::status(probe).await,
@@ -60,11 +91,6 @@ impl Vault {
             },
         )
         .await?;
-        let vault = Self {
-            process,
-            address,
-            _dir: dir,
-        };
         vault.configure().await?;
         Ok(vault)
     }
@@ -85,6 +111,9 @@ impl Vault {
         vaultrs::sys::auth::enable(&client, "kubernetes", "kubernetes", None)
             .await
             .context("cannot enable Kubernetes auth")?;
+        vaultrs::sys::auth::enable(&client, "cert", "cert", None)
+            .await
+            .context("cannot enable cert auth")?;
         Ok(())
     }
 
@@ -100,12 +129,24 @@ impl Vault {
 
     /// A `vaultrs` client with `token`.
     pub fn client_with_token(&self, token: &str) -> anyhow::Result<VaultClient> {
-        Ok(VaultClient::new(
-            VaultClientSettingsBuilder::default()
-                .address(&self.address)
-                .token(token)
-                .build()?,
-        )?)
+        self.client_with_settings(Some(token))
+    }
+
+    fn client_with_settings(&self, token: Option<&str>) -> anyhow::Result<VaultClient> {
+        let mut settings = VaultClientSettingsBuilder::default();
+        settings
+            .address(&self.address)
+            .ca_certs(self.ca.iter().map(|p| p.display().to_string()).collect());
+        if let Some(token) = token {
+            settings.token(token);
+        }
+        Ok(VaultClient::new(settings.build()?)?)
+    }
+
+    /// The CA (PEM) of a TLS server's certificate.
+    pub fn ca_pem(&self) -> anyhow::Result<String> {
+        let ca = self.ca.as_ref().context("this Vault does not serve TLS")?;
+        Ok(std::fs::read_to_string(ca)?)
     }
 
     /// Creates AppRole `role` with `policies` and returns its role id and a secret id.

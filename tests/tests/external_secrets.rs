@@ -898,6 +898,114 @@ async fn vault_kv2_and_kv1_secrets_are_synced_with_token_and_approle_auth() -> a
     Ok(())
 }
 
+/// Vault over TLS: cert auth with a client certificate from a Secret, and a token store
+/// presenting a client certificate (`tls`) with its CA from a `caProvider` Secret; a store
+/// without the server's CA is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn vault_over_tls_with_cert_auth_and_client_certificates() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let cluster = TestCluster::start().await?;
+    install_crds(&cluster).await?;
+    let vault = Vault::start_tls().await?;
+    let client = cluster.client();
+    let ns = cluster.namespace("es-vault-tls").await?;
+    let root = vault.client()?;
+    vaultrs::kv2::set(
+        &root,
+        Vault::KV2_MOUNT,
+        "app/tls",
+        &json!({ "token": "over-tls" }),
+    )
+    .await?;
+    vault
+        .policy("read", r#"path "*" { capabilities = ["read", "list"] }"#)
+        .await?;
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec!["sealsync-client".to_string()])?;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.self_signed(&key)?.pem();
+    let mut role = vaultrs::api::auth::cert::requests::CreateCaCertificateRoleRequest::builder();
+    role.token_policies(vec!["read".to_string()]);
+    vaultrs::auth::cert::ca_cert_role::set(&root, "cert", "es", &cert, Some(&mut role)).await?;
+    let ca = vault.ca_pem()?;
+    credentials(
+        &client,
+        &ns,
+        "vault-client",
+        &[("tls.crt", &cert), ("tls.key", &key.serialize_pem())],
+    )
+    .await?;
+    credentials(&client, &ns, "vault-ca", &[("ca.crt", &ca)]).await?;
+    credentials(&client, &ns, "vault-token", &[("token", Vault::ROOT_TOKEN)]).await?;
+    let client_cert = json!({ "name": "vault-client", "key": "tls.crt" });
+    let client_key = json!({ "name": "vault-client", "key": "tls.key" });
+    let store = |name: &str, vault_spec: Value| {
+        let mut spec =
+            json!({ "server": vault.address(), "path": Vault::KV2_MOUNT, "version": "v2" });
+        spec.as_object_mut()
+            .expect("an object")
+            .extend(vault_spec.as_object().expect("an object").clone());
+        json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "SecretStore",
+            "metadata": { "name": name },
+            "spec": { "provider": { "vault": spec } }
+        })
+    };
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&ca);
+    apply(
+        &client,
+        &ns,
+        store(
+            "cert",
+            json!({ "caBundle": ca_bundle, "auth": { "cert": {
+                "clientCert": client_cert, "secretRef": client_key, "vaultRole": "es" } } }),
+        ),
+    )
+    .await?;
+    apply(
+        &client,
+        &ns,
+        store(
+            "mtls",
+            json!({
+                "caProvider": { "type": "Secret", "name": "vault-ca", "key": "ca.crt" },
+                "tls": { "certSecretRef": client_cert, "keySecretRef": client_key },
+                "auth": { "tokenSecretRef": { "name": "vault-token", "key": "token" } },
+            }),
+        ),
+    )
+    .await?;
+    apply(
+        &client,
+        &ns,
+        store(
+            "untrusted",
+            json!({ "auth": { "tokenSecretRef": { "name": "vault-token", "key": "token" } } }),
+        ),
+    )
+    .await?;
+    let _controller = controller(&cluster, &ns, &[]).await?;
+    for store in ["cert", "mtls"] {
+        wait_ready(&client, &ns, "SecretStore", store, "True").await?;
+        apply(
+            &client,
+            &ns,
+            external_secret(
+                store,
+                store,
+                json!({ "data": [{ "secretKey": "token",
+                    "remoteRef": { "key": "app/tls", "property": "token" } }] }),
+            ),
+        )
+        .await?;
+        wait_data(&client, &ns, store, &[("token", "over-tls")]).await?;
+    }
+    let refused = wait_ready(&client, &ns, "SecretStore", "untrusted", "False").await?;
+    assert_eq!(refused["reason"], "InvalidProviderConfig", "{refused}");
+    Ok(())
+}
+
 /// The cases of the differential test: each ExternalSecret spec, run by both controllers.
 fn corpus() -> Vec<(&'static str, Value)> {
     let data = |key: &str, remote: Value| json!({ "secretKey": key, "remoteRef": remote });

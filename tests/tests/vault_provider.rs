@@ -17,6 +17,7 @@ fn config(vault: &Vault, mount: Option<&str>, version: KvVersion, auth: VaultAut
         version,
         namespace: None,
         ca_pem: None,
+        client_identity: None,
         auth,
     }
 }

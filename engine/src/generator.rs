@@ -213,6 +213,11 @@ pub trait Generator: Send + Sync + 'static {
     const APPLIED_REASON: &'static str;
     /// Event reason when an existing Secret is not ours and is left alone.
     const REFUSED_REASON: &'static str;
+    /// A finalizer that another controller of the kind (upstream) puts on its sources: the
+    /// engine removes it from a source being deleted, so that sources taken over do not
+    /// hang in deletion. The engine adds none: a Secret goes with its source through its
+    /// ownerReference.
+    const FOREIGN_FINALIZER: Option<&'static str> = None;
 
     /// Event reason of `action`: [`Generator::APPLIED_REASON`] unless the generator's kind
     /// names each action (ExternalSecrets say `Created`, `Updated` or `Deleted`).

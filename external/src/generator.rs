@@ -665,6 +665,8 @@ impl Generator for ExternalSecretGenerator {
 
     const APPLIED_REASON: &'static str = "Updated";
     const REFUSED_REASON: &'static str = "UpdateFailed";
+    const FOREIGN_FINALIZER: Option<&'static str> =
+        Some("externalsecrets.external-secrets.io/externalsecret-cleanup");
 
     fn applied_reason(&self, action: AppliedAction) -> &'static str {
         match action {

@@ -564,6 +564,80 @@ async fn a_renamed_target_moves_the_secret() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An ExternalSecret made by upstream ESO carries ESO's cleanup finalizer; once sealsync has
+/// taken it over, deleting it does not hang: sealsync removes that finalizer (and only it),
+/// and the Secret is left to go with its ExternalSecret.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_external_secret_with_upstreams_finalizer_does_not_hang() -> anyhow::Result<()>
+{
+    const UPSTREAM: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
+    const OTHER: &str = "example.com/keep-me";
+    let cluster = TestCluster::start().await?;
+    install_crds(&cluster).await?;
+    let moto = Moto::start().await?;
+    let client = cluster.client();
+    let ns = cluster.namespace("es-finalizer").await?;
+    moto.client()
+        .create_secret()
+        .name("app/token")
+        .secret_string("t1")
+        .send()
+        .await?;
+    aws_credentials(&client, &ns).await?;
+    apply(&client, &ns, aws_store("aws")).await?;
+    let _controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    let mut es = external_secret(
+        "token",
+        "aws",
+        json!({ "data": [{ "secretKey": "token", "remoteRef": { "key": "app/token" } }] }),
+    );
+    es["metadata"]["finalizers"] = json!([UPSTREAM, OTHER]);
+    apply(&client, &ns, es).await?;
+    wait_data(&client, &ns, "token", &[("token", "t1")]).await?;
+
+    let api = api(&client, &ns, "ExternalSecret");
+    api.delete("token", &Default::default()).await?;
+    wait_for("ESO's finalizer to be removed", WAIT, None, || {
+        let api = api.clone();
+        async move {
+            let finalizers = api
+                .get("token")
+                .await?
+                .metadata
+                .finalizers
+                .unwrap_or_default();
+            anyhow::ensure!(!finalizers.iter().any(|f| f == UPSTREAM), "{finalizers:?}");
+            Ok(finalizers == [OTHER])
+        }
+    })
+    .await?;
+    // The other controller's finalizer is its own to remove.
+    api.patch(
+        "token",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": [] } })),
+    )
+    .await?;
+    wait_for("the ExternalSecret to be gone", WAIT, None, || {
+        let api = api.clone();
+        async move { Ok(api.get_opt("token").await?.is_none()) }
+    })
+    .await?;
+    // The garbage collector takes the Secret by its ownerReference, in its own time (it
+    // may not know a kind whose CRD is seconds old).
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get_opt("token")
+        .await?;
+    let owners = secret.map(|s| s.metadata.owner_references.unwrap_or_default());
+    assert!(
+        owners.is_none_or(|o| o
+            .iter()
+            .any(|o| o.kind == "ExternalSecret" && o.controller == Some(true))),
+        "the Secret is gone or controlled by its ExternalSecret"
+    );
+    Ok(())
+}
+
 /// An API server restart in the middle of the first syncs, then a controller killed
 /// (SIGKILL) in the middle of a forced re-sync of all of them: everything converges after
 /// recovery, and no Secret is deleted or recreated on the way.

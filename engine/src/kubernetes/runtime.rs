@@ -11,7 +11,7 @@ use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use kube::api::{Api, PartialObjectMeta};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::WatchStreamExt;
@@ -598,8 +598,52 @@ fn forget<G: Generator>(context: &Context<G>, source: &G::Source) {
 
 /// Changes of a source that matter: its spec (generation), labels and annotations. Status
 /// writes (our own) do not retrigger a reconcile.
+/// Removes `finalizer` from `source` (being deleted), if it is still there: a patch at the
+/// source's resourceVersion, refused when it changed meanwhile, so no other finalizer is
+/// lost.
+async fn release<K>(client: &Client, source: &K, finalizer: &str) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let finalizers = &source.meta().finalizers;
+    let Some(list) = finalizers
+        .as_ref()
+        .filter(|l| l.iter().any(|f| f == finalizer))
+    else {
+        return Ok(());
+    };
+    let remaining: Vec<&String> = list.iter().filter(|f| *f != finalizer).collect();
+    let patch = serde_json::json!({ "metadata": {
+        "finalizers": remaining,
+        "resourceVersion": source.meta().resource_version,
+    } });
+    let api: Api<K> = Api::namespaced(
+        client.clone(),
+        source.meta().namespace.as_deref().unwrap_or_default(),
+    );
+    let name = source.meta().name.as_deref().unwrap_or_default();
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => {
+            info!(
+                finalizer,
+                "removed another controller's finalizer from a source being deleted"
+            );
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn declared_state<K: Resource>(source: &K) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
+    source.meta().deletion_timestamp.is_some().hash(&mut hasher);
     source.meta().generation.hash(&mut hasher);
     source.meta().labels.hash(&mut hasher);
     source.meta().annotations.hash(&mut hasher);
@@ -619,6 +663,15 @@ where
     let span = info_span!("reconcile", object = %key, kind = %G::Source::kind(&()));
     async move {
         if source.meta().deletion_timestamp.is_some() {
+            if let Some(finalizer) = G::FOREIGN_FINALIZER
+                && context.leadership.is_leading()
+            {
+                release(&context.client, source.as_ref(), finalizer)
+                    .await
+                    .map_err(|e| {
+                        NotConverged(format!("cannot remove the finalizer {finalizer}: {e}"))
+                    })?;
+            }
             return Ok(Action::await_change());
         }
         if !context.leadership.is_leading() {

@@ -249,10 +249,20 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
     let store = tempfile::tempdir().unwrap();
     let out = store.path().join("store");
 
+    fs::write(
+        repo.path().join("overlays/dev/external.yaml"),
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api, namespace: shop-dev}\n",
+    )
+    .unwrap();
     let first = sync("sync", repo.path(), &out, &[]);
-    assert!(first.succeeded(), "{}", first.stderr());
+    assert!(
+        first.succeeded(),
+        "an ExternalSecret is listed, not a failure: {}",
+        first.stderr()
+    );
     first.shows_no_value();
     let report = first.json();
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 1, "{report}");
     assert_eq!(
         actions(&report),
         pairs(&[
@@ -275,6 +285,11 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
             "shop-prod/db-credentials.yaml"
         ],
         "one manifest per Secret, no temporary file left"
+    );
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "a new store is its owner's only"
     );
     let file = out.join("shop-prod/db-credentials.yaml");
     let metadata = fs::metadata(&file).unwrap();

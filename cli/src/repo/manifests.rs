@@ -54,6 +54,8 @@ pub struct Repository {
     /// Whether some file could not be read entirely: what it declares is unknown, so
     /// nothing is pruned.
     pub incomplete: bool,
+    /// Sources these commands do not sync (ExternalSecrets), `Kind ns/name (file:line)`.
+    pub skipped: Vec<String>,
     pub files: usize,
     pub documents: usize,
 }
@@ -205,6 +207,21 @@ impl Repository {
                 self.documents -= 1;
             }
             ("bitnami.com", "SealedSecret") => self.sealed_secret(document, context),
+            ("external-secrets.io", kind @ ("ExternalSecret" | "ClusterExternalSecret")) => {
+                self.skipped.push(format!(
+                    "{kind} {}{} ({shown}:{})",
+                    document
+                        .path(&["metadata", "namespace"])
+                        .and_then(|n| n.scalar())
+                        .map(|s| format!("{}/", s.text()))
+                        .unwrap_or_default(),
+                    document
+                        .path(&["metadata", "name"])
+                        .and_then(|n| n.scalar())
+                        .map_or("", |s| s.text()),
+                    document.line
+                ));
+            }
             _ => {}
         }
     }
@@ -369,8 +386,19 @@ mod tests {
                 "b/kustomization.yaml",
                 "namespace: dev\nresources: [list.yaml]\n",
             ),
+            (
+                "es.yaml",
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api, namespace: app}\n",
+            ),
         ]);
         assert_eq!(repository.problems, []);
+        assert_eq!(repository.skipped.len(), 1);
+        assert!(
+            repository.skipped[0].starts_with("ExternalSecret app/api ("),
+            "{:?}",
+            repository.skipped
+        );
+        assert!(repository.skipped[0].ends_with("es.yaml:1)"));
         let targets: Vec<String> = repository
             .sources
             .iter()

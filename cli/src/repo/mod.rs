@@ -8,6 +8,7 @@ mod source;
 mod store;
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -137,6 +138,9 @@ impl RepoJob {
         }
         let text = report::manifests(&secrets, self.json)?;
         write_output(None, text.as_bytes(), self.sensitivity())?;
+        for skipped in &repository.skipped {
+            eprintln!("Not rendered: {skipped}: ExternalSecrets are synced by the controller only");
+        }
         let problems = repository.problems.iter().chain(&failures);
         for problem in problems.clone() {
             eprintln!("{problem}");
@@ -162,6 +166,14 @@ impl RepoJob {
             Some(out) => out.clone(),
             None => default_store()?,
         };
+        if self.mode == Mode::Sync && !out.exists() {
+            // Only its owner may list the store, whose files hold plaintext.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&out)
+                .with_context(|| format!("cannot create the store {}", out.display()))?;
+        }
         let real = LocalDirTarget::new(&out);
         let scratch = match self.mode {
             Mode::Diff => Some(scratch_copy(&real)?),
@@ -228,6 +240,9 @@ impl RepoJob {
             store: out.display().to_string(),
             secrets: rows,
             problems,
+            skipped: repository.skipped.clone(),
+            files: repository.files,
+            documents: repository.documents,
             pruned,
         };
         let text = if self.json {

@@ -110,6 +110,12 @@ pub struct Report {
     pub store: String,
     pub secrets: Vec<Row>,
     pub problems: Vec<Problem>,
+    /// Sources not synced by these commands (ExternalSecrets).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// YAML files (or kustomize outputs) and documents read.
+    pub files: usize,
+    pub documents: usize,
     /// Whether pruning ran (not when some file could not be read entirely).
     pub pruned: bool,
 }
@@ -164,6 +170,11 @@ impl Report {
                 text.push_str(&format!("  {problem}\n"));
             }
         }
+        for skipped in &self.skipped {
+            text.push_str(&format!(
+                "Not synced: {skipped}: ExternalSecrets are synced by the controller only\n"
+            ));
+        }
         if !self.pruned {
             text.push_str("Nothing pruned: some files could not be read (see the problems).\n");
         }
@@ -188,9 +199,11 @@ impl Report {
             _ => ("Synced", "into"),
         };
         text.push_str(&format!(
-            "{verb} {}{revision} {preposition} {}: {counts}; {}\n",
+            "{verb} {}{revision} {preposition} {} ({}, {}): {counts}; {}\n",
             self.source,
             self.store,
+            count(self.files, "file", "files"),
+            count(self.documents, "document", "documents"),
             count(self.problems.len(), "problem", "problems")
         ));
         text

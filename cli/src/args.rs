@@ -51,11 +51,13 @@ enum Command {
     /// Reads every YAML file under PATH (or `kustomize build PATH` when PATH has a
     /// kustomization.yaml), from disk or at a Git --revision, and opens its SealedSecrets
     /// with --private-key, as the controller would. Nothing is written.
+    #[command(after_help = REPO_EXAMPLES)]
     Render(RepoArgs),
     /// Show what `sealsync sync` would change in the local store: Secrets created, updated,
     /// pruned, and their keys added, changed or removed (values as hashes, never plaintext).
     ///
     /// Like `kubectl diff`, but against the local store; nothing is written.
+    #[command(after_help = REPO_EXAMPLES)]
     Diff(RepoArgs),
     /// Sync a config repository into the local store: the Secrets its SealedSecrets make are
     /// written (one 0600 manifest per Secret, atomically), and the Secrets an earlier sync
@@ -63,6 +65,7 @@ enum Command {
     ///
     /// Prints a report (-o json for scripts) and exits non-zero when anything failed; the
     /// rest is synced. See docs/sync.md.
+    #[command(after_help = REPO_EXAMPLES)]
     Sync(RepoArgs),
     /// The controller's sealing keys, through the API server.
     Keys {
@@ -282,6 +285,11 @@ struct AuditArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
 }
+
+const REPO_EXAMPLES: &str = "Examples:
+  sealsync render overlays/prod -k key.pem              # kustomize build, then open
+  sealsync diff . -k backup.yaml --out /tmp/store        # what a sync would change
+  sealsync sync . --revision main -k key.pem -o json    # committed files at main";
 
 #[derive(Debug, Args)]
 struct RepoArgs {

@@ -46,6 +46,27 @@ enum Command {
     Audit(AuditArgs),
     /// Generate a private key and its sealing certificate, for offline or bring-your-own-key use.
     Keygen(KeygenArgs),
+    /// Print the Secrets a config repository makes (values redacted unless --show-values).
+    ///
+    /// Reads every YAML file under PATH (or `kustomize build PATH` when PATH has a
+    /// kustomization.yaml), from disk or at a Git --revision, and opens its SealedSecrets
+    /// with --private-key, as the controller would. Nothing is written.
+    #[command(after_help = REPO_EXAMPLES)]
+    Render(RepoArgs),
+    /// Show what `sealsync sync` would change in the local store: Secrets created, updated,
+    /// pruned, and their keys added, changed or removed (values as hashes, never plaintext).
+    ///
+    /// Like `kubectl diff`, but against the local store; nothing is written.
+    #[command(after_help = REPO_EXAMPLES)]
+    Diff(RepoArgs),
+    /// Sync a config repository into the local store: the Secrets its SealedSecrets make are
+    /// written (one 0600 manifest per Secret, atomically), and the Secrets an earlier sync
+    /// of the same PATH wrote that the repository no longer declares are pruned.
+    ///
+    /// Prints a report (-o json for scripts) and exits non-zero when anything failed; the
+    /// rest is synced. See docs/sync.md.
+    #[command(after_help = REPO_EXAMPLES)]
+    Sync(RepoArgs),
     /// The controller's sealing keys, through the API server.
     Keys {
         #[command(subcommand)]
@@ -265,6 +286,65 @@ struct AuditArgs {
     cluster: ClusterArgs,
 }
 
+const REPO_EXAMPLES: &str = "Examples:
+  sealsync render overlays/prod -k key.pem              # kustomize build, then open
+  sealsync diff . -k backup.yaml --out /tmp/store        # what a sync would change
+  sealsync sync . --revision main -k key.pem -o json    # committed files at main";
+
+#[derive(Debug, Args)]
+struct RepoArgs {
+    /// The repository folder, or a folder (e.g. an overlay) inside it.
+    #[arg(value_name = "PATH", default_value = ".")]
+    path: PathBuf,
+    /// Read PATH from the Git repository it is in, as committed at this revision (a
+    /// commit, branch or tag), instead of the files on disk.
+    #[arg(long, value_name = "REV")]
+    revision: Option<String>,
+    /// Same as --revision HEAD: the committed files, not the working tree's.
+    #[arg(long, conflicts_with = "revision")]
+    git: bool,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// Namespace of SealedSecrets that name none (like Argo CD's destination namespace).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// The local store: a folder of Secret manifests (default:
+    /// $XDG_DATA_HOME/sealsync/store, else ~/.local/share/sealsync/store).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print Secret values (render only; base64, as in a Secret manifest).
+    #[arg(long)]
+    show_values: bool,
+    /// Output format: render prints YAML documents or a JSON List; diff and sync a report.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    format: RepoFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RepoFormat {
+    /// YAML manifests (render) or a readable report (diff, sync).
+    Text,
+    Json,
+}
+
+impl RepoArgs {
+    fn job(self, mode: crate::repo::Mode) -> anyhow::Result<crate::repo::RepoJob> {
+        if self.show_values && mode != crate::repo::Mode::Render {
+            bail!("--show-values goes with render: diff and sync never print values");
+        }
+        Ok(crate::repo::RepoJob {
+            mode,
+            revision: self.revision.or(self.git.then(|| "HEAD".into())),
+            path: self.path,
+            namespace: self.namespace,
+            private_keys: self.keys.private_keys,
+            out: self.out,
+            show_values: self.show_values,
+            json: matches!(self.format, RepoFormat::Json),
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Each key Secret (name, creation, status label; no key material is read), the newest
@@ -405,6 +485,9 @@ impl Cli {
             }
             .run(),
             Command::Keygen(args) => keygen(args),
+            Command::Render(args) => args.job(crate::repo::Mode::Render)?.run(),
+            Command::Diff(args) => args.job(crate::repo::Mode::Diff)?.run(),
+            Command::Sync(args) => args.job(crate::repo::Mode::Sync)?.run(),
             Command::Keys {
                 command: KeysCommand::List(args),
             } => crate::keys::KeysListJob {

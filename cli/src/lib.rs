@@ -10,6 +10,7 @@ mod keys;
 mod kubeseal;
 mod ops;
 mod reencrypt_all;
+mod repo;
 
 use std::ffi::OsString;
 use std::path::Path;

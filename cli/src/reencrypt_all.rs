@@ -49,7 +49,7 @@ impl ReencryptAllJob {
         walk::walk(&self.root, &mut entries, &mut findings);
         entries.retain(|entry| entry.kind == FileKind::Yaml);
 
-        let progress = progress_bar(entries.len());
+        let progress = progress_bar(entries.len(), "files");
         let results: Vec<FileResult> = entries
             .par_iter()
             .map(|entry| {
@@ -124,16 +124,17 @@ impl ReencryptAllJob {
     }
 }
 
-/// A bar of files done, on standard error when it is a terminal (hidden otherwise, so that
-/// logs and pipes stay clean).
-fn progress_bar(files: usize) -> ProgressBar {
+/// A bar of `len` things (`unit`) done, on standard error when it is a terminal (hidden
+/// otherwise, so that logs and pipes stay clean).
+pub(crate) fn progress_bar(len: usize, unit: &str) -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()
     };
-    let bar = ProgressBar::with_draw_target(Some(files as u64), target);
-    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} files ({eta} left)") {
+    let bar = ProgressBar::with_draw_target(Some(len as u64), target);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} ({{eta}} left)");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar
@@ -213,7 +214,7 @@ struct Counts {
 }
 
 /// The SealedSecret documents of a stream: top-level ones and those in `kind: List` items.
-fn sealed_secret_nodes(documents: &[Node]) -> Vec<&Node> {
+pub(crate) fn sealed_secret_nodes(documents: &[Node]) -> Vec<&Node> {
     let is_sealed = |node: &Node| {
         node.str_at("kind") == Some("SealedSecret")
             && node
@@ -298,7 +299,7 @@ fn rewrite(text: &str, path: &Path, resealer: &Resealer) -> Result<(String, Coun
 }
 
 /// The `namespace:` of the kustomization next to `file`, if there is one.
-fn kustomization_namespace(file: &Path) -> Option<String> {
+pub(crate) fn kustomization_namespace(file: &Path) -> Option<String> {
     let folder = file.parent()?;
     ["kustomization.yaml", "kustomization.yml"]
         .iter()
@@ -437,7 +438,7 @@ impl Summary {
     }
 }
 
-fn count(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -8,13 +8,14 @@ use k8s_openapi::jiff::Timestamp;
 use sealsync_api::{
     ApiError, SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, unseal,
 };
+use sealsync_crypto::Keyring;
 use sealsync_engine::{
     Desired, DesiredSecret, Generator, Outcome, Ownership, Plan, Policy, ReasonedError, SecretRef,
     digest_of,
 };
 use serde_json::json;
 
-use crate::keys::KeyStore;
+use crate::keys::{KeySet, KeyStore};
 use crate::metrics::ControllerMetrics;
 
 /// Annotation of a SealedSecret asking for no ownerReference on its Secret (upstream's).
@@ -24,10 +25,10 @@ pub const MANAGED: &str = "sealedsecrets.bitnami.com/managed";
 /// Annotation of an existing Secret that lets a SealedSecret merge its keys into it.
 pub const PATCH: &str = "sealedsecrets.bitnami.com/patch";
 
-/// Unseals SealedSecrets with the keys of a [`KeyStore`].
+/// Unseals SealedSecrets with the keys of a [`KeyStore`], or with a fixed keyring.
 #[derive(Debug)]
 pub struct SealedSecretGenerator {
-    keys: Arc<KeyStore>,
+    keys: Keys,
     metrics: ControllerMetrics,
     options: UnsealOptions,
 }
@@ -108,10 +109,41 @@ fn compact_spec(spec: &mut SealedSecretSpec) {
     }
 }
 
+/// Where the keys come from: the controller's watched key Secrets, or the private keys a
+/// command line was given (`sealsync sync`), which do not change during a run.
+#[derive(Debug)]
+enum Keys {
+    Watched(Arc<KeyStore>),
+    Fixed(Arc<KeySet>),
+}
+
+impl Keys {
+    fn current(&self) -> Arc<KeySet> {
+        match self {
+            Self::Watched(store) => store.current(),
+            Self::Fixed(keys) => keys.clone(),
+        }
+    }
+}
+
 impl SealedSecretGenerator {
     pub fn new(keys: Arc<KeyStore>, metrics: ControllerMetrics, options: UnsealOptions) -> Self {
         Self {
-            keys,
+            keys: Keys::Watched(keys),
+            metrics,
+            options,
+        }
+    }
+
+    /// A generator outside the controller, with `keyring` only; its metrics are not exposed.
+    pub fn with_keyring(keyring: Keyring, options: UnsealOptions) -> Self {
+        let metrics =
+            ControllerMetrics::register(&mut prometheus_client::registry::Registry::default());
+        Self {
+            keys: Keys::Fixed(Arc::new(KeySet {
+                keyring,
+                ..KeySet::default()
+            })),
             metrics,
             options,
         }

@@ -28,7 +28,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::{error, info, warn};
 
 pub use args::{Args, KeyOrder, LogFormat, LogLevel, SyncScope};
-pub use generator::{SealedSecretGenerator, UnsealOptions};
+pub use generator::{MANAGED, PATCH, SealedSecretGenerator, UnsealOptions};
 pub use http::MAX_BODY_BYTES;
 use keys::{KeyError, KeyManager, KeyPolicy, KeyStore, watch_keys};
 

@@ -185,18 +185,27 @@ pub enum LocalDirError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A name that is not a Kubernetes name could lead out of the store (`..`, `/`).
+    #[error("Secret {secret:?}: not a valid Kubernetes namespace/name, refused by the local store")]
+    InvalidName { secret: String },
+    #[error("{path} is a symbolic link: the local store does not write through links; remove it")]
+    Link { path: PathBuf },
 }
 
 impl ReasonedError for LocalDirError {
     fn reason(&self) -> &'static str {
         match self {
             Self::Read { .. } | Self::Parse { .. } => "TargetReadFailed",
-            Self::Write { .. } => "TargetWriteFailed",
+            Self::Write { .. } | Self::InvalidName { .. } | Self::Link { .. } => {
+                "TargetWriteFailed"
+            }
         }
     }
 }
 
-/// Secrets as `<root>/<namespace>/<name>.yaml` manifests, written atomically with mode 0600.
+/// Secrets as `<root>/<namespace>/<name>.yaml` manifests, written atomically with mode 0600,
+/// only under valid Kubernetes names and never through a symbolic link, so that nothing is
+/// written outside `root`; a write that changes nothing leaves the file alone.
 /// Versions are digests of the file contents, so an edit by hand is seen as drift. The store
 /// has no managedFields: each file says which field manager wrote which of its keys in
 /// [`LOCAL_KEYS_ANNOTATION`].
@@ -252,11 +261,73 @@ impl LocalDirTarget {
         Self { root: root.into() }
     }
 
-    /// The file of `secret`.
-    pub fn path(&self, secret: &SecretRef) -> PathBuf {
-        self.root
+    /// The file of `secret`, refused unless its namespace and name are Kubernetes names.
+    pub fn path(&self, secret: &SecretRef) -> Result<PathBuf, LocalDirError> {
+        if !is_dns_label(&secret.namespace) || !is_dns_subdomain(&secret.name) {
+            return Err(LocalDirError::InvalidName {
+                secret: secret.to_string(),
+            });
+        }
+        Ok(self
+            .root
             .join(&secret.namespace)
-            .join(format!("{}.yaml", secret.name))
+            .join(format!("{}.yaml", secret.name)))
+    }
+
+    /// Every Secret in the store, by its file (others are ignored).
+    pub fn list(&self) -> Result<Vec<SecretRef>, LocalDirError> {
+        let listing = |dir: &Path| {
+            fs::read_dir(dir).map_err(|source| LocalDirError::Read {
+                path: dir.into(),
+                source,
+            })
+        };
+        let mut secrets = Vec::new();
+        let namespaces = match listing(&self.root) {
+            Err(LocalDirError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(secrets);
+            }
+            listed => listed?,
+        };
+        for namespace in namespaces.filter_map(Result::ok) {
+            let Some(namespace_name) = namespace.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !is_dns_label(&namespace_name) || !namespace.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            for file in listing(&namespace.path())?.filter_map(Result::ok) {
+                let file_name = file.file_name();
+                let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(".yaml")) else {
+                    continue;
+                };
+                if is_dns_subdomain(name) && file.file_type().is_ok_and(|t| t.is_file()) {
+                    secrets.push(SecretRef {
+                        namespace: namespace_name.clone(),
+                        name: name.into(),
+                    });
+                }
+            }
+        }
+        secrets.sort();
+        Ok(secrets)
+    }
+
+    /// The data of `secret`, if it is in the store (a value that is not base64 reads as
+    /// empty), e.g. to tell which keys a write would change.
+    pub fn data(
+        &self,
+        secret: &SecretRef,
+    ) -> Result<Option<BTreeMap<String, SecretBytes>>, LocalDirError> {
+        Ok(Self::read(&self.path(secret)?)?.map(|(stored, _)| {
+            stored
+                .data
+                .into_iter()
+                .map(|(key, encoded)| (key, decoded(&encoded)))
+                .collect()
+        }))
     }
 
     fn read(path: &Path) -> Result<Option<(StoredSecret, String)>, LocalDirError> {
@@ -282,12 +353,31 @@ impl LocalDirTarget {
     }
 }
 
+fn decoded(encoded: &str) -> SecretBytes {
+    SecretBytes::from(STANDARD.decode(encoded.trim()).unwrap_or_default())
+}
+
+/// A namespace: a DNS-1123 label.
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A Secret's name: a DNS-1123 subdomain (dot-separated labels).
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
 impl SecretTarget for LocalDirTarget {
     type Error = LocalDirError;
 
     async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, LocalDirError> {
         Ok(
-            Self::read(&self.path(secret))?.map(|(stored, version)| ExistingSecret {
+            Self::read(&self.path(secret)?)?.map(|(stored, version)| ExistingSecret {
                 resource_version: Some(version),
                 writers: stored
                     .keys_by_manager()
@@ -310,11 +400,17 @@ impl SecretTarget for LocalDirTarget {
     }
 
     async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, LocalDirError> {
-        let path = self.path(write.target);
+        let path = self.path(write.target)?;
+        let dir = path.parent().expect("a Secret file has a directory");
+        if fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink()) {
+            return Err(LocalDirError::Link { path: dir.into() });
+        }
         let manager = write.manager;
         let mut data = write.secret.data.clone();
         let mut keys = KeysByManager::new();
-        if let Some((stored, _)) = Self::read(&path)? {
+        let mut current = None;
+        if let Some((stored, version)) = Self::read(&path)? {
+            current = Some(version);
             keys = stored.keys_by_manager();
             let ours = keys.remove(manager.name()).unwrap_or_default();
             // Merge keeps every key but the ones this source no longer writes; replace keeps
@@ -327,9 +423,7 @@ impl SecretTarget for LocalDirTarget {
             };
             for (key, encoded) in stored.data {
                 if kept(&key) {
-                    data.entry(key).or_insert_with(|| {
-                        SecretBytes::from(STANDARD.decode(encoded.trim()).unwrap_or_default())
-                    });
+                    data.entry(key).or_insert_with(|| decoded(&encoded));
                 }
             }
             if write.mode == WriteMode::Replace {
@@ -349,7 +443,10 @@ impl SecretTarget for LocalDirTarget {
         object.metadata.annotations = &annotations;
         let text =
             zeroize::Zeroizing::new(serde_norway::to_string(&object).expect("a Secret serializes"));
-        let dir = path.parent().expect("a Secret file has a directory");
+        let version = hex_sha256(text.as_bytes());
+        if current.as_ref() == Some(&version) {
+            return Ok(version);
+        }
         let failed = |source| LocalDirError::Write {
             path: path.clone(),
             source,
@@ -361,11 +458,11 @@ impl SecretTarget for LocalDirTarget {
             .map_err(failed)?;
         file.write_all(text.as_bytes()).map_err(failed)?;
         file.persist(&path).map_err(|e| failed(e.error))?;
-        Ok(hex_sha256(text.as_bytes()))
+        Ok(version)
     }
 
     async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), LocalDirError> {
-        let path = self.path(secret);
+        let path = self.path(secret)?;
         match Self::read(&path)? {
             Some((_, current)) if current == version => {
                 fs::remove_file(&path).map_err(|source| LocalDirError::Write { path, source })
@@ -373,5 +470,114 @@ impl SecretTarget for LocalDirTarget {
             // Changed since it was decided on: the next reconcile decides again.
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    fn secret(namespace: &str, name: &str) -> SecretRef {
+        SecretRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    async fn write(store: &LocalDirTarget, target: &SecretRef) -> Result<String, LocalDirError> {
+        let desired = DesiredSecret {
+            data: [(
+                "password".to_string(),
+                SecretBytes::from(b"hunter2".to_vec()),
+            )]
+            .into(),
+            ..DesiredSecret::default()
+        };
+        let manager = FieldManager::of_source("test", "Source", &target.name);
+        store
+            .apply(&SecretWrite {
+                target,
+                secret: &desired,
+                owner: None,
+                mode: WriteMode::Replace,
+                manager: &manager,
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn names_that_could_leave_the_store_are_refused_and_nothing_is_written() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("store");
+        let store = LocalDirTarget::new(&root);
+        for (namespace, name) in [
+            ("..", "x"),
+            ("app", "../../escaped"),
+            ("app", "a/b"),
+            ("App", "db"),
+            ("app", ".hidden"),
+            ("", "db"),
+            ("app", ""),
+        ] {
+            let refused = write(&store, &secret(namespace, name)).await.unwrap_err();
+            assert!(
+                matches!(refused, LocalDirError::InvalidName { .. }),
+                "{namespace}/{name}: {refused}"
+            );
+        }
+        assert!(!root.exists(), "nothing was created");
+        assert_eq!(fs::read_dir(outer.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn files_are_private_listed_and_an_unchanged_write_leaves_them_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirTarget::new(dir.path());
+        let db = secret("app", "db.primary");
+        let first = write(&store, &db).await.unwrap();
+        let path = store.path(&db).unwrap();
+        let before = fs::metadata(&path).unwrap();
+        assert_eq!(before.permissions().mode() & 0o777, 0o600);
+        assert_eq!(write(&store, &db).await.unwrap(), first);
+        assert_eq!(
+            fs::metadata(&path).unwrap().ino(),
+            before.ino(),
+            "not rewritten"
+        );
+        assert_eq!(
+            fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+
+        fs::write(dir.path().join("app/notes.txt"), "").unwrap();
+        fs::create_dir(dir.path().join("Not_A_Namespace")).unwrap();
+        write(&store, &secret("other", "api")).await.unwrap();
+        assert_eq!(
+            store.list().unwrap(),
+            [secret("app", "db.primary"), secret("other", "api")]
+        );
+        let data = store.data(&db).unwrap().unwrap();
+        assert_eq!(data["password"].expose(), b"hunter2");
+        assert!(store.data(&secret("app", "gone")).unwrap().is_none());
+        assert!(
+            LocalDirTarget::new(dir.path().join("none"))
+                .list()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_namespace_folder_that_is_a_link_is_not_written_through() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("app")).unwrap();
+        let store = LocalDirTarget::new(dir.path());
+        let refused = write(&store, &secret("app", "db")).await.unwrap_err();
+        assert!(matches!(refused, LocalDirError::Link { .. }), "{refused}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

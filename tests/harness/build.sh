@@ -3,7 +3,7 @@
 #
 #   build.sh [--print-env] [component...]
 #
-# Components: kubernetes etcd vault sealed-secrets helm moto external-secrets
+# Components: kubernetes etcd vault sealed-secrets helm moto external-secrets kustomize
 # (default: all).
 # Each lands in ${XDG_CACHE_HOME:-~/.cache}/sealsync/<component>-<version>/bin/
 # (override the root with SEALSYNC_CACHE_DIR). A component dir counts as built

@@ -8,7 +8,7 @@ source "$HARNESS_DIR/versions.env"
 # Bump when the build recipe (flags, layout) changes: invalidates every stamp.
 HARNESS_RECIPE=1
 
-ALL_COMPONENTS=(kubernetes etcd vault sealed-secrets helm moto external-secrets)
+ALL_COMPONENTS=(kubernetes etcd vault sealed-secrets helm moto external-secrets kustomize)
 
 CACHE_ROOT="${SEALSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sealsync}"
 
@@ -23,6 +23,7 @@ component_version() {
     helm) echo "$HELM_VERSION" ;;
     moto) echo "$MOTO_VERSION" ;;
     external-secrets) echo "$EXTERNAL_SECRETS_VERSION" ;;
+    kustomize) echo "$KUSTOMIZE_VERSION" ;;
     *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
   esac
 }
@@ -38,6 +39,7 @@ component_module() {
     sealed-secrets) echo github.com/bitnami-labs/sealed-secrets ;;
     helm) helm_module ;;
     external-secrets) echo github.com/external-secrets/external-secrets ;;
+    kustomize) echo sigs.k8s.io/kustomize/kustomize/v5 ;;
     *) die "component '$1' is not a Go module" ;;
   esac
 }
@@ -66,6 +68,7 @@ component_binaries() {
     helm) echo "helm $(helm_module)/cmd/helm" ;;
     moto) echo "moto_server -" ;;
     external-secrets) echo "external-secrets github.com/external-secrets/external-secrets" ;;
+    kustomize) echo "kustomize sigs.k8s.io/kustomize/kustomize/v5" ;;
     *) die "unknown component '$1'" ;;
   esac
 }
@@ -93,6 +96,7 @@ ENV_VARS=(
   "SEALSYNC_HELM helm helm"
   "SEALSYNC_MOTO_SERVER moto moto_server"
   "SEALSYNC_EXTERNAL_SECRETS external-secrets external-secrets"
+  "SEALSYNC_KUSTOMIZE kustomize kustomize"
 )
 # Env var name -> "<component> <path relative to the component dir>" (non-binaries)
 ENV_FILES=(

@@ -14,6 +14,7 @@ pub enum Component {
     Helm,
     Moto,
     ExternalSecrets,
+    Kustomize,
 }
 
 impl Component {
@@ -26,6 +27,7 @@ impl Component {
             Component::Helm => "helm",
             Component::Moto => "moto",
             Component::ExternalSecrets => "external-secrets",
+            Component::Kustomize => "kustomize",
         }
     }
 }

@@ -88,6 +88,31 @@ pub struct SealedDoc {
 }
 
 /// Core (`v1`) kinds: any other kind under `apiVersion: v1` is a typo.
+/// The API group of an `apiVersion` ("" for the core `v1`).
+pub(crate) fn api_group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+/// Whether `kind` exists in the API of `api_version`, for the groups whose kinds are known
+/// here (core, Sealed Secrets, External Secrets, Kustomize); any kind of another group is.
+pub(crate) fn is_known_kind(api_version: &str, kind: &str) -> bool {
+    match api_group(api_version) {
+        "" => CORE_KINDS.contains(&kind),
+        "bitnami.com" => kind == "SealedSecret",
+        "external-secrets.io" => matches!(
+            kind,
+            "ExternalSecret"
+                | "ClusterExternalSecret"
+                | "SecretStore"
+                | "ClusterSecretStore"
+                | "PushSecret"
+                | "ClusterPushSecret"
+        ),
+        "kustomize.config.k8s.io" => matches!(kind, "Kustomization" | "Component"),
+        _ => true,
+    }
+}
+
 const CORE_KINDS: &[&str] = &[
     "Binding",
     "ComponentStatus",
@@ -273,22 +298,8 @@ impl Scan<'_> {
     }
 
     fn manifest(&mut self, document: &Node, api_version: &str, kind: &str, line: usize) {
-        let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
-        let known = match group {
-            "" => CORE_KINDS.contains(&kind),
-            "bitnami.com" => kind == "SealedSecret",
-            "external-secrets.io" => matches!(
-                kind,
-                "ExternalSecret"
-                    | "ClusterExternalSecret"
-                    | "SecretStore"
-                    | "ClusterSecretStore"
-                    | "PushSecret"
-                    | "ClusterPushSecret"
-            ),
-            "kustomize.config.k8s.io" => matches!(kind, "Kustomization" | "Component"),
-            _ => true,
-        };
+        let group = api_group(api_version);
+        let known = is_known_kind(api_version, kind);
         let object = object_of(kind, document);
         if !known {
             let group = if group.is_empty() { "core (v1)" } else { group };

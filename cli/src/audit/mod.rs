@@ -4,7 +4,7 @@
 
 mod credentials;
 mod keys;
-mod manifests;
+pub(crate) mod manifests;
 mod report;
 pub(crate) mod walk;
 pub(crate) mod yaml;

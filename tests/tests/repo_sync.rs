@@ -1,0 +1,698 @@
+//! `sealsync render`, `diff` and `sync` as a user runs them: the real binary on a copy of
+//! `examples/config-repo` (SealedSecrets sealed to the demo key), on a Git repository made
+//! here, and on overlays built by the harness's pinned kustomize. No planted value may
+//! appear in any output but `render --show-values`.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sealsync_testkit::{Component, binary, project_binary};
+use serde_json::Value;
+
+/// The made-up values sealed in the example repository.
+const PLANTED: [&str; 3] = [
+    "demo-dev-db-password",
+    "demo-dev-payment-token",
+    "demo-prod-db-password",
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn demo_key() -> PathBuf {
+    repo_root().join("examples/demo-key/DEMO-ONLY-key.pem")
+}
+
+fn demo_cert() -> PathBuf {
+    repo_root().join("examples/demo-key/DEMO-ONLY-cert.pem")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A copy of the example repository.
+fn example_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo_root().join("examples/config-repo"), dir.path());
+    dir
+}
+
+/// A PATH with no kustomize or kubectl on it (sealsync needs nothing from PATH but them),
+/// and one with only the harness's kustomize.
+fn path_without_kustomize() -> String {
+    "/nonexistent".into()
+}
+
+fn path_with_kustomize() -> String {
+    let kustomize = binary(Component::Kustomize, "SEALSYNC_KUSTOMIZE");
+    format!(
+        "{}:{}",
+        kustomize.parent().unwrap().display(),
+        path_without_kustomize()
+    )
+}
+
+struct Run {
+    output: Output,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.output.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout(), self.stderr()))
+    }
+
+    fn succeeded(&self) -> bool {
+        self.output.status.success()
+    }
+
+    /// Fails when a planted value, plain or base64, is in its output.
+    fn shows_no_value(&self) -> &Self {
+        let all = self.stdout() + &self.stderr();
+        for value in PLANTED {
+            assert!(!all.contains(value), "{value} printed:\n{all}");
+            assert!(
+                !all.contains(&STANDARD.encode(value)),
+                "{value} printed in base64:\n{all}"
+            );
+        }
+        self
+    }
+}
+
+fn sealsync(args: &[&str], path_env: &str) -> Run {
+    let output = Command::new(project_binary("sealsync"))
+        .args(args)
+        .env("PATH", path_env)
+        .env_remove("XDG_DATA_HOME")
+        .output()
+        .unwrap();
+    Run { output }
+}
+
+fn sync(command: &str, source: &Path, out: &Path, extra: &[&str]) -> Run {
+    let key = demo_key();
+    let mut args = vec![
+        command,
+        source.to_str().unwrap(),
+        "-k",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    sealsync(&args, &path_with_kustomize())
+}
+
+/// `secret -> action` of a report.
+fn actions(report: &Value) -> Vec<(String, String)> {
+    report["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["secret"].as_str().unwrap().to_string(),
+                row["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A SealedSecret of the demo key, made with `sealsync seal`.
+fn sealed(namespace: &str, name: &str, values: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.yaml");
+    let data: Vec<String> = values
+        .iter()
+        .map(|(k, v)| format!("  {k}: {v}\n"))
+        .collect();
+    fs::write(
+        &secret,
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\nstringData:\n{}",
+            data.concat()
+        ),
+    )
+    .unwrap();
+    let run = sealsync(
+        &[
+            "seal",
+            "-f",
+            secret.to_str().unwrap(),
+            "--cert",
+            demo_cert().to_str().unwrap(),
+        ],
+        &path_without_kustomize(),
+    );
+    assert!(run.succeeded(), "{}", run.stderr());
+    run.stdout()
+}
+
+#[test]
+fn render_prints_the_secrets_with_values_redacted_unless_asked() {
+    let repo = example_repo();
+    let key = demo_key();
+    let args = [
+        "render",
+        repo.path().to_str().unwrap(),
+        "-k",
+        key.to_str().unwrap(),
+    ];
+    let run = sealsync(&args, &path_without_kustomize());
+    assert!(run.succeeded(), "{}", run.stderr());
+    run.shows_no_value();
+    let text = run.stdout();
+    assert_eq!(text.matches("kind: Secret\n").count(), 3, "{text}");
+    assert!(text.contains("password: (redacted, 20 bytes)"), "{text}");
+    assert!(text.contains("namespace: shop-prod"), "{text}");
+
+    let shown = sealsync(
+        &[&args[..], &["--show-values"]].concat(),
+        &path_without_kustomize(),
+    );
+    assert!(shown.succeeded(), "{}", shown.stderr());
+    for value in PLANTED {
+        assert!(shown.stdout().contains(&STANDARD.encode(value)), "{value}");
+    }
+    assert!(
+        shown.stdout().contains(
+            &STANDARD.encode("postgres://shop:demo-prod-db-password@db.shop-prod.svc:5432/shop")
+        ),
+        "the template was rendered: {}",
+        shown.stdout()
+    );
+
+    let refused = sealsync(
+        &["sync", repo.path().to_str().unwrap(), "--show-values"],
+        &path_without_kustomize(),
+    );
+    assert!(!refused.succeeded());
+    assert!(refused.stderr().contains("--show-values goes with render"));
+}
+
+#[test]
+fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
+    let repo = example_repo();
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("store");
+
+    fs::write(
+        repo.path().join("overlays/dev/external.yaml"),
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api, namespace: shop-dev}\n",
+    )
+    .unwrap();
+    let first = sync("sync", repo.path(), &out, &[]);
+    assert!(
+        first.succeeded(),
+        "an ExternalSecret is listed, not a failure: {}",
+        first.stderr()
+    );
+    first.shows_no_value();
+    let report = first.json();
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("shop-dev/db-credentials", "created"),
+            ("shop-dev/payment-api-token", "created"),
+            ("shop-prod/db-credentials", "created"),
+        ])
+    );
+    let keys = &report["secrets"][2]["keys"]["added"];
+    assert_eq!(
+        keys.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["password", "url", "username"]
+    );
+    assert!(keys["password"].as_str().unwrap().starts_with("hash:"));
+    assert_eq!(
+        files(&out),
+        [
+            "shop-dev/db-credentials.yaml",
+            "shop-dev/payment-api-token.yaml",
+            "shop-prod/db-credentials.yaml"
+        ],
+        "one manifest per Secret, no temporary file left"
+    );
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "a new store is its owner's only"
+    );
+    let file = out.join("shop-prod/db-credentials.yaml");
+    let metadata = fs::metadata(&file).unwrap();
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    let manifest: Value = serde_norway::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(manifest["kind"], "Secret");
+    assert_eq!(manifest["metadata"]["labels"]["app"], "shop");
+    assert_eq!(
+        manifest["data"]["password"],
+        STANDARD.encode("demo-prod-db-password")
+    );
+
+    let second = sync("sync", repo.path(), &out, &[]);
+    assert!(second.succeeded(), "{}", second.stderr());
+    assert_eq!(
+        actions(&second.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/payment-api-token", "unchanged"),
+            ("shop-prod/db-credentials", "unchanged"),
+        ])
+    );
+    assert_eq!(
+        fs::metadata(&file).unwrap().ino(),
+        metadata.ino(),
+        "an unchanged Secret is not rewritten"
+    );
+
+    let text = sealsync(
+        &[
+            "sync",
+            repo.path().to_str().unwrap(),
+            "-k",
+            demo_key().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &path_without_kustomize(),
+    );
+    assert!(text.succeeded());
+    assert!(
+        text.stdout()
+            .contains("3 unchanged, 0 pruned, 0 refused, 0 failed; 0 problems"),
+        "{}",
+        text.stdout()
+    );
+}
+
+#[test]
+fn diff_reports_keys_added_changed_and_removed_and_sync_prunes_only_its_own() {
+    let repo = example_repo();
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("store");
+    assert!(sync("sync", repo.path(), &out, &[]).succeeded());
+    // Secrets of the store this source's sync did not write: by hand, and by a sync of
+    // another folder.
+    fs::create_dir_all(out.join("shop-dev")).unwrap();
+    fs::write(
+        out.join("shop-dev/by-hand.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: by-hand, namespace: shop-dev}\ndata: {a: YQ==}\n",
+    )
+    .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    fs::write(
+        other.path().join("other.yaml"),
+        sealed("shop-dev", "from-elsewhere", &[("k", "elsewhere-value")]),
+    )
+    .unwrap();
+    assert!(sync("sync", other.path(), &out, &[]).succeeded());
+
+    // The repository changes: a value changed, a key added and one removed, a Secret gone.
+    fs::write(
+        repo.path().join("overlays/dev/db-credentials.yaml"),
+        sealed(
+            "shop-dev",
+            "db-credentials",
+            &[
+                ("username", "shop"),
+                ("password", "new-dev-secret"),
+                ("port", "'5432'"),
+            ],
+        ),
+    )
+    .unwrap();
+    fs::remove_file(repo.path().join("overlays/dev/payment-api-token.yaml")).unwrap();
+    let before = fs::read(out.join("shop-dev/db-credentials.yaml")).unwrap();
+
+    let diff = sync("diff", repo.path(), &out, &[]);
+    assert!(diff.succeeded(), "{}", diff.stderr());
+    diff.shows_no_value();
+    assert!(!diff.stdout().contains("new-dev-secret"));
+    let report = diff.json();
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("shop-dev/db-credentials", "updated"),
+            ("shop-dev/payment-api-token", "pruned"),
+            ("shop-prod/db-credentials", "unchanged"),
+        ])
+    );
+    let keys = &report["secrets"][0]["keys"];
+    assert_eq!(keys["added"].as_object().unwrap().len(), 1);
+    assert!(keys["added"]["port"].as_str().unwrap().starts_with("hash:"));
+    let (old, new) = (
+        keys["changed"]["password"][0].as_str().unwrap(),
+        keys["changed"]["password"][1].as_str().unwrap(),
+    );
+    assert_ne!(old, new);
+    assert_eq!(keys["unchanged"], serde_json::json!(["username"]));
+    assert!(report["secrets"][1]["keys"]["removed"]["token"].is_string());
+    assert_eq!(
+        fs::read(out.join("shop-dev/db-credentials.yaml")).unwrap(),
+        before,
+        "diff writes nothing"
+    );
+    assert!(out.join("shop-dev/payment-api-token.yaml").exists());
+
+    let text = sealsync(
+        &[
+            "diff",
+            repo.path().to_str().unwrap(),
+            "-k",
+            demo_key().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &path_without_kustomize(),
+    );
+    text.shows_no_value();
+    assert!(
+        text.stdout().contains("    ~ password  hash:"),
+        "{}",
+        text.stdout()
+    );
+    assert!(
+        text.stdout().contains("    + port  hash:"),
+        "{}",
+        text.stdout()
+    );
+    assert!(
+        text.stdout().contains("- shop-dev/payment-api-token"),
+        "{}",
+        text.stdout()
+    );
+
+    let applied = sync("sync", repo.path(), &out, &[]);
+    assert!(applied.succeeded(), "{}", applied.stderr());
+    assert_eq!(
+        actions(&applied.json()),
+        actions(&report),
+        "sync did what diff said"
+    );
+    assert_eq!(
+        files(&out),
+        [
+            "shop-dev/by-hand.yaml",
+            "shop-dev/db-credentials.yaml",
+            "shop-dev/from-elsewhere.yaml",
+            "shop-prod/db-credentials.yaml"
+        ],
+        "only this source's Secret was pruned"
+    );
+    let again = sync("diff", repo.path(), &out, &[]);
+    assert!(
+        actions(&again.json()).iter().all(|(_, a)| a == "unchanged"),
+        "{}",
+        again.stdout()
+    );
+}
+
+#[test]
+fn kustomize_overlays_are_rendered_with_kustomize_from_path() {
+    let repo = example_repo();
+    let overlay = repo.path().join("overlays/prod");
+    let key = demo_key();
+    let args = [
+        "render",
+        overlay.to_str().unwrap(),
+        "-k",
+        key.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    let run = sealsync(&args, &path_with_kustomize());
+    assert!(run.succeeded(), "{}", run.stderr());
+    run.shows_no_value();
+    let list = run.json();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "the Deployment is not a Secret: {list}");
+    assert_eq!(items[0]["metadata"]["namespace"], "shop-prod");
+    assert_eq!(items[0]["data"]["url"], "(redacted, 64 bytes)");
+
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("store");
+    let mut synced = sealsync(
+        &[
+            "sync",
+            repo.path().join("overlays/dev").to_str().unwrap(),
+            "-k",
+            key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        &path_with_kustomize(),
+    );
+    assert!(synced.succeeded(), "{}", synced.stderr());
+    assert_eq!(
+        actions(&synced.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "created"),
+            ("shop-dev/payment-api-token", "created"),
+        ])
+    );
+    let source = synced.json()["secrets"][0]["source"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(source.starts_with("kustomize build "), "{source}");
+
+    synced = sealsync(&args, &path_without_kustomize());
+    assert!(!synced.succeeded());
+    assert!(
+        synced
+            .stderr()
+            .contains("neither kustomize nor kubectl is on PATH: install kustomize"),
+        "{}",
+        synced.stderr()
+    );
+    assert!(synced.stderr().contains("overlays/prod/kustomization.yaml"));
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(repo)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[test]
+fn a_git_revision_is_read_as_committed() {
+    let repo = example_repo();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "first"]);
+    fs::remove_file(repo.path().join("overlays/prod/db-credentials.yaml")).unwrap();
+    git(
+        repo.path(),
+        &["commit", "-q", "-a", "-m", "prod secret gone"],
+    );
+    // Not committed: only a read of the files on disk sees it.
+    fs::write(
+        repo.path().join("overlays/dev/extra.yaml"),
+        sealed("shop-dev", "extra", &[("k", "uncommitted-value")]),
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("store");
+    let dev = repo.path().join("overlays/dev");
+
+    let head = sync("render", &dev, &out, &["--git"]);
+    assert!(head.succeeded(), "{}", head.stderr());
+    let rendered = head.json();
+    let names: Vec<&str> = rendered["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["db-credentials", "payment-api-token"],
+        "HEAD has no extra.yaml"
+    );
+
+    let first = sync("sync", repo.path(), &out, &["--revision", "main~1"]);
+    assert!(first.succeeded(), "{}", first.stderr());
+    first.shows_no_value();
+    let report = first.json();
+    assert_eq!(report["revision"], "main~1");
+    assert_eq!(
+        report["secrets"][2]["source"],
+        "main~1:overlays/prod/db-credentials.yaml:2"
+    );
+    assert_eq!(actions(&report).len(), 3);
+
+    let head = sync("sync", repo.path(), &out, &["--revision", "HEAD"]);
+    assert!(head.succeeded(), "{}", head.stderr());
+    assert_eq!(
+        actions(&head.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/payment-api-token", "unchanged"),
+            ("shop-prod/db-credentials", "pruned"),
+        ]),
+        "another revision of the same path prunes what it no longer declares"
+    );
+
+    let missing = sync("sync", repo.path(), &out, &["--revision", "no-such-branch"]);
+    assert!(!missing.succeeded());
+    assert!(
+        missing.stderr().contains("revision \"no-such-branch\""),
+        "{}",
+        missing.stderr()
+    );
+}
+
+#[test]
+fn bad_input_is_reported_with_its_file_and_line_and_the_rest_is_synced() {
+    let repo = example_repo();
+    let r = repo.path();
+    fs::write(
+        r.join("broken.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [\n",
+    )
+    .unwrap();
+    fs::write(
+        r.join("typo.yaml"),
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecrets\nmetadata: {name: x, namespace: shop-dev}\n",
+    )
+    .unwrap();
+    // The same Secret twice.
+    fs::copy(
+        r.join("overlays/prod/db-credentials.yaml"),
+        r.join("overlays/prod/copy.yaml"),
+    )
+    .unwrap();
+    // Sealed for another namespace: does not open here.
+    let moved = fs::read_to_string(r.join("overlays/dev/payment-api-token.yaml"))
+        .unwrap()
+        .replace("namespace: shop-dev", "namespace: shop-qa");
+    fs::write(r.join("moved.yaml"), moved).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(
+        outside.path().join("s.yaml"),
+        sealed("shop-dev", "outside", &[("k", "v")]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path().join("s.yaml"), r.join("link.yaml")).unwrap();
+    fs::write(r.join("binary.yaml"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("store");
+    let run = sync("sync", r, &out, &[]);
+    assert!(!run.succeeded(), "exits non-zero");
+    run.shows_no_value();
+    let report = run.json();
+    let problems: Vec<(String, Option<u64>)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["file"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                p["line"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("binary.yaml".to_string(), None),
+            ("broken.yaml".to_string(), Some(5)),
+            ("link.yaml".to_string(), None),
+            ("copy.yaml".to_string(), Some(2)),
+            ("db-credentials.yaml".to_string(), Some(2)),
+            ("typo.yaml".to_string(), Some(1)),
+        ],
+        "{report:#}"
+    );
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("shop-dev/db-credentials", "created"),
+            ("shop-dev/payment-api-token", "created"),
+            ("shop-qa/payment-api-token", "failed"),
+        ]),
+        "the rest is synced; the duplicate is not"
+    );
+    assert!(
+        report["secrets"][2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("re-seal")
+    );
+    assert_eq!(
+        report["pruned"], false,
+        "a file was not read: nothing is pruned"
+    );
+    assert!(
+        run.stderr().contains("failures (listed above)"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!out.join("shop-dev/outside.yaml").exists());
+}

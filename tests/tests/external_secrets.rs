@@ -498,16 +498,22 @@ async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() ->
     Ok(())
 }
 
-/// A renamed `target.name` moves the Secret: the new one is written and the one left under
-/// the old name, made and owned by the ExternalSecret, is deleted; a Secret under another
-/// name that it did not write stays.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_renamed_target_moves_the_secret() -> anyhow::Result<()> {
+/// One AWS case: a cluster with the CRDs, moto holding `app/token` ("t1"), a namespace with
+/// the store `aws` and its credentials, and the controller.
+struct AwsCase {
+    client: Client,
+    ns: String,
+    _controller: SealsyncController,
+    _moto: Moto,
+    _cluster: TestCluster,
+}
+
+async fn aws_case(ns: &str) -> anyhow::Result<AwsCase> {
     let cluster = TestCluster::start().await?;
     install_crds(&cluster).await?;
     let moto = Moto::start().await?;
     let client = cluster.client();
-    let ns = cluster.namespace("es-rename").await?;
+    let ns = cluster.namespace(ns).await?;
     moto.client()
         .create_secret()
         .name("app/token")
@@ -516,7 +522,23 @@ async fn a_renamed_target_moves_the_secret() -> anyhow::Result<()> {
         .await?;
     aws_credentials(&client, &ns).await?;
     apply(&client, &ns, aws_store("aws")).await?;
-    let _controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    let controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    Ok(AwsCase {
+        client,
+        ns,
+        _controller: controller,
+        _moto: moto,
+        _cluster: cluster,
+    })
+}
+
+/// A renamed `target.name` moves the Secret: the new one is written and the one left under
+/// the old name, made and owned by the ExternalSecret, is deleted; a Secret under another
+/// name that it did not write stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_target_moves_the_secret() -> anyhow::Result<()> {
+    let case = aws_case("es-rename").await?;
+    let (client, ns) = (case.client.clone(), case.ns.clone());
     let spec = |target: &str| {
         json!({ "target": { "name": target },
             "data": [{ "secretKey": "token", "remoteRef": { "key": "app/token" } }] })
@@ -572,20 +594,8 @@ async fn deleting_an_external_secret_with_upstreams_finalizer_does_not_hang() ->
 {
     const UPSTREAM: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
     const OTHER: &str = "example.com/keep-me";
-    let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
-    let moto = Moto::start().await?;
-    let client = cluster.client();
-    let ns = cluster.namespace("es-finalizer").await?;
-    moto.client()
-        .create_secret()
-        .name("app/token")
-        .secret_string("t1")
-        .send()
-        .await?;
-    aws_credentials(&client, &ns).await?;
-    apply(&client, &ns, aws_store("aws")).await?;
-    let _controller = controller(&cluster, &ns, &[("AWS_ENDPOINT_URL", moto.endpoint())]).await?;
+    let case = aws_case("es-finalizer").await?;
+    let (client, ns) = (case.client.clone(), case.ns.clone());
     let mut es = external_secret(
         "token",
         "aws",

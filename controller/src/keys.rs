@@ -243,6 +243,22 @@ fn ordering_time(
     }
 }
 
+/// A certificate for `key` whose NotBefore (whole seconds) is after `newest`'s: a key made
+/// in the same second as the newest would tie with it and might not seal.
+fn certificate_after(
+    key: &PrivateKey,
+    params: &CertificateParams,
+    newest: Option<OffsetDateTime>,
+) -> Result<SealingCertificate, sealsync_crypto::CryptoError> {
+    let cert = SealingCertificate::generate(key, params)?;
+    if newest != Some(cert.not_before()) {
+        return Ok(cert);
+    }
+    let into_second = OffsetDateTime::now_utc().nanosecond();
+    std::thread::sleep(Duration::from_nanos(1_000_000_000 - u64::from(into_second)));
+    SealingCertificate::generate(key, params)
+}
+
 /// How the leader makes keys.
 #[derive(Debug, Clone)]
 pub struct KeyPolicy {
@@ -345,13 +361,19 @@ impl KeyManager {
         }
     }
 
-    async fn create_key(&self, why: &str, leadership: &Leadership) -> Result<(), KeyError> {
+    /// Makes a key whose certificate is newer than `newest`'s, the current newest key.
+    async fn create_key(
+        &self,
+        why: &str,
+        leadership: &Leadership,
+        newest: Option<OffsetDateTime>,
+    ) -> Result<(), KeyError> {
         let policy = self.policy.clone();
         let namespace = self.namespace.clone();
         let manifest = tokio::task::spawn_blocking(move || {
             let key = PrivateKey::generate(policy.bits).map_err(|e| e.to_string())?;
-            let cert = SealingCertificate::generate(&key, &policy.certificate)
-                .map_err(|e| e.to_string())?;
+            let cert =
+                certificate_after(&key, &policy.certificate, newest).map_err(|e| e.to_string())?;
             let mut secret = with_extra_metadata(key_secret(&key, &cert, &namespace), &policy);
             secret.metadata.generate_name = Some(policy.prefix.clone());
             Ok::<_, String>((secret, cert.public_key().fingerprint().to_string()))
@@ -410,8 +432,9 @@ impl KeyManager {
                 }
                 Some(_) => None,
             };
+            let newest = keys.newest.as_ref().map(SealingCertificate::not_before);
             if let Some(why) = due {
-                self.create_key(why, leadership).await?;
+                self.create_key(why, leadership, newest).await?;
                 if let Some(secret) = &keys.rotation_request {
                     self.clear_request(secret).await;
                 }
@@ -429,7 +452,9 @@ impl KeyManager {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400 * 365))) => {}
-                _ = rotate.notified() => self.create_key("rotation requested (SIGUSR1)", leadership).await?,
+                _ = rotate.notified() => {
+                    self.create_key("rotation requested (SIGUSR1)", leadership, newest).await?;
+                }
                 () = self.store.rotation_requested(&mut changes) => {}
             }
         }
@@ -603,6 +628,17 @@ mod tests {
         );
         let json = serde_json::to_string(&keys.inventory).unwrap();
         assert!(!json.contains("PRIVATE"), "{json}");
+    }
+
+    #[test]
+    fn a_new_key_is_newer_than_one_made_in_the_same_second() {
+        let key = PrivateKey::generate(2048).unwrap();
+        let params = CertificateParams::default();
+        let newest = SealingCertificate::generate(&key, &params)
+            .unwrap()
+            .not_before();
+        let cert = certificate_after(&key, &params, Some(newest)).unwrap();
+        assert!(cert.not_before() > newest);
     }
 
     #[test]

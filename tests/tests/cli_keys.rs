@@ -267,7 +267,21 @@ async fn rotate_makes_one_key_per_request_and_retire_waits_for_re_encryption() -
     );
     assert!(out.contains(&format!("Retired key {first}")), "{out}");
 
-    // Retired, it opens nothing new; `keys list` shows each key's status and dependents.
+    // Retired, it opens nothing new (once the controller has seen the label: a SealedSecret
+    // applied before may still open); `keys list` shows each key's status and dependents.
+    let api = controller.api();
+    wait_for("the key retired", Duration::from_secs(120), None, || {
+        let first = first.clone();
+        async move {
+            let list: sealsync_api::KeyList =
+                serde_json::from_str(&sealsync_testkit::http_get(api, "/v1/keys")?)?;
+            Ok(list
+                .keys
+                .iter()
+                .any(|k| k.fingerprint.as_deref() == Some(first.as_str()) && k.status == "retired"))
+        }
+    })
+    .await?;
     seal(
         &cluster,
         &ns,

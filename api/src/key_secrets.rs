@@ -12,6 +12,41 @@ use crate::{ApiError, SecretManifest, parse_documents};
 pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 /// Value of [`KEY_LABEL`] on keys in use.
 pub const KEY_LABEL_ACTIVE: &str = "active";
+/// Value of [`KEY_LABEL`] on keys retired by `sealsync keys retire`: like upstream's
+/// `compromised`, any value but `active` means the key is not loaded (opens and seals nothing).
+pub const KEY_LABEL_RETIRED: &str = "retired";
+/// Annotation on the newest key Secret that asks the controller's leader for a new key
+/// (`sealsync keys rotate`): whoever may patch Secrets in its namespace may ask.
+pub const ROTATION_REQUESTED: &str = "sealsync.dev/rotation-requested";
+
+/// What sealsync's controller tells anyone of one key Secret (`GET /v1/keys`): nothing of
+/// its private key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    pub secret: String,
+    /// Of the certificate (`tls.crt`), as `sealsync cert` prints it.
+    pub fingerprint: Option<String>,
+    /// The Secret's creation (RFC 3339).
+    pub created: Option<String>,
+    pub not_before: Option<String>,
+    pub not_after: Option<String>,
+    /// The key label's value: `active`, `retired`, or another (upstream's `compromised`).
+    pub status: String,
+    /// Whether new SealedSecrets are sealed to it (the newest active key).
+    pub sealing: bool,
+    /// Why the controller cannot use the key (never a value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The answer of `GET /v1/keys`: key Secrets oldest first; `omitted` oldest left out.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+    #[serde(default)]
+    pub omitted: usize,
+}
 
 const TLS_KEY: &str = "tls.key";
 const TLS_CERT: &str = "tls.crt";

@@ -17,8 +17,8 @@ pub use duration::parse_go_duration;
 pub use error::ApiError;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use key_secrets::{
-    KEY_LABEL, KEY_LABEL_ACTIVE, KEY_SECRET_GENERATE_NAME, key_secret, keyring_from_key_secrets,
-    read_private_keys,
+    KEY_LABEL, KEY_LABEL_ACTIVE, KEY_LABEL_RETIRED, KEY_SECRET_GENERATE_NAME, KeyInfo, KeyList,
+    ROTATION_REQUESTED, key_secret, keyring_from_key_secrets, read_private_keys,
 };
 pub use sealed_secret::{
     SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, SecretTemplateSpec,

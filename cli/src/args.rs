@@ -347,9 +347,73 @@ impl RepoArgs {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Each key Secret (name, creation, status label; no key material is read), the newest
-    /// key's fingerprint and validity, and how many SealedSecrets each key last opened.
+    /// Every key: fingerprint, status (active, sealing, retired), creation, expiry and how
+    /// many SealedSecrets last opened with it (from the controller's /v1/keys and their
+    /// status; no key material leaves the cluster).
     List(KeysListArgs),
+    /// Ask the controller for a new sealing key now: annotates the newest key Secret (needs
+    /// `patch` on Secrets in the controller's namespace); the controller makes the key.
+    Rotate(KeysRotateArgs),
+    /// Retire a key no SealedSecret depends on: relabelled `retired`, the controller no
+    /// longer opens or seals with it. Refused, naming them, while SealedSecrets depend on it.
+    Retire(KeysRetireArgs),
+    /// Export the key Secrets to a file encrypted with age, to a passphrase (prompt,
+    /// $SEALSYNC_KEYS_PASSPHRASE or --passphrase-file) or to --recipient keys. Mode 0600.
+    Backup(KeysBackupArgs),
+    /// Create the key Secrets of a backup in the controller's namespace; the controller
+    /// loads them at once and makes no new key for their age.
+    Restore(KeysRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeysRotateArgs {
+    /// How long to wait for the new key (0: do not wait).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    wait: std::time::Duration,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+struct KeysRetireArgs {
+    /// The key's fingerprint, as `sealsync keys list` prints it (SHA256:...).
+    fingerprint: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+struct KeysBackupArgs {
+    /// The backup file to write (age format).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// Encrypt to this age recipient (age1...) instead of a passphrase. Repeatable.
+    #[arg(long = "recipient", short = 'r', value_name = "AGE_RECIPIENT")]
+    recipients: Vec<String>,
+    /// Read the passphrase from this file (first line) instead of $SEALSYNC_KEYS_PASSPHRASE
+    /// or the terminal.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+struct KeysRestoreArgs {
+    /// The backup file (age format), as `keys backup` writes it.
+    input: PathBuf,
+    /// age identity file (AGE-SECRET-KEY-1...) for a backup made with --recipient. Repeatable.
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    identities: Vec<PathBuf>,
+    /// Read the passphrase from this file (first line) instead of $SEALSYNC_KEYS_PASSPHRASE
+    /// or the terminal.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -488,13 +552,7 @@ impl Cli {
             Command::Render(args) => args.job(crate::repo::Mode::Render)?.run(),
             Command::Diff(args) => args.job(crate::repo::Mode::Diff)?.run(),
             Command::Sync(args) => args.job(crate::repo::Mode::Sync)?.run(),
-            Command::Keys {
-                command: KeysCommand::List(args),
-            } => crate::keys::KeysListJob {
-                cluster: args.cluster.target(),
-                json: matches!(args.format, CertFormat::Json),
-            }
-            .run(),
+            Command::Keys { command } => run_keys(command),
             Command::Completion { shell } => {
                 clap_complete::generate(
                     shell,
@@ -505,6 +563,49 @@ impl Cli {
                 Ok(())
             }
         }
+    }
+}
+
+fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
+    use crate::key_backup::{BackupKey, KeysBackupJob, KeysRestoreJob};
+    use crate::keys::{KeysListJob, KeysRetireJob, KeysRotateJob};
+    match command {
+        KeysCommand::List(args) => KeysListJob {
+            cluster: args.cluster.target(),
+            json: matches!(args.format, CertFormat::Json),
+        }
+        .run(),
+        KeysCommand::Rotate(args) => KeysRotateJob {
+            cluster: args.cluster.target(),
+            wait: args.wait,
+        }
+        .run(),
+        KeysCommand::Retire(args) => KeysRetireJob {
+            cluster: args.cluster.target(),
+            fingerprint: args.fingerprint,
+        }
+        .run(),
+        KeysCommand::Backup(args) => KeysBackupJob {
+            cluster: args.cluster.target(),
+            output: args.output,
+            key: BackupKey {
+                recipients: args.recipients,
+                identities: Vec::new(),
+                passphrase_file: args.passphrase_file,
+            },
+            force: args.force,
+        }
+        .run(),
+        KeysCommand::Restore(args) => KeysRestoreJob {
+            cluster: args.cluster.target(),
+            input: args.input,
+            key: BackupKey {
+                recipients: Vec::new(),
+                identities: args.identities,
+                passphrase_file: args.passphrase_file,
+            },
+        }
+        .run(),
     }
 }
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use http::{Method, StatusCode};
-use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{ListParams, PartialObjectMeta};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use sealsync_api::{KEY_LABEL, SealedSecret};
+use sealsync_api::{KeyList, SealedSecret};
 
 /// Where the kubeconfig is and which context to use (kubectl's `--kubeconfig`, `--context`).
 #[derive(Debug, Clone, Default)]
@@ -114,6 +114,16 @@ impl ClusterTarget {
         self.open()
             .and_then(|controller| controller.certificate())
             .with_context(failed)
+    }
+
+    /// A client of the API server alone (no controller needed) and a runtime to drive it.
+    pub fn api_server(&self) -> anyhow::Result<(Client, tokio::runtime::Runtime)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let client = runtime.block_on(self.kubeconfig.client())?;
+        Ok((client, runtime))
     }
 
     fn open(&self) -> anyhow::Result<Controller> {
@@ -229,21 +239,37 @@ impl Controller {
             .map_err(describe)
     }
 
-    /// The key Secrets of the controller's namespace, metadata only: listing them this way
-    /// moves no key material off the cluster.
-    pub fn key_secrets(&self) -> anyhow::Result<Vec<PartialObjectMeta<Secret>>> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let params = ListParams::default().labels(KEY_LABEL);
-        self.runtime
-            .block_on(api.list_metadata(&params))
-            .map(|list| list.items)
-            .map_err(describe)
-            .with_context(|| {
-                format!(
-                    "cannot list the key Secrets ({KEY_LABEL}) of namespace {}",
-                    self.namespace
-                )
-            })
+    /// `GET /v1/keys` (sealsync's controller only): the key Secrets' public facts.
+    pub fn keys(&self) -> anyhow::Result<KeyList> {
+        let body = match self.call(Method::GET, "/v1/keys", Vec::new()) {
+            Ok(body) => body,
+            Err(e) if status_of(&e) == Some(StatusCode::NOT_FOUND) => bail!(
+                "controller {} does not serve /v1/keys (upstream's does not): `sealsync keys` \
+                 needs sealsync-controller",
+                self.target
+            ),
+            Err(e) => {
+                return Err(describe(e)).with_context(|| {
+                    format!("cannot list the keys of controller {}", self.target)
+                });
+            }
+        };
+        serde_json::from_str(&body).with_context(|| {
+            format!(
+                "the answer of controller {} to /v1/keys is not a key list",
+                self.target
+            )
+        })
+    }
+
+    /// The namespace of the controller (and of its key Secrets).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Runs `call` with the client on this controller's runtime.
+    pub fn block_on<F: Future>(&self, call: impl FnOnce(Client) -> F) -> F::Output {
+        self.runtime.block_on(call(self.client.clone()))
     }
 
     /// Every SealedSecret of the cluster, a page at a time.
@@ -299,7 +325,7 @@ fn to_json(sealed: &SealedSecret) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cannot serialize sealed secret {}", sealed.object_ref()))
 }
 
-fn status_of(error: &kube::Error) -> Option<StatusCode> {
+pub(crate) fn status_of(error: &kube::Error) -> Option<StatusCode> {
     match error {
         kube::Error::Api(status) => StatusCode::from_u16(status.code).ok(),
         _ => None,
@@ -307,7 +333,7 @@ fn status_of(error: &kube::Error) -> Option<StatusCode> {
 }
 
 /// A one-line description of a failed API call: the server's message and the HTTP status.
-fn describe(error: kube::Error) -> anyhow::Error {
+pub(crate) fn describe(error: kube::Error) -> anyhow::Error {
     match error {
         kube::Error::Api(status) => {
             let code = StatusCode::from_u16(status.code)

@@ -1,20 +1,26 @@
-//! `sealsync keys list`: the controller's sealing keys as the cluster shows them without
-//! handing out key material: the key Secrets' metadata, the newest key's certificate
-//! (`/v1/cert.pem`), and how many SealedSecrets each key last opened (their status).
+//! `sealsync keys list|rotate|retire`: the controller's sealing keys for auditors, without
+//! moving key material. Facts come from the controller (`GET /v1/keys`) and the SealedSecrets'
+//! status; changes are Kubernetes writes RBAC authorises (an annotation, a label).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::PartialObjectMeta;
-use sealsync_api::{KEY_LABEL, SealedSecret};
-use sealsync_crypto::SealingCertificate;
+use kube::api::{Api, Patch, PatchParams};
+use sealsync_api::{
+    KEY_LABEL, KEY_LABEL_ACTIVE, KEY_LABEL_RETIRED, KeyInfo, KeyList, ROTATION_REQUESTED,
+    SealedSecret,
+};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cluster::ClusterTarget;
+use crate::cluster::{ClusterTarget, Controller, describe};
 use crate::files::{Sensitivity, write_output};
+
+/// Most dependents an error lists by name.
+const MAX_NAMED: usize = 20;
 
 /// One run of `keys list`.
 #[derive(Debug, Clone)]
@@ -26,16 +32,9 @@ pub struct KeysListJob {
 impl KeysListJob {
     pub fn run(&self) -> anyhow::Result<()> {
         let controller = self.cluster.connect()?;
-        let failed = |what: &str| format!("{what} of controller {}", self.cluster);
-        let pem = controller
-            .certificate()
-            .with_context(|| failed("cannot fetch the certificate"))?;
-        let newest = SealingCertificate::from_pem(pem.as_bytes())
-            .with_context(|| failed("the certificate"))?;
         let inventory = Inventory::new(
             &self.cluster.to_string(),
-            &controller.key_secrets()?,
-            &newest,
+            controller.keys()?,
             &controller.sealed_secrets()?,
         );
         let text = if self.json {
@@ -53,199 +52,451 @@ impl KeysListJob {
 struct Inventory {
     controller: String,
     /// Oldest first.
-    key_secrets: Vec<KeySecret>,
-    newest: NewestKey,
-    /// By key fingerprint: the SealedSecrets whose status says that key opened them.
-    sealed_secrets_by_key: BTreeMap<String, usize>,
-    /// SealedSecrets whose status names no key (not opened yet, or by a controller that
-    /// does not record it, like upstream's).
+    keys: Vec<ListedKey>,
+    /// Older key Secrets the controller left out of its answer.
+    omitted: usize,
+    /// SealedSecrets whose status names a key no key Secret holds (deleted keys).
+    sealed_secrets_by_unknown_key: BTreeMap<String, usize>,
+    /// SealedSecrets whose status names no key (not opened yet, failing, or opened by a
+    /// controller that does not record it, like upstream's).
     sealed_secrets_without_key: usize,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
-struct KeySecret {
-    name: String,
-    created: Option<String>,
-    /// The key label's value: `active`, or e.g. `compromised` for a retired key.
-    status: String,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct NewestKey {
-    fingerprint: String,
-    not_before: String,
-    not_after: String,
+struct ListedKey {
+    #[serde(flatten)]
+    key: KeyInfo,
+    /// SealedSecrets whose status says this key opened them.
+    sealed_secrets: usize,
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+/// The SealedSecrets each key fingerprint opened (`namespace/name`), and those that name none.
+fn dependents(sealed_secrets: &[SealedSecret]) -> (BTreeMap<&str, Vec<String>>, Vec<String>) {
+    let mut by_key: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut without_key = Vec::new();
+    for sealed in sealed_secrets {
+        let fingerprints = sealed
+            .status
+            .as_ref()
+            .map(|s| s.key_fingerprints.as_slice())
+            .unwrap_or_default();
+        if fingerprints.is_empty() {
+            without_key.push(sealed.object_ref());
+        }
+        for fingerprint in fingerprints {
+            by_key
+                .entry(fingerprint)
+                .or_default()
+                .push(sealed.object_ref());
+        }
+    }
+    (by_key, without_key)
 }
 
 impl Inventory {
-    fn new(
-        controller: &str,
-        key_secrets: &[PartialObjectMeta<Secret>],
-        newest: &SealingCertificate,
-        sealed_secrets: &[SealedSecret],
-    ) -> Self {
-        let mut keys: Vec<KeySecret> = key_secrets
-            .iter()
-            .map(|secret| KeySecret {
-                name: secret.metadata.name.clone().unwrap_or_default(),
-                created: secret
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0.to_string()),
-                status: secret
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|labels| labels.get(KEY_LABEL))
-                    .cloned()
-                    .unwrap_or_default(),
+    fn new(controller: &str, list: KeyList, sealed_secrets: &[SealedSecret]) -> Self {
+        let (mut by_key, without_key) = dependents(sealed_secrets);
+        let keys = list
+            .keys
+            .into_iter()
+            .map(|key| ListedKey {
+                sealed_secrets: key
+                    .fingerprint
+                    .as_deref()
+                    .and_then(|f| by_key.remove(f))
+                    .map_or(0, |d| d.len()),
+                key,
             })
             .collect();
-        keys.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
-        let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-        let mut without_key = 0;
-        for sealed in sealed_secrets {
-            let fingerprints = sealed
-                .status
-                .as_ref()
-                .map(|s| s.key_fingerprints.as_slice())
-                .unwrap_or_default();
-            if fingerprints.is_empty() {
-                without_key += 1;
-            }
-            for fingerprint in fingerprints {
-                *by_key.entry(fingerprint.clone()).or_default() += 1;
-            }
-        }
         Inventory {
             controller: controller.to_string(),
-            key_secrets: keys,
-            newest: NewestKey {
-                fingerprint: newest.public_key().fingerprint().to_string(),
-                not_before: rfc3339(newest.not_before()),
-                not_after: rfc3339(newest.not_after()),
-            },
-            sealed_secrets_by_key: by_key,
-            sealed_secrets_without_key: without_key,
+            keys,
+            omitted: list.omitted,
+            sealed_secrets_by_unknown_key: by_key
+                .into_iter()
+                .map(|(f, d)| (f.to_string(), d.len()))
+                .collect(),
+            sealed_secrets_without_key: without_key.len(),
         }
     }
 
     fn text(&self) -> String {
-        let mut text = format!(
-            "Key Secrets of controller {} (metadata only):\n",
-            self.controller
+        let mut text = format!("Keys of controller {}, oldest first:\n", self.controller);
+        let width = |column: fn(&ListedKey) -> usize, title: &str| {
+            self.keys
+                .iter()
+                .map(column)
+                .max()
+                .unwrap_or(0)
+                .max(title.len())
+        };
+        let fingerprint_width = width(
+            |k| k.key.fingerprint.as_deref().map_or(1, str::len),
+            "FINGERPRINT",
         );
-        let width = self
-            .key_secrets
-            .iter()
-            .map(|k| k.name.len())
-            .max()
-            .unwrap_or(0)
-            .max("NAME".len());
-        text.push_str(&format!("  {:width$}  {:20}  STATUS\n", "NAME", "CREATED"));
-        for key in &self.key_secrets {
-            text.push_str(&format!(
-                "  {:width$}  {:20}  {}\n",
-                key.name,
+        let status_width = width(|k| status(&k.key).len(), "STATUS");
+        let row = |fingerprint: &str,
+                   status: &str,
+                   created: &str,
+                   expires: &str,
+                   count: &str,
+                   secret: &str| {
+            format!(
+                "  {fingerprint:fingerprint_width$}  {status:status_width$}  {created:20}  \
+                 {expires:20}  {count:>13}  {secret}\n"
+            )
+        };
+        text.push_str(&row(
+            "FINGERPRINT",
+            "STATUS",
+            "CREATED",
+            "EXPIRES",
+            "SEALEDSECRETS",
+            "SECRET",
+        ));
+        for listed in &self.keys {
+            let key = &listed.key;
+            text.push_str(&row(
+                key.fingerprint.as_deref().unwrap_or("-"),
+                &status(key),
                 key.created.as_deref().unwrap_or("-"),
-                key.status
+                key.not_after.as_deref().unwrap_or("-"),
+                &listed.sealed_secrets.to_string(),
+                &key.secret,
+            ));
+            if let Some(problem) = &key.problem {
+                text.push_str(&format!("    not usable: {problem}\n"));
+            }
+        }
+        if self.omitted > 0 {
+            text.push_str(&format!(
+                "  ({} older key Secrets not listed by the controller)\n",
+                self.omitted
+            ));
+        }
+        for (fingerprint, count) in &self.sealed_secrets_by_unknown_key {
+            text.push_str(&format!(
+                "SealedSecrets last opened by {fingerprint}, a key no key Secret holds: {count}\n"
             ));
         }
         text.push_str(&format!(
-            "Newest key (sealing certificate): {}, valid {} to {}\n\
-             SealedSecrets by the key that last opened them (from their status):\n",
-            self.newest.fingerprint, self.newest.not_before, self.newest.not_after
-        ));
-        for (fingerprint, count) in &self.sealed_secrets_by_key {
-            let newest = if *fingerprint == self.newest.fingerprint {
-                " (newest key)"
-            } else {
-                ""
-            };
-            text.push_str(&format!("  {fingerprint}{newest}: {count}\n"));
-        }
-        text.push_str(&format!(
-            "  no key recorded: {}\n",
+            "SealedSecrets with no key recorded in their status: {}\n",
             self.sealed_secrets_without_key
         ));
         text
     }
 }
 
+/// `active (sealing)`, `active`, `retired`, or the label's other value.
+fn status(key: &KeyInfo) -> String {
+    if key.sealing {
+        format!("{} (sealing)", key.status)
+    } else {
+        key.status.clone()
+    }
+}
+
+/// `list` as a sentence: at most [`MAX_NAMED`] names, then how many more.
+fn named(list: &[String]) -> String {
+    let mut text = list
+        .iter()
+        .take(MAX_NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > MAX_NAMED {
+        text.push_str(&format!(" and {} more", list.len() - MAX_NAMED));
+    }
+    text
+}
+
+/// Patches the metadata of key Secret `name` (the answer holds no data).
+fn patch_key_secret(
+    controller: &Controller,
+    name: &str,
+    patch: serde_json::Value,
+) -> anyhow::Result<()> {
+    let namespace = controller.namespace().to_string();
+    controller
+        .block_on(|client| async move {
+            Api::<Secret>::namespaced(client, &namespace)
+                .patch_metadata(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+        })
+        .map(drop)
+        .map_err(describe)
+        .with_context(|| {
+            format!(
+                "cannot patch key Secret {}/{name} (needs `patch` on Secrets there)",
+                controller.namespace()
+            )
+        })
+}
+
+/// One run of `keys rotate`.
+#[derive(Debug, Clone)]
+pub struct KeysRotateJob {
+    pub cluster: ClusterTarget,
+    /// How long to wait for the controller's new key; zero: do not wait.
+    pub wait: Duration,
+}
+
+impl KeysRotateJob {
+    pub fn run(&self) -> anyhow::Result<()> {
+        let controller = self.cluster.connect()?;
+        let sealing = sealing_key(&controller.keys()?).with_context(|| {
+            format!(
+                "controller {} has no sealing key yet: it makes one by itself",
+                self.cluster
+            )
+        })?;
+        let old = sealing.fingerprint.clone().unwrap_or_default();
+        let requested = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        patch_key_secret(
+            &controller,
+            &sealing.secret,
+            serde_json::json!({"metadata": {"annotations": {ROTATION_REQUESTED: requested}}}),
+        )?;
+        eprintln!(
+            "Asked controller {} for a new key (annotation {ROTATION_REQUESTED} on key Secret {}/{})",
+            self.cluster,
+            controller.namespace(),
+            sealing.secret
+        );
+        if self.wait.is_zero() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let keys = controller.keys()?;
+            if let Some(new) = sealing_key(&keys).filter(|k| k.fingerprint.as_deref() != Some(&old))
+            {
+                let text = format!(
+                    "New sealing key {} (Secret {}/{}); the previous key {old} stays active and \
+                     opens what was sealed to it\n",
+                    new.fingerprint.as_deref().unwrap_or("-"),
+                    controller.namespace(),
+                    new.secret
+                );
+                return write_output(None, text.as_bytes(), Sensitivity::Public);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "controller {} made no new key within {}: the request stays on key Secret \
+                     {} and is served when its leader runs; see its log",
+                    self.cluster,
+                    humantime::format_duration(self.wait),
+                    sealing.secret
+                );
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+fn sealing_key(list: &KeyList) -> Option<KeyInfo> {
+    list.keys.iter().find(|k| k.sealing).cloned()
+}
+
+/// One run of `keys retire`.
+#[derive(Debug, Clone)]
+pub struct KeysRetireJob {
+    pub cluster: ClusterTarget,
+    pub fingerprint: String,
+}
+
+impl KeysRetireJob {
+    pub fn run(&self) -> anyhow::Result<()> {
+        let controller = self.cluster.connect()?;
+        let keys = controller.keys()?;
+        let key = keys
+            .keys
+            .iter()
+            .find(|k| k.fingerprint.as_deref() == Some(&self.fingerprint))
+            .with_context(|| {
+                format!(
+                    "controller {} has no key {}: `sealsync keys list` shows its keys",
+                    self.cluster, self.fingerprint
+                )
+            })?;
+        if key.status == KEY_LABEL_RETIRED {
+            eprintln!("Key {} is already retired", self.fingerprint);
+            return Ok(());
+        }
+        check_retirable(key, &controller.sealed_secrets()?)?;
+        patch_key_secret(
+            &controller,
+            &key.secret,
+            serde_json::json!({"metadata": {"labels": {KEY_LABEL: KEY_LABEL_RETIRED}}}),
+        )?;
+        let text = format!(
+            "Retired key {} (Secret {}/{}): the controller no longer opens or seals with it. \
+             Undo: kubectl -n {} label secret {} {KEY_LABEL}={KEY_LABEL_ACTIVE} --overwrite\n",
+            self.fingerprint,
+            controller.namespace(),
+            key.secret,
+            controller.namespace(),
+            key.secret
+        );
+        write_output(None, text.as_bytes(), Sensitivity::Public)
+    }
+}
+
+/// Refuses to retire the sealing key, or a key that SealedSecrets depend on (or may: those
+/// whose status names no key and that do not fail).
+fn check_retirable(key: &KeyInfo, sealed_secrets: &[SealedSecret]) -> anyhow::Result<()> {
+    let fingerprint = key.fingerprint.as_deref().unwrap_or_default();
+    if key.sealing {
+        bail!(
+            "key {fingerprint} seals new SealedSecrets: rotate first (`sealsync keys rotate`), \
+             re-encrypt what it opens, then retire it"
+        );
+    }
+    let (by_key, _) = dependents(sealed_secrets);
+    if let Some(dependents) = by_key.get(fingerprint) {
+        bail!(
+            "key {fingerprint} still opens {} SealedSecrets: {}; re-encrypt them \
+             (`sealsync reencrypt`) and let the controller open them with the new key first",
+            dependents.len(),
+            named(dependents)
+        );
+    }
+    let unknown: Vec<String> = sealed_secrets
+        .iter()
+        .filter(|sealed| {
+            let status = sealed.status.as_ref();
+            let recorded = status.is_some_and(|s| !s.key_fingerprints.is_empty());
+            let failing = status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Synced" && c.status == "False")
+            });
+            !recorded && !failing
+        })
+        .map(SealedSecret::object_ref)
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "cannot tell which key opens {} SealedSecrets (their status records none: not \
+             opened yet, or statuses are off): {}; retry once the controller has opened them",
+            unknown.len(),
+            named(&unknown)
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-    use sealsync_api::{SealedSecretSpec, SealedSecretStatus};
-    use sealsync_crypto::{CertificateParams, PrivateKey};
+    use sealsync_api::{SealedSecretCondition, SealedSecretSpec, SealedSecretStatus};
 
-    fn key_secret(name: &str, created: &str, label: &str) -> PartialObjectMeta<Secret> {
-        let mut meta: PartialObjectMeta<Secret> = serde_json::from_value(serde_json::json!({
-            "apiVersion": "meta.k8s.io/v1",
-            "kind": "PartialObjectMetadata",
-            "metadata": {}
-        }))
-        .unwrap();
-        meta.metadata = ObjectMeta {
-            name: Some(name.into()),
-            creation_timestamp: Some(Time(created.parse().unwrap())),
-            labels: Some([(KEY_LABEL.to_string(), label.to_string())].into()),
-            ..ObjectMeta::default()
-        };
-        meta
+    fn key(secret: &str, fingerprint: &str, status: &str, sealing: bool) -> KeyInfo {
+        KeyInfo {
+            secret: secret.into(),
+            fingerprint: Some(fingerprint.into()),
+            created: Some("2026-01-01T00:00:00Z".into()),
+            not_before: Some("2026-01-01T00:00:00Z".into()),
+            not_after: Some("2036-01-01T00:00:00Z".into()),
+            status: status.into(),
+            sealing,
+            problem: None,
+        }
     }
 
-    fn sealed(fingerprints: &[&str]) -> SealedSecret {
-        let mut sealed = SealedSecret::new("x", SealedSecretSpec::default());
+    fn sealed(name: &str, fingerprints: &[&str], synced: Option<&str>) -> SealedSecret {
+        let mut sealed = SealedSecret::new(name, SealedSecretSpec::default());
+        sealed.metadata.namespace = Some("apps".into());
         sealed.status = Some(SealedSecretStatus {
             key_fingerprints: fingerprints.iter().map(|f| f.to_string()).collect(),
+            conditions: synced
+                .map(|status| SealedSecretCondition {
+                    type_: "Synced".into(),
+                    status: status.into(),
+                    ..SealedSecretCondition::default()
+                })
+                .into_iter()
+                .collect(),
             ..SealedSecretStatus::default()
         });
         sealed
     }
 
     #[test]
-    fn keys_are_listed_oldest_first_with_their_dependents() {
-        let key = PrivateKey::generate(2048).unwrap();
-        let cert = SealingCertificate::generate(&key, &CertificateParams::default()).unwrap();
-        let newest = cert.public_key().fingerprint().to_string();
+    fn each_key_is_listed_with_its_dependents() {
+        let list = KeyList {
+            keys: vec![
+                key("key-a", "SHA256:old", "retired", false),
+                key("key-b", "SHA256:new", "active", true),
+            ],
+            omitted: 0,
+        };
         let inventory = Inventory::new(
             "kube-system/sealed-secrets-controller",
+            list,
             &[
-                key_secret("key-b", "2026-06-01T00:00:00Z", "active"),
-                key_secret("key-a", "2025-01-01T00:00:00Z", "compromised"),
-            ],
-            &cert,
-            &[
-                sealed(&[&newest]),
-                sealed(&["SHA256:old"]),
-                sealed(&[&newest, "SHA256:old"]),
-                sealed(&[]),
+                sealed("a", &["SHA256:new"], Some("True")),
+                sealed("b", &["SHA256:new", "SHA256:gone"], Some("True")),
+                sealed("c", &[], None),
             ],
         );
-        let names: Vec<_> = inventory.key_secrets.iter().map(|k| &k.name).collect();
-        assert_eq!(names, ["key-a", "key-b"]);
-        assert_eq!(inventory.key_secrets[0].status, "compromised");
+        let counts: Vec<_> = inventory.keys.iter().map(|k| k.sealed_secrets).collect();
+        assert_eq!(counts, [0, 2]);
         assert_eq!(
-            inventory.sealed_secrets_by_key,
-            BTreeMap::from([(newest.clone(), 2), ("SHA256:old".to_string(), 2)])
+            inventory.sealed_secrets_by_unknown_key,
+            BTreeMap::from([("SHA256:gone".to_string(), 1)])
         );
         assert_eq!(inventory.sealed_secrets_without_key, 1);
         let text = inventory.text();
         assert!(
-            text.contains(&format!("  {newest} (newest key): 2\n")),
+            text.contains("  SHA256:new   active (sealing)  2026-01-01T00:00:00Z  2036-01-01T00:00:00Z              2  key-b\n"),
             "{text}"
         );
-        assert!(
-            text.contains("  key-a  2025-01-01T00:00:00Z  compromised\n"),
-            "{text}"
+        assert!(text.contains("  SHA256:old   retired"), "{text}");
+        let json = serde_json::to_value(&inventory).unwrap();
+        assert_eq!(json["keys"][1]["sealedSecrets"], 2, "{json}");
+        assert_eq!(json["keys"][1]["fingerprint"], "SHA256:new", "{json}");
+    }
+
+    #[test]
+    fn a_key_is_retired_only_once_nothing_depends_on_it() {
+        let old = key("key-a", "SHA256:old", "active", false);
+        let error = check_retirable(
+            &old,
+            &[
+                sealed("a", &["SHA256:old"], Some("True")),
+                sealed("b", &["SHA256:new"], Some("True")),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "key SHA256:old still opens 1 SealedSecrets: apps/a; re-encrypt them \
+             (`sealsync reencrypt`) and let the controller open them with the new key first"
         );
-        assert!(text.contains("  no key recorded: 1\n"), "{text}");
+        let error = check_retirable(&old, &[sealed("c", &[], None)]).unwrap_err();
+        assert!(error.to_string().contains(": apps/c;"), "{error}");
+        // Failing SealedSecrets open with no key: they depend on none.
+        check_retirable(
+            &old,
+            &[
+                sealed("b", &["SHA256:new"], Some("True")),
+                sealed("d", &[], Some("False")),
+            ],
+        )
+        .unwrap();
+        let sealing = key("key-b", "SHA256:new", "active", true);
+        let error = check_retirable(&sealing, &[]).unwrap_err();
+        assert!(error.to_string().contains("rotate first"), "{error}");
+    }
+
+    #[test]
+    fn long_lists_of_dependents_are_cut() {
+        let names: Vec<String> = (0..25).map(|i| format!("apps/s{i}")).collect();
+        let text = named(&names);
+        assert!(text.ends_with("apps/s19 and 5 more"), "{text}");
     }
 }

@@ -6,6 +6,7 @@ mod audit;
 mod cluster;
 mod clusters;
 mod files;
+mod key_backup;
 mod keys;
 mod kubeseal;
 mod ops;

@@ -1,6 +1,7 @@
 //! The controller's HTTP API on upstream's paths and codes: `GET /healthz`,
 //! `GET /v1/cert.pem`, `POST /v1/verify` (200 opens, 409 does not; rate limited per
-//! client), `POST /v1/rotate` (re-sealed to the newest key); and `/metrics` on its own port.
+//! client), `POST /v1/rotate` (re-sealed to the newest key); sealsync's `GET /v1/keys` (the
+//! key Secrets' public facts); and `/metrics` on its own port.
 //! Bodies are untrusted: their size and value count are capped before any RSA work.
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +21,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use prometheus_client::registry::Registry;
-use sealsync_api::{SealedSecret, check_value_count, parse_json, reencrypt, unseal};
+use sealsync_api::{KeyList, SealedSecret, check_value_count, parse_json, reencrypt, unseal};
 
 use crate::generator::check_data_form;
 use crate::keys::KeyStore;
@@ -30,6 +31,10 @@ use crate::metrics::ControllerMetrics;
 /// objects of up to 1.5 MiB), also pretty-printed; [`sealsync_api::MAX_SEALED_VALUES`] values
 /// of 2048-bit keys fit. Larger bodies get 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Most keys `/v1/keys` lists (the newest): its answer stays under ~400 KiB however many
+/// key Secrets someone creates.
+const MAX_LISTED_KEYS: usize = 1000;
 
 /// Most client addresses the `/v1/verify` rate limiter keeps state for.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
@@ -97,6 +102,7 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/cert.pem", get(certificate))
+        .route("/v1/keys", get(list_keys))
         .route("/v1/verify", post(verify))
         .route("/v1/rotate", post(rotate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -154,6 +160,22 @@ async fn certificate(State(state): State<Arc<ApiState>>) -> Response {
             .into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "no sealing key yet\n").into_response(),
     }
+}
+
+/// Every key Secret's fingerprint, validity, creation, status and whether it seals, oldest
+/// first; no key material. `omitted` counts the oldest left out over [`MAX_LISTED_KEYS`].
+async fn list_keys(State(state): State<Arc<ApiState>>) -> Response {
+    let keys = state.keys.current();
+    let omitted = keys.inventory.len().saturating_sub(MAX_LISTED_KEYS);
+    let list = KeyList {
+        keys: keys.inventory[omitted..].to_vec(),
+        omitted,
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&list).expect("a key list serializes"),
+    )
+        .into_response()
 }
 
 /// The SealedSecret of a request, refused before any RSA work when it is not one (400), holds
@@ -258,6 +280,39 @@ mod tests {
             .await
             .unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn keys_are_listed_newest_last_up_to_a_bound() {
+        let state = keyless(true);
+        let key = |i: usize| sealsync_api::KeyInfo {
+            secret: format!("key-{i}"),
+            fingerprint: Some(format!("SHA256:{i}")),
+            created: None,
+            not_before: None,
+            not_after: None,
+            status: "active".into(),
+            sealing: i == MAX_LISTED_KEYS + 4,
+            problem: None,
+        };
+        state.keys.replace(crate::keys::KeySet {
+            inventory: (0..MAX_LISTED_KEYS + 5).map(key).collect(),
+            ..crate::keys::KeySet::default()
+        });
+        let request = Request::get("/v1/keys")
+            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))))
+            .body(Body::empty())
+            .unwrap();
+        let response = api_router(Arc::new(state)).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let list: KeyList = serde_json::from_slice(&body).unwrap();
+        assert_eq!(list.omitted, 5);
+        assert_eq!(list.keys.len(), MAX_LISTED_KEYS);
+        assert_eq!(list.keys[0].secret, "key-5", "the oldest are left out");
+        assert!(list.keys.last().unwrap().sealing);
     }
 
     fn sealed_secret_json(encrypted_data: &str) -> Vec<u8> {

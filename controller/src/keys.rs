@@ -1,6 +1,7 @@
 //! The sealing keys: upstream-format key Secrets in the controller's namespace, watched so
 //! that an added, relabelled or deleted key takes effect at once; generated when none
-//! exists, renewed on a period or a cutoff time, and on demand (SIGUSR1), by the leader only.
+//! exists, renewed on a period or a cutoff time, and on demand (SIGUSR1, or the rotation
+//! annotation on the newest key Secret, which RBAC guards), by the leader only.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -9,14 +10,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
-use sealsync_api::{KEY_LABEL, SecretManifest, key_secret, keyring_from_key_secrets};
+use sealsync_api::{
+    KEY_LABEL, KeyInfo, ROTATION_REQUESTED, SecretManifest, key_secret, keyring_from_key_secrets,
+};
 use sealsync_crypto::{CertificateParams, Keyring, PrivateKey, SealingCertificate};
 use sealsync_engine::kubernetes::api_message;
 use sealsync_engine::leader::Leadership;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
@@ -28,8 +32,15 @@ pub struct KeySet {
     pub keyring: Keyring,
     /// The certificate new SealedSecrets are sealed to (the newest key's).
     pub newest: Option<SealingCertificate>,
-    /// When the newest key was made, by the key order; renewal counts from it.
+    /// When the newest key was made, by the key order (what `--key-cutoff-time` compares).
     pub newest_made: Option<OffsetDateTime>,
+    /// When the newest key came into use here: made, or its Secret created (restored), if
+    /// later. Renewal counts from it, so restoring old keys does not renew at once.
+    pub renew_from: Option<OffsetDateTime>,
+    /// The newest key's Secret, when it carries [`ROTATION_REQUESTED`].
+    pub rotation_request: Option<String>,
+    /// Every key Secret, retired ones too, oldest first: public data for `GET /v1/keys`.
+    pub inventory: Vec<KeyInfo>,
 }
 
 /// The current key set, shared by the unsealer and the HTTP API, replaced on every change.
@@ -59,9 +70,22 @@ impl KeyStore {
         self.generation.subscribe()
     }
 
-    fn replace(&self, keys: KeySet) {
+    pub(crate) fn replace(&self, keys: KeySet) {
         *self.current.write().expect("key store lock") = Arc::new(keys);
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Returns once a key set change shows a rotation request (checked against the API
+    /// server by the caller: the cache may lag).
+    async fn rotation_requested(&self, changes: &mut watch::Receiver<u64>) {
+        loop {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            if self.current().rotation_request.is_some() {
+                return;
+            }
+        }
     }
 
     /// Waits until the key set has been loaded once and holds at least one key.
@@ -114,31 +138,97 @@ fn manifests<'a>(secrets: impl Iterator<Item = &'a Secret>) -> Vec<SecretManifes
 /// skipped, not fatal.
 fn load_key_set(secrets: &[SecretManifest], order: KeyOrder) -> KeySet {
     let mut usable = Vec::new();
-    let mut newest: Option<(OffsetDateTime, SealingCertificate)> = None;
+    let mut inventory = Vec::new();
+    let mut newest: Option<(OffsetDateTime, SealingCertificate, usize)> = None;
     for secret in secrets {
+        let mut info = key_info(secret);
         match keyring_from_key_secrets(std::slice::from_ref(secret)) {
             Ok((_, Some(cert))) => {
                 let made = ordering_time(secret, &cert, order);
                 // Ties (creation timestamps count whole seconds) go to the later certificate.
-                let newer = newest.as_ref().is_none_or(|(newest_made, newest_cert)| {
+                let newer = newest.as_ref().is_none_or(|(newest_made, newest_cert, _)| {
                     (made, cert.not_before()) > (*newest_made, newest_cert.not_before())
                 });
                 if newer {
-                    newest = Some((made, cert));
+                    newest = Some((made, cert, inventory.len()));
                 }
                 usable.push(secret.clone());
             }
             // Not labelled active.
             Ok((_, None)) => {}
-            Err(e) => warn!(error = %e, "key Secret ignored"),
+            Err(e) => {
+                warn!(error = %e, "key Secret ignored");
+                info.problem = Some(e.to_string());
+            }
         }
+        inventory.push(info);
     }
     let (keyring, _) = keyring_from_key_secrets(&usable).unwrap_or_default();
+    let newest_secret = newest.as_ref().map(|(_, _, index)| &secrets[*index]);
+    if let Some((_, _, index)) = &newest {
+        inventory[*index].sealing = true;
+    }
+    inventory.sort_by(|a, b| (&a.created, &a.secret).cmp(&(&b.created, &b.secret)));
     KeySet {
         keyring,
-        newest_made: newest.as_ref().map(|(made, _)| *made),
-        newest: newest.map(|(_, cert)| cert),
+        newest_made: newest.as_ref().map(|(made, _, _)| *made),
+        renew_from: newest
+            .as_ref()
+            .zip(newest_secret)
+            .map(|((made, _, _), secret)| created(secret).map_or(*made, |c| c.max(*made))),
+        rotation_request: newest_secret
+            .filter(|secret| {
+                secret
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(ROTATION_REQUESTED))
+            })
+            .map(|secret| secret.metadata.name.clone().unwrap_or_default()),
+        newest: newest.map(|(_, cert, _)| cert),
+        inventory,
     }
+}
+
+/// The public facts of a key Secret, read from its certificate alone.
+fn key_info(secret: &SecretManifest) -> KeyInfo {
+    let rfc3339 = |t: OffsetDateTime| t.format(&Rfc3339).ok();
+    let cert = secret
+        .data
+        .get("tls.crt")
+        .ok_or_else(|| "no tls.crt".to_string())
+        .and_then(|pem| SealingCertificate::from_pem(pem.expose()).map_err(|e| e.to_string()));
+    let (fingerprint, not_before, not_after, problem) = match &cert {
+        Ok(cert) => (
+            Some(cert.public_key().fingerprint().to_string()),
+            rfc3339(cert.not_before()),
+            rfc3339(cert.not_after()),
+            None,
+        ),
+        Err(e) => (None, None, None, Some(format!("tls.crt: {e}"))),
+    };
+    KeyInfo {
+        secret: secret.metadata.name.clone().unwrap_or_default(),
+        fingerprint,
+        created: created(secret).and_then(rfc3339),
+        not_before,
+        not_after,
+        status: secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(KEY_LABEL))
+            .cloned()
+            .unwrap_or_default(),
+        sealing: false,
+        problem,
+    }
+}
+
+/// When the Secret was created, by the API server.
+fn created(secret: &SecretManifest) -> Option<OffsetDateTime> {
+    let created = secret.metadata.creation_timestamp.as_ref()?;
+    OffsetDateTime::from_unix_timestamp(created.0.as_second()).ok()
 }
 
 /// When a key counts as made, for `order`.
@@ -147,14 +237,26 @@ fn ordering_time(
     cert: &SealingCertificate,
     order: KeyOrder,
 ) -> OffsetDateTime {
-    let created = || {
-        let created = secret.metadata.creation_timestamp.as_ref()?;
-        OffsetDateTime::from_unix_timestamp(created.0.as_second()).ok()
-    };
     match order {
         KeyOrder::CertNotBefore => cert.not_before(),
-        KeyOrder::SecretCreationTimestamp => created().unwrap_or_else(|| cert.not_before()),
+        KeyOrder::SecretCreationTimestamp => created(secret).unwrap_or_else(|| cert.not_before()),
     }
+}
+
+/// A certificate for `key` whose NotBefore (whole seconds) is after `newest`'s: a key made
+/// in the same second as the newest would tie with it and might not seal.
+fn certificate_after(
+    key: &PrivateKey,
+    params: &CertificateParams,
+    newest: Option<OffsetDateTime>,
+) -> Result<SealingCertificate, sealsync_crypto::CryptoError> {
+    let cert = SealingCertificate::generate(key, params)?;
+    if newest != Some(cert.not_before()) {
+        return Ok(cert);
+    }
+    let into_second = OffsetDateTime::now_utc().nanosecond();
+    std::thread::sleep(Duration::from_nanos(1_000_000_000 - u64::from(into_second)));
+    SealingCertificate::generate(key, params)
 }
 
 /// How the leader makes keys.
@@ -178,6 +280,8 @@ pub struct KeyManager {
     api: Api<Secret>,
     namespace: String,
     policy: KeyPolicy,
+    /// Its changes wake the manager for rotation requests.
+    store: Arc<KeyStore>,
 }
 
 /// A key could not be made.
@@ -205,26 +309,27 @@ fn with_extra_metadata(mut secret: SecretManifest, policy: &KeyPolicy) -> Secret
     let mut labels = policy.labels.clone();
     labels.extend(metadata.labels.take().unwrap_or_default());
     metadata.labels = Some(labels);
-    if !policy.annotations.is_empty() {
-        let mut annotations = metadata.annotations.take().unwrap_or_default();
-        annotations.extend(policy.annotations.clone());
-        metadata.annotations = Some(annotations);
-    }
+    let mut annotations = metadata.annotations.take().unwrap_or_default();
+    annotations.extend(policy.annotations.clone());
+    // A new key carrying a request would ask for the next one at once.
+    annotations.remove(ROTATION_REQUESTED);
+    metadata.annotations = (!annotations.is_empty()).then_some(annotations);
     secret
 }
 
 impl KeyManager {
-    pub fn new(client: Client, namespace: &str, policy: KeyPolicy) -> Self {
+    pub fn new(client: Client, namespace: &str, policy: KeyPolicy, store: Arc<KeyStore>) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.into(),
             policy,
+            store,
         }
     }
 
-    /// When the newest active key was made, read from the API server (not a cache, so that
-    /// a new leader never doubles a key its predecessor just made).
-    async fn newest_key_time(&self) -> Result<Option<OffsetDateTime>, KeyError> {
+    /// The key set read from the API server (not a cache, so that a new leader never
+    /// doubles a key its predecessor just made, nor a request it already served).
+    async fn key_set(&self) -> Result<KeySet, KeyError> {
         let secrets = self
             .api
             .list(&ListParams::default().labels(KEY_LABEL))
@@ -233,16 +338,42 @@ impl KeyManager {
                 namespace: self.namespace.clone(),
                 source,
             })?;
-        Ok(load_key_set(&manifests(secrets.items.iter()), self.policy.order).newest_made)
+        Ok(load_key_set(
+            &manifests(secrets.items.iter()),
+            self.policy.order,
+        ))
     }
 
-    async fn create_key(&self, why: &str, leadership: &Leadership) -> Result<(), KeyError> {
+    /// Removes the served request from `secret`, which is no longer the newest; left
+    /// there, it would ask again if the new key were deleted.
+    async fn clear_request(&self, secret: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {ROTATION_REQUESTED: null}}});
+        if let Err(e) = self
+            .api
+            .patch_metadata(secret, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            warn!(
+                secret,
+                error = %api_message(&e),
+                "cannot remove the served rotation request (harmless: only the newest key's counts)"
+            );
+        }
+    }
+
+    /// Makes a key whose certificate is newer than `newest`'s, the current newest key.
+    async fn create_key(
+        &self,
+        why: &str,
+        leadership: &Leadership,
+        newest: Option<OffsetDateTime>,
+    ) -> Result<(), KeyError> {
         let policy = self.policy.clone();
         let namespace = self.namespace.clone();
         let manifest = tokio::task::spawn_blocking(move || {
             let key = PrivateKey::generate(policy.bits).map_err(|e| e.to_string())?;
-            let cert = SealingCertificate::generate(&key, &policy.certificate)
-                .map_err(|e| e.to_string())?;
+            let cert =
+                certificate_after(&key, &policy.certificate, newest).map_err(|e| e.to_string())?;
             let mut secret = with_extra_metadata(key_secret(&key, &cert, &namespace), &policy);
             secret.metadata.generate_name = Some(policy.prefix.clone());
             Ok::<_, String>((secret, cert.public_key().fingerprint().to_string()))
@@ -281,27 +412,35 @@ impl KeyManager {
     /// a key only while `leadership` says this replica leads.
     pub async fn run(&self, rotate: &Notify, leadership: &Leadership) -> Result<(), KeyError> {
         let mut cutoff = self.policy.cutoff;
+        let mut changes = self.store.subscribe();
         loop {
-            let newest = self.newest_key_time().await?;
+            let keys = self.key_set().await?;
             // Checked once, at start, as upstream does: a key made now is still older than
             // a cutoff time in the future, so checking again would make keys without end.
             let before_cutoff = cutoff
                 .take()
-                .is_some_and(|cutoff| newest.is_some_and(|made| made < cutoff));
-            let due = match newest {
+                .is_some_and(|cutoff| keys.newest_made.is_some_and(|made| made < cutoff));
+            let due = match keys.renew_from {
                 None => Some("no key yet"),
                 Some(_) if before_cutoff => Some("the newest key is older than --key-cutoff-time"),
+                Some(_) if keys.rotation_request.is_some() => {
+                    Some("rotation requested (annotation on the newest key Secret)")
+                }
                 Some(made) if !self.policy.renew_period.is_zero() => {
                     let age = OffsetDateTime::now_utc() - made;
                     (age >= self.policy.renew_period).then_some("renewal period elapsed")
                 }
                 Some(_) => None,
             };
+            let newest = keys.newest.as_ref().map(SealingCertificate::not_before);
             if let Some(why) = due {
-                self.create_key(why, leadership).await?;
+                self.create_key(why, leadership, newest).await?;
+                if let Some(secret) = &keys.rotation_request {
+                    self.clear_request(secret).await;
+                }
                 continue;
             }
-            let made = newest.expect("a key exists");
+            let made = keys.renew_from.expect("a key exists");
             let wait = if self.policy.renew_period.is_zero() {
                 info!("sealing key current; renewal disabled");
                 Duration::MAX
@@ -313,7 +452,10 @@ impl KeyManager {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400 * 365))) => {}
-                _ = rotate.notified() => self.create_key("rotation requested", leadership).await?,
+                _ = rotate.notified() => {
+                    self.create_key("rotation requested (SIGUSR1)", leadership, newest).await?;
+                }
+                () = self.store.rotation_requested(&mut changes) => {}
             }
         }
     }
@@ -323,7 +465,7 @@ impl KeyManager {
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
-    use sealsync_api::KEY_LABEL_ACTIVE;
+    use sealsync_api::{KEY_LABEL_ACTIVE, KEY_LABEL_RETIRED};
 
     use super::*;
 
@@ -388,5 +530,133 @@ mod tests {
             "a new key is always active"
         );
         assert_eq!(secret.metadata.annotations.unwrap()["backup"], "daily");
+    }
+
+    fn named(mut secret: SecretManifest, name: &str) -> SecretManifest {
+        secret.metadata.name = Some(name.into());
+        secret
+    }
+
+    #[test]
+    fn renewal_counts_from_when_the_newest_key_came_into_the_cluster() {
+        let (made_here, cert) = key_secret_created(1_000);
+        let keys = load_key_set(&[made_here], KeyOrder::CertNotBefore);
+        assert_eq!(keys.renew_from, Some(cert.not_before()));
+        // Restored an hour after its certificate was made: a full period from the restore.
+        let restored_at = cert.not_before().unix_timestamp() + 3600;
+        let (restored, _) = key_secret_created(restored_at);
+        let keys = load_key_set(&[restored], KeyOrder::CertNotBefore);
+        assert_eq!(
+            keys.renew_from,
+            Some(OffsetDateTime::from_unix_timestamp(restored_at).unwrap())
+        );
+        assert!(
+            keys.newest_made < keys.renew_from,
+            "the cutoff still sees its age"
+        );
+    }
+
+    #[test]
+    fn only_the_newest_key_carries_a_rotation_request() {
+        let (old, _) = key_secret_created(1_000);
+        std::thread::sleep(Duration::from_millis(1100));
+        let (new, _) = key_secret_created(2_000);
+        let request = |mut secret: SecretManifest| {
+            secret
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(ROTATION_REQUESTED.into(), "2026-12-02T06:00:00Z".into());
+            secret
+        };
+        let (old, new) = (named(old, "key-old"), named(new, "key-new"));
+        let served = load_key_set(
+            &[request(old.clone()), new.clone()],
+            KeyOrder::CertNotBefore,
+        );
+        assert_eq!(served.rotation_request, None, "a served request is ignored");
+        let asked = load_key_set(&[old, request(new)], KeyOrder::CertNotBefore);
+        assert_eq!(asked.rotation_request.as_deref(), Some("key-new"));
+    }
+
+    #[test]
+    fn the_inventory_lists_every_key_secret_with_public_facts_only() {
+        let (retired, retired_cert) = key_secret_created(1_000);
+        let (active, active_cert) = key_secret_created(2_000);
+        let (mut broken, _) = key_secret_created(3_000);
+        broken.data.remove("tls.crt");
+        let mut retired = named(retired, "key-retired");
+        retired
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert(KEY_LABEL.into(), KEY_LABEL_RETIRED.into());
+        let secrets = [
+            named(broken, "key-broken"),
+            named(active, "key-active"),
+            retired,
+        ];
+        let keys = load_key_set(&secrets, KeyOrder::CertNotBefore);
+        assert_eq!(keys.keyring.len(), 1, "the retired key opens nothing");
+        let listed: Vec<_> = keys
+            .inventory
+            .iter()
+            .map(|k| {
+                (
+                    k.secret.as_str(),
+                    k.status.as_str(),
+                    k.sealing,
+                    k.problem.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("key-retired", "retired", false, false),
+                ("key-active", "active", true, false),
+                ("key-broken", "active", false, true),
+            ]
+        );
+        let fingerprint =
+            |cert: &SealingCertificate| Some(cert.public_key().fingerprint().to_string());
+        assert_eq!(keys.inventory[0].fingerprint, fingerprint(&retired_cert));
+        assert_eq!(keys.inventory[1].fingerprint, fingerprint(&active_cert));
+        assert_eq!(
+            keys.inventory[0].created.as_deref(),
+            Some("1970-01-01T00:16:40Z")
+        );
+        let json = serde_json::to_string(&keys.inventory).unwrap();
+        assert!(!json.contains("PRIVATE"), "{json}");
+    }
+
+    #[test]
+    fn a_new_key_is_newer_than_one_made_in_the_same_second() {
+        let key = PrivateKey::generate(2048).unwrap();
+        let params = CertificateParams::default();
+        let newest = SealingCertificate::generate(&key, &params)
+            .unwrap()
+            .not_before();
+        let cert = certificate_after(&key, &params, Some(newest)).unwrap();
+        assert!(cert.not_before() > newest);
+    }
+
+    #[test]
+    fn a_new_key_never_carries_a_rotation_request() {
+        let (secret, _) = key_secret_created(1_000);
+        let policy = KeyPolicy {
+            prefix: "k".into(),
+            bits: 2048,
+            certificate: CertificateParams::default(),
+            renew_period: Duration::ZERO,
+            cutoff: None,
+            order: KeyOrder::CertNotBefore,
+            annotations: BTreeMap::from([(ROTATION_REQUESTED.into(), "x".into())]),
+            labels: BTreeMap::new(),
+        };
+        assert_eq!(
+            with_extra_metadata(secret, &policy).metadata.annotations,
+            None
+        );
     }
 }

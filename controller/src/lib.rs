@@ -143,6 +143,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             annotations: args.privatekey_annotations.0.clone(),
             labels: args.privatekey_labels.0.clone(),
         },
+        keys.clone(),
     );
     let key_manager = async {
         if args.sealed_secrets {

@@ -97,6 +97,22 @@ impl SealsyncController {
         })
     }
 
+    /// Stops this controller (SIGTERM), unless it has stopped, and starts it again on the
+    /// same address (behind the same Service, if it was) with `args`; waits until it serves
+    /// a certificate.
+    pub async fn restart(
+        &mut self,
+        cluster: &TestCluster,
+        namespace: &str,
+        args: &[&str],
+    ) -> anyhow::Result<()> {
+        if self.process.exit_status()?.is_none() {
+            self.process.terminate(Duration::from_secs(30)).await?;
+        }
+        *self = Self::start_listening(cluster, namespace, self.api, args, &[]).await?;
+        Ok(())
+    }
+
     /// `GET /v1/cert.pem`.
     pub fn certificate(&self) -> anyhow::Result<String> {
         http_get(self.api, "/v1/cert.pem")

@@ -21,6 +21,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::fallback::Fallbacks;
 use super::report::ObjectReporter;
 use super::target::{KubeTarget, SecretCache, api_message};
 use crate::backoff::{Backoff, jitter};
@@ -159,6 +160,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     cache: Arc<SecretCache>,
     events: EventPublisher,
+    /// The preferred calls found refused, for every writer of the process.
+    fallbacks: Arc<Fallbacks>,
     /// What each generator does with Secrets that changed.
     secret_listeners: Vec<Triggers>,
     generators: Vec<Task>,
@@ -175,12 +178,15 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(client: Client, config: RuntimeConfig) -> Self {
+        let fallbacks = Arc::<Fallbacks>::default();
         Self {
             events: EventPublisher::new(
                 client.clone(),
                 config.reporter.clone(),
                 config.instance.clone(),
+                fallbacks.clone(),
             ),
+            fallbacks,
             client,
             config,
             cache: Arc::default(),
@@ -192,7 +198,12 @@ impl Runtime {
     /// Status and events of objects that are not sources (e.g. a generator's stores),
     /// written as the runtime writes those of sources.
     pub fn reporter(&self, field_manager: &str) -> ObjectReporter {
-        ObjectReporter::new(self.client.clone(), self.events.clone(), field_manager)
+        ObjectReporter::new(
+            self.client.clone(),
+            self.events.clone(),
+            field_manager,
+            self.fallbacks.clone(),
+        )
     }
 
     /// Adds generator `G`; `reconcile_all` makes every one of its sources be looked at
@@ -220,7 +231,11 @@ impl Runtime {
         let context = Arc::new(Context {
             syncer: Syncer::new(
                 generator,
-                KubeTarget::new(self.client.clone(), self.cache.clone()),
+                KubeTarget::new(
+                    self.client.clone(),
+                    self.cache.clone(),
+                    self.fallbacks.clone(),
+                ),
                 &config.field_manager,
                 config.consent.clone(),
             ),

@@ -23,7 +23,8 @@ use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, s
 use sealsync_crypto::{CertificateParams, PrivateKey, SealingCertificate};
 use sealsync_testkit::{
     Component, Process, SealsyncController, TestCluster, binary, events_about, free_port, http_get,
-    project_binary, run_ok, seal_and_wait_unsealed, upstream_chart_command_line, wait_for,
+    install_upstream_chart_rbac, project_binary, run_ok, seal_and_wait_unsealed,
+    upstream_chart_command_line, wait_for,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -45,13 +46,8 @@ fn helm() -> Command {
 
 /// `helm template` of the chart (CRDs included) into `namespace`, one JSON value per object.
 fn render(namespace: &str, set: &[&str]) -> Vec<Value> {
-    render_chart(&chart(), namespace, set)
-}
-
-/// `helm template` of the chart in `dir` (CRDs included) into `namespace`.
-fn render_chart(dir: &Path, namespace: &str, set: &[&str]) -> Vec<Value> {
     let mut command = helm();
-    command.args(["template", "sealsync"]).arg(dir).args([
+    command.args(["template", "sealsync"]).arg(chart()).args([
         "--namespace",
         namespace,
         "--include-crds",
@@ -1182,20 +1178,8 @@ async fn upstreams_rbac_alone_runs_sealsync_and_the_supplement_adds_leader_elect
     let client = cluster.client();
     let release = "kube-system";
     let app = cluster.namespace("app").await?;
-    let upstream_chart = binary(Component::SealedSecrets, "SEALSYNC_SEALED_SECRETS_CRD")
-        .parent()
-        .and_then(|crds| crds.parent())
-        .expect("the CRD sits in upstream's chart's crds/")
-        .to_path_buf();
     let set = ["fullnameOverride=sealed-secrets-controller"];
-    let rbac: Vec<Value> = render_chart(&upstream_chart, release, &set)
-        .into_iter()
-        .filter(|object| {
-            let kind = object["kind"].as_str().unwrap_or_default();
-            kind == "ServiceAccount" || kind.starts_with("ClusterRole") || kind.starts_with("Role")
-        })
-        .collect();
-    apply_all(&client, release, &rbac).await?;
+    install_upstream_chart_rbac(&cluster, release, &set).await?;
     let kubeconfig = cluster.service_account_kubeconfig(release, NAME).await?;
     // Upstream's chart's command line, on loopback ports (the last of repeated flags wins).
     let (_, args) = upstream_chart_command_line(&set);

@@ -350,6 +350,62 @@ fn service_monitor_is_optional() {
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
 }
 
+#[test]
+fn the_external_secret_alerts_name_metrics_the_reconciler_exposes() {
+    let alerts = |set: &[&str]| -> Vec<(String, String)> {
+        let objects = render("monitoring", set);
+        only(&objects, "PrometheusRule")["spec"]["groups"][0]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| {
+                (
+                    r["alert"].as_str().unwrap().into(),
+                    r["expr"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let sealed_only = alerts(&["metrics.prometheusRule.enabled=true"]);
+    assert!(
+        sealed_only
+            .iter()
+            .all(|(_, expr)| !expr.contains("externalsecret_"))
+    );
+    let both = alerts(&[
+        "metrics.prometheusRule.enabled=true",
+        "externalSecrets.enabled=true",
+    ]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    // A failed sync and a failed provider call, as the reconciler records them.
+    let metrics = sealsync_external::EsoMetrics::register(&mut registry);
+    metrics.synced("app", "db", Duration::from_millis(1), true);
+    metrics.ready("app", "db", false);
+    metrics.provider_call("AWS/SecretsManager", "GetSecretValue", "error");
+    let mut exposed = String::new();
+    prometheus_client::encoding::text::encode(&mut exposed, &registry).unwrap();
+    let mut named = Vec::new();
+    for (alert, expr) in both.iter().filter(|(_, e)| e.contains("externalsecret_")) {
+        let metric = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|word| word.starts_with("externalsecret_"))
+            .unwrap();
+        assert!(
+            exposed.contains(&format!("# TYPE {metric} ")),
+            "{alert} names {metric}, which the reconciler does not expose:\n{exposed}"
+        );
+        named.push(alert.as_str());
+    }
+    assert_eq!(
+        named,
+        [
+            "ExternalSecretSyncErrors",
+            "ExternalSecretNotReady",
+            "ExternalSecretProviderErrors"
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chart_installs_on_a_real_api_server() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;

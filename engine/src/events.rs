@@ -1,4 +1,5 @@
-//! Kubernetes events (`events.k8s.io/v1`) of the engine's state changes.
+//! Kubernetes events (`events.k8s.io/v1`, or core `v1` where those are refused) of the
+//! engine's state changes.
 //!
 //! The engine announces a change of state once (a Secret written, a failure that changed the
 //! status), so there is nothing to aggregate into series: every event is one create and
@@ -6,12 +7,16 @@
 //! for six minutes to count repeats, which is one cached Event per source object after an
 //! initial sync of thousands.
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{self as core, EventSource, ObjectReference};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+
+use crate::kubernetes::fallback::{Fallbacks, Preferred};
 
 /// Whether an event is routine or asks for attention (`kubectl get events --field-selector
 /// type=Warning`).
@@ -27,15 +32,22 @@ pub struct EventPublisher {
     client: Client,
     controller: String,
     instance: String,
+    fallbacks: Arc<Fallbacks>,
 }
 
 impl EventPublisher {
     /// `controller` names the reporter; `instance` tells replicas apart (the pod name).
-    pub fn new(client: Client, controller: String, instance: String) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        controller: String,
+        instance: String,
+        fallbacks: Arc<Fallbacks>,
+    ) -> Self {
         Self {
             client,
             controller,
             instance,
+            fallbacks,
         }
     }
 
@@ -60,29 +72,56 @@ impl EventPublisher {
             regarding.name.as_deref().unwrap_or(&self.controller),
             now.as_nanosecond()
         );
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            event_time: Some(MicroTime(now)),
-            type_: Some(
-                match type_ {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .into(),
-            ),
+        let metadata = ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.clone()),
+            ..ObjectMeta::default()
+        };
+        let type_ = match type_ {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        if !self.fallbacks.refused(Preferred::EventsV1) {
+            let event = Event {
+                metadata: metadata.clone(),
+                event_time: Some(MicroTime(now)),
+                type_: Some(type_.into()),
+                reason: Some(reason.into()),
+                action: Some(action.into()),
+                note: Some(note.clone()),
+                regarding: Some(regarding.clone()),
+                reporting_controller: Some(self.controller.clone()),
+                reporting_instance: Some(self.instance.clone()),
+                ..Event::default()
+            };
+            match Api::<Event>::namespaced(self.client.clone(), &namespace)
+                .create(&PostParams::default(), &event)
+                .await
+            {
+                Err(e) if self.fallbacks.falls_back(Preferred::EventsV1, &e) => {}
+                result => return result.map(drop),
+            }
+        }
+        // The same in the older form, which upstream Sealed Secrets' RBAC grants.
+        let event = core::Event {
+            metadata,
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            type_: Some(type_.into()),
             reason: Some(reason.into()),
             action: Some(action.into()),
-            note: Some(note),
-            regarding: Some(regarding),
-            reporting_controller: Some(self.controller.clone()),
+            message: Some(note),
+            involved_object: regarding,
+            source: Some(EventSource {
+                component: Some(self.controller.clone()),
+                host: None,
+            }),
+            reporting_component: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
-            ..Event::default()
+            ..core::Event::default()
         };
-        Api::<Event>::namespaced(self.client.clone(), &namespace)
+        Api::<core::Event>::namespaced(self.client.clone(), &namespace)
             .create(&PostParams::default(), &event)
             .await
             .map(drop)

@@ -7,6 +7,9 @@
 //! renewal was sent. The difference is the safety margin, so that a leader that was paused
 //! or cut off stops before anyone else may start.
 //!
+//! An identity that may not read or create the Lease (the RBAC of upstream Sealed Secrets,
+//! which has no leader election) runs as the only replica, which is what upstream does.
+//!
 //! Hand-written rather than kube-lease-manager, which judges expiry by the holder's
 //! renewTime against the local wall clock (skew tolerated up to a grace period), puts no
 //! timeout on its calls and offers no deadline-based "still leading" check.
@@ -45,15 +48,28 @@ const _: () = assert!(RENEW_DEADLINE.as_secs() + RETRY_PERIOD.as_secs() < LEASE_
 /// Whether this replica may act as the leader now. Cheap to clone and to ask; every
 /// leader-only action asks right before it writes.
 #[derive(Debug, Clone)]
-pub struct Leadership(watch::Receiver<Option<Instant>>);
+pub struct Leadership(watch::Receiver<Lead>);
+
+/// What this replica knows of its leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lead {
+    /// Not leading (yet, or any more).
+    No,
+    /// Leading through the lease, renewed at that instant.
+    Renewed(Instant),
+    /// No lease may be used: the only replica, leading for as long as it runs.
+    Alone,
+}
 
 impl Leadership {
     /// True while the last renewal of the lease was sent less than [`RENEW_DEADLINE`] ago.
     /// Turns false by itself when renewals stop, even if the renewing task is stuck.
     pub fn is_leading(&self) -> bool {
-        self.0
-            .borrow()
-            .is_some_and(|renewed| renewed.elapsed() < RENEW_DEADLINE)
+        match *self.0.borrow() {
+            Lead::No => false,
+            Lead::Renewed(renewed) => renewed.elapsed() < RENEW_DEADLINE,
+            Lead::Alone => true,
+        }
     }
 }
 
@@ -64,7 +80,7 @@ pub struct LeaderElection {
     name: String,
     identity: String,
     /// When the last renewal that kept this replica the leader was sent.
-    renewed: watch::Sender<Option<Instant>>,
+    renewed: watch::Sender<Lead>,
     /// The holder and renewTime last seen, and when they were first seen so.
     observed: Mutex<Option<Observed>>,
 }
@@ -92,6 +108,8 @@ enum Attempt {
     Held(Instant),
     /// Another replica holds it.
     HeldBy(String),
+    /// The lease may not be read, or there is none and it may not be created.
+    Forbidden(kube::Error),
 }
 
 impl LeaderElection {
@@ -100,7 +118,7 @@ impl LeaderElection {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             identity: identity.into(),
-            renewed: watch::Sender::new(None),
+            renewed: watch::Sender::new(Lead::No),
             observed: Mutex::default(),
         }
     }
@@ -118,6 +136,7 @@ impl LeaderElection {
         let renewed = loop {
             match timeout(CALL_TIMEOUT, self.attempt(true)).await {
                 Ok(Ok(Attempt::Held(sent))) => break sent,
+                Ok(Ok(Attempt::Forbidden(e))) => return self.alone(&e),
                 Ok(Ok(Attempt::HeldBy(holder))) => {
                     if announced.as_ref() != Some(&holder) {
                         info!(lease = %self.name, %holder, "another replica leads; waiting for the lease");
@@ -136,7 +155,7 @@ impl LeaderElection {
             }
             tokio::time::sleep(delay).await;
         };
-        self.renewed.send_replace(Some(renewed));
+        self.renewed.send_replace(Lead::Renewed(renewed));
         info!(lease = %self.name, identity = %self.identity, "became the leader");
         let election = Arc::new(self);
         let renewing = tokio::spawn(election.clone().renew(renewed));
@@ -156,16 +175,16 @@ impl LeaderElection {
             match timeout(remaining.min(CALL_TIMEOUT), self.attempt(false)).await {
                 Ok(Ok(Attempt::Held(sent))) => {
                     renewed = sent;
-                    self.renewed.send_replace(Some(sent));
+                    self.renewed.send_replace(Lead::Renewed(sent));
                 }
                 Ok(Ok(Attempt::HeldBy(holder))) => break format!("the Lease names {holder:?} now"),
-                Ok(Err(e)) => {
+                Ok(Ok(Attempt::Forbidden(e))) | Ok(Err(e)) => {
                     warn!(lease = %self.name, error = %api_message(&e), hint = remedy(&e), "cannot renew the leader lease");
                 }
                 Err(_) => warn!(lease = %self.name, "no answer to the renewal of the leader lease"),
             }
         };
-        self.renewed.send_replace(None);
+        self.renewed.send_replace(Lead::No);
         LeaseLost {
             lease: self.name.clone(),
             why,
@@ -175,7 +194,11 @@ impl LeaderElection {
     /// One read and, when the lease is ours or may be taken (`take`), one write guarded by
     /// resourceVersion, so that two replicas racing cannot both win.
     async fn attempt(&self, take: bool) -> Result<Attempt, kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+        let lease = match self.api.get_opt(&self.name).await {
+            Err(e) if forbidden(&e) => return Ok(Attempt::Forbidden(e)),
+            lease => lease?,
+        };
+        let Some(mut lease) = lease else {
             // Creating is atomic too: whoever creates the lease holds it.
             let now = MicroTime(Timestamp::now());
             let lease = Lease {
@@ -189,6 +212,7 @@ impl LeaderElection {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Attempt::Held(sent)),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldBy(String::new())),
+                Err(e) if forbidden(&e) => Ok(Attempt::Forbidden(e)),
                 Err(e) => Err(e),
             };
         };
@@ -223,6 +247,20 @@ impl LeaderElection {
             // next read tells (the lease may only have been relabelled).
             Err(kube::Error::Api(e)) if e.code == 409 && take => Ok(Attempt::HeldBy(holder)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Leads without a lease, for as long as the process runs: the lease may not be used.
+    fn alone(self, refused: &kube::Error) -> Leader {
+        warn!(
+            lease = %self.name,
+            refused = %api_message(refused),
+            "leader election is off: running as the only replica; to run several, grant get, create and update on coordination.k8s.io leases (this Lease) in this namespace"
+        );
+        self.renewed.send_replace(Lead::Alone);
+        Leader {
+            election: Arc::new(self),
+            renewing: tokio::spawn(std::future::pending()),
         }
     }
 
@@ -278,7 +316,9 @@ impl Leader {
     /// over at once instead of after [`LEASE_DURATION`].
     pub async fn release(self) {
         self.renewing.abort();
-        self.election.renewed.send_replace(None);
+        if self.election.renewed.send_replace(Lead::No) == Lead::Alone {
+            return;
+        }
         let election = &self.election;
         let release = async {
             let mut lease = election.api.get(&election.name).await?;
@@ -304,6 +344,10 @@ impl Leader {
     }
 }
 
+fn forbidden(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
+}
+
 const UNREACHABLE: &str = "check the API server's address (KUBECONFIG or the in-cluster configuration) and that it is reachable; retrying";
 
 /// What an operator can do about a failed call to the API server, for the log line that
@@ -327,16 +371,22 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leadership_ends_by_itself_at_the_renew_deadline() {
-        let renewed = watch::Sender::new(None);
+        let renewed = watch::Sender::new(Lead::No);
         let leadership = Leadership(renewed.subscribe());
         assert!(!leadership.is_leading(), "not before the lease is won");
-        renewed.send_replace(Some(Instant::now()));
+        renewed.send_replace(Lead::Renewed(Instant::now()));
         tokio::time::advance(RENEW_DEADLINE - Duration::from_millis(1)).await;
         assert!(leadership.is_leading());
         // No renewal since: no word from the renewing task is needed to stop leading.
         tokio::time::advance(Duration::from_millis(1)).await;
         assert!(!leadership.is_leading());
-        renewed.send_replace(Some(Instant::now()));
+        renewed.send_replace(Lead::Renewed(Instant::now()));
         assert!(leadership.is_leading(), "a renewal extends it");
+        renewed.send_replace(Lead::Alone);
+        tokio::time::advance(LEASE_DURATION * 10).await;
+        assert!(
+            leadership.is_leading(),
+            "without a lease, for as long as it runs"
+        );
     }
 }

@@ -48,6 +48,13 @@ where
         }
         (None, None) => EnvFilter::new("info"),
     };
+    // kube's watcher warns at every retry of a refused list, with the whole status; the
+    // engine says it once, with what to grant. RUST_LOG naming kube_runtime decides itself.
+    let filter = if rust_log.is_some_and(|d| d.contains("kube_runtime")) {
+        filter
+    } else {
+        filter.add_directive("kube_runtime::watcher=error".parse().expect("a directive"))
+    };
     let writer = if settings.info_to_stdout {
         BoxMakeWriter::new(stderr.with_max_level(Level::WARN).or_else(stdout))
     } else {

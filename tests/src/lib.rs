@@ -28,5 +28,5 @@ pub use image::{Container, controller_image, podman, podman_run};
 pub use moto::{Moto, MotoCalls};
 pub use netns::NetNs;
 pub use process::{Process, free_port, http_get, http_post, run_ok, wait_for};
-pub use upstream::{UpstreamController, upstream_chart_command_line};
+pub use upstream::{UpstreamController, install_upstream_chart_rbac, upstream_chart_command_line};
 pub use vault::Vault;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Scope, pinned_kind};
 use serde::Deserialize;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -156,10 +158,10 @@ impl UpstreamController {
     }
 }
 
-/// The controller container's command and args in upstream's chart (`helm/sealed-secrets`
-/// of the upstream module, next to the CRD the harness names, rendered by the harness's
-/// helm) with `set` values.
-pub fn upstream_chart_command_line(set: &[&str]) -> (Vec<String>, Vec<String>) {
+/// The objects of upstream's chart (`helm/sealed-secrets` of the upstream module, next to
+/// the CRD the harness names, rendered by the harness's helm) into `namespace` with `set`
+/// values.
+fn upstream_chart(namespace: &str, set: &[&str]) -> Vec<Value> {
     let crd = binary(Component::SealedSecrets, "SEALSYNC_SEALED_SECRETS_CRD");
     let chart = crd
         .parent()
@@ -169,14 +171,22 @@ pub fn upstream_chart_command_line(set: &[&str]) -> (Vec<String>, Vec<String>) {
     command
         .args(["template", "sealed-secrets"])
         .arg(chart)
-        .args(["--namespace", "kube-system"]);
+        .args(["--namespace", namespace]);
     for value in set {
         command.args(["--set", value]);
     }
     let out = run_ok(&mut command);
     let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
-    let deployment = serde_norway::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|document| Value::deserialize(document).expect("helm renders valid YAML"))
+        .filter(|object| !object.is_null())
+        .collect()
+}
+
+/// The controller container's command and args in upstream's chart with `set` values.
+pub fn upstream_chart_command_line(set: &[&str]) -> (Vec<String>, Vec<String>) {
+    let deployment = upstream_chart("kube-system", set)
+        .into_iter()
         .find(|object| object["kind"] == "Deployment")
         .expect("the chart renders a Deployment");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -189,4 +199,39 @@ pub fn upstream_chart_command_line(set: &[&str]) -> (Vec<String>, Vec<String>) {
             .collect()
     };
     (strings(&container["command"]), strings(&container["args"]))
+}
+
+/// Installs exactly the RBAC of upstream's chart (its ServiceAccount, ClusterRole, Roles and
+/// their bindings) released into `namespace` with `set` values, by server-side apply.
+pub async fn install_upstream_chart_rbac(
+    cluster: &TestCluster,
+    namespace: &str,
+    set: &[&str],
+) -> anyhow::Result<()> {
+    let client = cluster.client();
+    for value in upstream_chart(namespace, set) {
+        let kind = value["kind"].as_str().unwrap_or_default();
+        if !(kind == "ServiceAccount"
+            || kind.starts_with("ClusterRole")
+            || kind.starts_with("Role"))
+        {
+            continue;
+        }
+        let object: DynamicObject = serde_json::from_value(value.clone())?;
+        let gvk = GroupVersionKind::try_from(object.types.as_ref().expect("a kind"))?;
+        let (resource, capabilities) = pinned_kind(&client, &gvk).await?;
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, &resource),
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        let name = object.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("sealsync-testkit").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .with_context(|| format!("cannot install upstream's {kind} {name}"))?;
+    }
+    Ok(())
 }

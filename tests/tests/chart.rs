@@ -23,7 +23,8 @@ use sealsync_api::{SealOptions, SealedSecret, SecretManifest, parse_documents, s
 use sealsync_crypto::{CertificateParams, PrivateKey, SealingCertificate};
 use sealsync_testkit::{
     Component, Process, SealsyncController, TestCluster, binary, events_about, free_port, http_get,
-    project_binary, run_ok, seal_and_wait_unsealed, upstream_chart_command_line, wait_for,
+    install_upstream_chart_rbac, project_binary, run_ok, seal_and_wait_unsealed,
+    upstream_chart_command_line, wait_for,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -45,13 +46,8 @@ fn helm() -> Command {
 
 /// `helm template` of the chart (CRDs included) into `namespace`, one JSON value per object.
 fn render(namespace: &str, set: &[&str]) -> Vec<Value> {
-    render_chart(&chart(), namespace, set)
-}
-
-/// `helm template` of the chart in `dir` (CRDs included) into `namespace`.
-fn render_chart(dir: &Path, namespace: &str, set: &[&str]) -> Vec<Value> {
     let mut command = helm();
-    command.args(["template", "sealsync"]).arg(dir).args([
+    command.args(["template", "sealsync"]).arg(chart()).args([
         "--namespace",
         namespace,
         "--include-crds",
@@ -352,6 +348,62 @@ fn service_monitor_is_optional() {
     let objects = render("monitoring", &["metrics.serviceMonitor.enabled=true"]);
     let monitor = only(&objects, "ServiceMonitor");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+}
+
+#[test]
+fn the_external_secret_alerts_name_metrics_the_reconciler_exposes() {
+    let alerts = |set: &[&str]| -> Vec<(String, String)> {
+        let objects = render("monitoring", set);
+        only(&objects, "PrometheusRule")["spec"]["groups"][0]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| {
+                (
+                    r["alert"].as_str().unwrap().into(),
+                    r["expr"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let sealed_only = alerts(&["metrics.prometheusRule.enabled=true"]);
+    assert!(
+        sealed_only
+            .iter()
+            .all(|(_, expr)| !expr.contains("externalsecret_"))
+    );
+    let both = alerts(&[
+        "metrics.prometheusRule.enabled=true",
+        "externalSecrets.enabled=true",
+    ]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    // A failed sync and a failed provider call, as the reconciler records them.
+    let metrics = sealsync_external::EsoMetrics::register(&mut registry);
+    metrics.synced("app", "db", Duration::from_millis(1), true);
+    metrics.ready("app", "db", false);
+    metrics.provider_call("AWS/SecretsManager", "GetSecretValue", "error");
+    let mut exposed = String::new();
+    prometheus_client::encoding::text::encode(&mut exposed, &registry).unwrap();
+    let mut named = Vec::new();
+    for (alert, expr) in both.iter().filter(|(_, e)| e.contains("externalsecret_")) {
+        let metric = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|word| word.starts_with("externalsecret_"))
+            .unwrap();
+        assert!(
+            exposed.contains(&format!("# TYPE {metric} ")),
+            "{alert} names {metric}, which the reconciler does not expose:\n{exposed}"
+        );
+        named.push(alert.as_str());
+    }
+    assert_eq!(
+        named,
+        [
+            "ExternalSecretSyncErrors",
+            "ExternalSecretNotReady",
+            "ExternalSecretProviderErrors"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1173,27 +1225,17 @@ fn yaml_documents(text: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn upstreams_rbac_runs_sealsync_with_the_migration_guides_supplement() -> anyhow::Result<()> {
+async fn upstreams_rbac_alone_runs_sealsync_and_the_supplement_adds_leader_election()
+-> anyhow::Result<()> {
     // docs/migration.md: sealsync's image in upstream's chart (or controller.yaml, whose
-    // RBAC is the same) needs docs/upstream-rbac-supplement.yaml, written for kube-system.
+    // RBAC is the same) with nothing else changed. Upstream's chart installed in
+    // kube-system, as docs/upstream-rbac-supplement.yaml is written for.
     let cluster = TestCluster::start().await?;
     let client = cluster.client();
     let release = "kube-system";
     let app = cluster.namespace("app").await?;
-    let upstream_chart = binary(Component::SealedSecrets, "SEALSYNC_SEALED_SECRETS_CRD")
-        .parent()
-        .and_then(|crds| crds.parent())
-        .expect("the CRD sits in upstream's chart's crds/")
-        .to_path_buf();
     let set = ["fullnameOverride=sealed-secrets-controller"];
-    let rbac: Vec<Value> = render_chart(&upstream_chart, release, &set)
-        .into_iter()
-        .filter(|object| {
-            let kind = object["kind"].as_str().unwrap_or_default();
-            kind == "ServiceAccount" || kind.starts_with("ClusterRole") || kind.starts_with("Role")
-        })
-        .collect();
-    apply_all(&client, release, &rbac).await?;
+    install_upstream_chart_rbac(&cluster, release, &set).await?;
     let kubeconfig = cluster.service_account_kubeconfig(release, NAME).await?;
     // Upstream's chart's command line, on loopback ports (the last of repeated flags wins).
     let (_, args) = upstream_chart_command_line(&set);
@@ -1215,31 +1257,97 @@ async fn upstreams_rbac_runs_sealsync_with_the_migration_guides_supplement() -> 
         Ok((Process::spawn(label, &mut command, cluster.dir())?, api))
     };
 
-    // Upstream's RBAC alone: no Lease, so this controller never leads.
-    let (mut alone, _) = spawn("upstream-rbac-alone")?;
-    wait_for_log(&alone, "cannot get resource \"leases\"").await?;
-    alone.kill();
-
-    // With the supplement: it leads, makes its key, unseals, and is refused nothing.
-    let supplement_path = chart().join("../../docs/upstream-rbac-supplement.yaml");
-    let supplement = yaml_documents(&std::fs::read_to_string(supplement_path)?);
-    apply_all(&client, release, &supplement).await?;
-    let (mut controller, api) = spawn("upstream-rbac-supplemented")?;
-    let cert = certificate(&mut controller, api).await?;
-    seal_and_wait_unsealed(&cluster, &app, &cert, "supplemented", &mut controller).await?;
+    // Upstream's RBAC alone: it runs as the only replica, makes its key, unseals, writes
+    // the status and publishes events.
+    let (mut alone, api) = spawn("upstream-rbac-alone")?;
+    let cert = certificate(&mut alone, api).await?;
+    seal_and_wait_unsealed(&cluster, &app, &cert, "alone", &mut alone).await?;
     let sealed_secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &app);
     wait_for(
         "status Synced=True",
         Duration::from_secs(60),
-        Some(&mut controller),
+        Some(&mut alone),
         || synced(&sealed_secrets, "db"),
     )
     .await?;
+    let events = Api::namespaced(client.clone(), &app);
+    wait_for(
+        "an event about the SealedSecret",
+        Duration::from_secs(60),
+        Some(&mut alone),
+        || async {
+            Ok(events_about(&events, "SealedSecret", "db")
+                .await?
+                .iter()
+                .any(|(_, reason, _)| reason == "Unsealed"))
+        },
+    )
+    .await?;
+    // Written by update, the Secret is the one server-side apply makes: the template's
+    // data, no label or annotation, owned by its SealedSecret.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &app);
+    let secret = secrets.get("db").await?;
+    let sealed = sealed_secrets.get("db").await?;
+    let keys: Vec<&String> = secret.data.iter().flatten().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["password"]);
+    assert!(secret.labels().is_empty() && secret.annotations().is_empty());
+    let owner = secret
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .expect("a controlling owner");
+    assert_eq!(Some(&owner.uid), sealed.metadata.uid.as_ref());
+
+    // Drift is repaired the same way: an edited value comes back, an added key goes.
+    let edit = serde_json::json!({ "stringData": { "password": "edited", "extra": "x" } });
+    secrets
+        .patch("db", &PatchParams::default(), &Patch::Merge(&edit))
+        .await?;
+    wait_for(
+        "the edited Secret restored",
+        Duration::from_secs(60),
+        Some(&mut alone),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                let data = secrets.get("db").await?.data.unwrap_or_default();
+                Ok(data.len() == 1 && data.get("password").is_some_and(|v| v.0 == b"alone"))
+            }
+        },
+    )
+    .await?;
+    stop(&mut alone).await?;
+    // Each refused call is logged once, with what it is replaced by; nothing else is refused.
+    let log = alone.log();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).collect();
+    for expected in [
+        "writing Secrets by get and update",
+        "writing statuses by get and update of the status subresource",
+        "publishing core v1 Events",
+        "leader election is off",
+    ] {
+        let lines = refused.iter().filter(|l| l.contains(expected)).count();
+        assert_eq!(lines, 1, "{expected:?} logged once:\n{log}");
+    }
+    assert_eq!(refused.len(), 4, "refused something else:\n{log}");
+
+    // The supplement adds only leader election: with it, the controller takes the Lease
+    // and is refused nothing.
+    let supplement_path = chart().join("../../docs/upstream-rbac-supplement.yaml");
+    let supplement = yaml_documents(&std::fs::read_to_string(supplement_path)?);
+    apply_all(&client, release, &supplement).await?;
+    let (mut controller, _) = spawn("upstream-rbac-supplemented")?;
+    wait_for_log(&controller, "became the leader").await?;
     stop(&mut controller).await?;
     let log = controller.log();
-    assert!(!log.contains("forbidden"), "refused something:\n{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("forbidden"))
+            .all(|l| !l.contains("lease")),
+        "refused the Lease:\n{log}"
+    );
 
-    // And each verb of the supplement is needed.
+    // And each verb of the supplement is needed for that.
     let roles: Vec<&Value> = supplement
         .iter()
         .filter(|object| object["kind"] == "ClusterRole" || object["kind"] == "Role")
@@ -1253,7 +1361,7 @@ async fn upstreams_rbac_runs_sealsync_with_the_migration_guides_supplement() -> 
     let checked = flow
         .each_verb_needed(&roles, |label| spawn(label).map(|(process, _)| process))
         .await?;
-    assert_eq!(checked.len(), 6, "{checked:?}");
+    assert_eq!(checked.len(), 3, "{checked:?}");
     Ok(())
 }
 

@@ -1,11 +1,12 @@
-//! sealsync-controller through faults: an API server restart in the middle of a sync, and
-//! a graceful stop on SIGTERM that hands the leader lease over.
+//! sealsync-controller through faults: an API server restart in the middle of a sync, a
+//! graceful stop on SIGTERM that hands the leader lease over, and a missing permission.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use sealsync_api::{
     KEY_LABEL, SealOptions, SealedSecret, SecretManifest, parse_documents, seal_secret,
@@ -178,6 +179,96 @@ async fn forgets_sources_deleted_while_the_watch_was_down() -> anyhow::Result<()
         controller.metric(CONDITION_INFO, "name=\"stays\"")?,
         1.0,
         "the other series stays"
+    );
+    Ok(())
+}
+
+/// An identity that may do what the controller does except list SealedSecrets (a
+/// ClusterRole missing that verb): one log line names the missing permission, and SIGTERM
+/// still stops the controller at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forbidden_list_is_one_log_line_naming_it_and_sigterm_still_stops() -> anyhow::Result<()>
+{
+    let cluster = TestCluster::start().await?;
+    let controller_ns = cluster.namespace("rbac").await?;
+    let client = cluster.client();
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "controller" },
+    }))?;
+    Api::<ServiceAccount>::namespaced(client.clone(), &controller_ns)
+        .create(&PostParams::default(), &account)
+        .await?;
+    let role: ClusterRole = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "no-list" },
+        "rules": [
+            { "apiGroups": ["bitnami.com"], "resources": ["sealedsecrets"], "verbs": ["get", "watch"] },
+            { "apiGroups": ["bitnami.com"], "resources": ["sealedsecrets/status"], "verbs": ["patch"] },
+            { "apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "patch", "delete"] },
+            { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"] },
+            { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"] },
+        ],
+    }))?;
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &role)
+        .await?;
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "no-list" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "no-list" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "controller", "namespace": controller_ns }],
+    }))?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await?;
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&controller_ns, "controller")
+        .await?;
+    let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+    let mut controller = SealsyncController::start_with_env(
+        &cluster,
+        &controller_ns,
+        &[],
+        &[("KUBECONFIG", kubeconfig)],
+    )
+    .await?;
+    let refusal = "cannot list resource \"sealedsecrets\"";
+    // The list refused three times (each retry is a debug line of the engine's): still
+    // one line at the level users see.
+    let log_path = controller.process().log_path();
+    wait_for(
+        "three refused lists",
+        Duration::from_secs(60),
+        Some(controller.process()),
+        || {
+            let log = std::fs::read_to_string(&log_path);
+            async move {
+                let log = log?;
+                let retries = log
+                    .lines()
+                    .filter(|l| l.contains(" DEBUG ") && l.contains(refusal));
+                Ok(retries.count() >= 3)
+            }
+        },
+    )
+    .await?;
+    let status = controller
+        .process()
+        .terminate(Duration::from_secs(10))
+        .await?;
+    let log = controller.process().log();
+    assert!(status.is_some(), "no exit within 10 s of SIGTERM:\n{log}");
+    // At the level of the chart and of upstream's (info): the engine's debug lines left out.
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("forbidden") && !l.contains(" DEBUG "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line:\n{log}");
+    assert!(
+        lines[0].contains(refusal),
+        "it names the refused verb:\n{log}"
+    );
+    assert!(
+        lines[0].contains("grant list and watch on bitnami.com sealedsecrets"),
+        "it says what to grant:\n{log}"
     );
     Ok(())
 }

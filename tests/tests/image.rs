@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use sealsync_api::KEY_LABEL;
 use sealsync_testkit::{
-    Container, TestCluster, controller_image, free_port, http_get, podman, podman_run, run_ok,
-    seal_and_wait_unsealed, upstream_chart_command_line, wait_for,
+    Container, TestCluster, controller_image, free_port, http_get, install_upstream_chart_rbac,
+    podman, podman_run, run_ok, seal_and_wait_unsealed, upstream_chart_command_line, wait_for,
 };
 use serde_json::Value;
 
@@ -104,10 +104,11 @@ fn the_image_holds_the_binary_ca_certificates_and_a_user_only() {
     );
 }
 
-/// The cluster's kubeconfig with the API server named `localhost`, so that the containerised
-/// controller resolves a name and checks the server's certificate for it.
-fn kubeconfig_by_name(cluster: &TestCluster) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(cluster.kubeconfig())?;
+/// The kubeconfig `kubeconfig` of the cluster with the API server named `localhost`, so
+/// that the containerised controller resolves a name and checks the server's certificate
+/// for it; as podman's `--volume` argument.
+fn kubeconfig_by_name(cluster: &TestCluster, kubeconfig: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(kubeconfig)?;
     let by_name = text.replace("server: https://127.0.0.1:", "server: https://localhost:");
     assert_ne!(text, by_name, "the harness's kubeconfig names 127.0.0.1");
     let path = cluster.dir().join("by-name.kubeconfig");
@@ -175,7 +176,7 @@ async fn the_containerised_controller_makes_its_key_and_unseals() -> anyhow::Res
         "sealsync-image",
         &[
             "--volume",
-            &kubeconfig_by_name(&cluster)?,
+            &kubeconfig_by_name(&cluster, cluster.kubeconfig())?,
             "--env",
             &format!("KUBECONFIG={KUBECONFIG}"),
         ],
@@ -191,8 +192,8 @@ async fn the_containerised_controller_makes_its_key_and_unseals() -> anyhow::Res
 }
 
 /// A user who only swaps the image in upstream's chart gets a working controller: the
-/// chart's command and args, unchanged, and its pod's user, capabilities, read-only root
-/// with an empty /tmp, and namespace file.
+/// chart's command and args, unchanged, its RBAC and ServiceAccount and nothing more, and
+/// its pod's user, capabilities, read-only root with an empty /tmp, and namespace file.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_image_runs_with_the_command_line_of_upstreams_chart() -> anyhow::Result<()> {
     let (command, args) = upstream_chart_command_line(&[]);
@@ -210,6 +211,11 @@ async fn the_image_runs_with_the_command_line_of_upstreams_chart() -> anyhow::Re
     let image = controller_image();
     let cluster = TestCluster::start().await?;
     let controller_ns = cluster.namespace("controller").await?;
+    install_upstream_chart_rbac(&cluster, &controller_ns, &[]).await?;
+    // The chart's ServiceAccount is named after the release.
+    let identity = cluster
+        .service_account_kubeconfig(&controller_ns, "sealed-secrets")
+        .await?;
     let service_account = cluster.dir().join("serviceaccount");
     std::fs::create_dir(&service_account)?;
     std::fs::write(service_account.join("namespace"), &controller_ns)?;
@@ -219,7 +225,7 @@ async fn the_image_runs_with_the_command_line_of_upstreams_chart() -> anyhow::Re
         "sealsync-image-chart",
         &[
             "--volume",
-            &kubeconfig_by_name(&cluster)?,
+            &kubeconfig_by_name(&cluster, &identity)?,
             "--env",
             &format!("KUBECONFIG={KUBECONFIG}"),
             "--volume",

@@ -2,6 +2,7 @@
 //! compact cache of the Secrets that matter), the [`Runtime`] that runs several generators
 //! in one process, and status and events of other objects ([`ObjectReporter`]).
 
+pub(crate) mod fallback;
 mod report;
 mod runtime;
 mod target;

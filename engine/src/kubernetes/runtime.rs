@@ -21,6 +21,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::fallback::Fallbacks;
 use super::report::ObjectReporter;
 use super::target::{KubeTarget, SecretCache, api_message};
 use crate::backoff::{Backoff, jitter};
@@ -161,6 +162,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     cache: Arc<SecretCache>,
     events: EventPublisher,
+    /// The preferred calls found refused, for every writer of the process.
+    fallbacks: Arc<Fallbacks>,
     /// What each generator does with Secrets that changed.
     secret_listeners: Vec<Triggers>,
     generators: Vec<Task>,
@@ -177,12 +180,15 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(client: Client, config: RuntimeConfig) -> Self {
+        let fallbacks = Arc::<Fallbacks>::default();
         Self {
             events: EventPublisher::new(
                 client.clone(),
                 config.reporter.clone(),
                 config.instance.clone(),
+                fallbacks.clone(),
             ),
+            fallbacks,
             client,
             config,
             cache: Arc::default(),
@@ -194,7 +200,12 @@ impl Runtime {
     /// Status and events of objects that are not sources (e.g. a generator's stores),
     /// written as the runtime writes those of sources.
     pub fn reporter(&self, field_manager: &str) -> ObjectReporter {
-        ObjectReporter::new(self.client.clone(), self.events.clone(), field_manager)
+        ObjectReporter::new(
+            self.client.clone(),
+            self.events.clone(),
+            field_manager,
+            self.fallbacks.clone(),
+        )
     }
 
     /// Adds generator `G`; `reconcile_all` makes every one of its sources be looked at
@@ -222,7 +233,11 @@ impl Runtime {
         let context = Arc::new(Context {
             syncer: Syncer::new(
                 generator,
-                KubeTarget::new(self.client.clone(), self.cache.clone()),
+                KubeTarget::new(
+                    self.client.clone(),
+                    self.cache.clone(),
+                    self.fallbacks.clone(),
+                ),
                 &config.field_manager,
                 config.consent.clone(),
             ),
@@ -314,20 +329,77 @@ async fn watch_secrets(
         watcher::Config::default(),
     )
     .default_backoff()
-    .for_each(|event| {
-        match event {
-            Ok(event) => {
+    .for_each({
+        let mut errors = WatchErrors::of::<Secret>(scope.as_deref());
+        move |event| {
+            errors.observe(&event);
+            if let Ok(event) = event {
                 for (secret, version) in cache.observe(scope.as_deref(), event) {
                     for listener in listeners.iter() {
                         listener.secret_changed(&secret, version.as_deref());
                     }
                 }
             }
-            Err(e) => debug!(error = %e, "the Secret watch restarts"),
+            std::future::ready(())
         }
-        std::future::ready(())
     })
     .await;
+}
+
+/// The errors of one watch, which its backoff retries: a refusal by RBAC is one warning
+/// naming what to grant, until the watch works again; the others are logged at debug.
+struct WatchErrors {
+    /// `<group> <plural>`, as a Role names them.
+    resource: String,
+    namespace: String,
+    refused: bool,
+}
+
+impl WatchErrors {
+    fn of<K: Resource<DynamicType = ()>>(scope: Option<&str>) -> Self {
+        let group = K::group(&());
+        Self {
+            resource: format!(
+                "{} {}",
+                if group.is_empty() { "core" } else { &group },
+                K::plural(&())
+            ),
+            namespace: scope.unwrap_or("*").into(),
+            refused: false,
+        }
+    }
+
+    fn observe<T>(&mut self, event: &Result<watcher::Event<T>, watcher::Error>) {
+        use watcher::Error::{InitialListFailed, WatchError, WatchFailed, WatchStartFailed};
+        let refusal = match event {
+            // Sent before each list, also one that is refused.
+            Ok(watcher::Event::Init) => return,
+            Ok(_) => {
+                self.refused = false;
+                return;
+            }
+            Err(InitialListFailed(kube::Error::Api(status)))
+            | Err(WatchStartFailed(kube::Error::Api(status)))
+            | Err(WatchFailed(kube::Error::Api(status)))
+            | Err(WatchError(status))
+                if status.code == 403 =>
+            {
+                &status.message
+            }
+            Err(e) => {
+                debug!(error = %e, resource = %self.resource, "the watch restarts");
+                return;
+            }
+        };
+        if !std::mem::replace(&mut self.refused, true) {
+            warn!(
+                namespace = %self.namespace,
+                refused = %refusal,
+                "cannot watch {0}: grant list and watch on {0} to the controller's identity (ClusterRole, or a Role in each watched namespace); retrying",
+                self.resource
+            );
+        }
+    }
 }
 
 /// One generator in each scope, with the runtime's triggers for each.
@@ -413,6 +485,10 @@ async fn run_scope<G>(
         source_watch,
     )
     .default_backoff()
+    .inspect({
+        let mut errors = WatchErrors::of::<G::Source>(scope.as_deref());
+        move |event| errors.observe(event)
+    })
     .filter_map({
         let context = context.clone();
         let store = source_store.clone();
@@ -459,18 +535,31 @@ async fn run_scope<G>(
         namespace = scope.as_deref().unwrap_or("*"),
         "engine started"
     );
-    Controller::for_stream(sources, source_store)
+    let listed = source_store.clone();
+    let controller = Controller::for_stream(sources, source_store)
         .reconcile_on(triggered)
         .reconcile_all_on(reconcile_all)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .run(reconcile::<G>, error_policy::<G>, context.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 debug!(error = %e, "reconcile not converged");
             }
-        })
-        .await;
+        });
+    // kube's controller holds its queue until the first list of the sources completes, and
+    // so never sees a shutdown before that (e.g. the list is refused): nothing has run yet,
+    // so it is dropped at once.
+    let never_listed = async {
+        shutdown.await;
+        if listed.wait_until_ready().now_or_never().is_some() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        () = never_listed => {}
+    }
 }
 
 /// How often a replica that does not lead looks at a source again.

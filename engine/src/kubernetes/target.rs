@@ -8,11 +8,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
-use kube::api::{Api, DeleteParams, PartialObjectMeta, Patch, PatchParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, GetParams, PartialObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
+use kube::core::Request;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use super::fallback::{Fallbacks, Preferred, UPDATE_ATTEMPTS, conflict};
 use crate::generator::{ReasonedError, SecretRef, WriteMode};
 use crate::policy::{Consent, ExistingSecret, Writer};
 use crate::target::{SecretObject, SecretTarget, SecretWrite};
@@ -24,6 +28,7 @@ use crate::target::{SecretObject, SecretTarget, SecretWrite};
 pub struct KubeTarget {
     client: Client,
     cache: Arc<SecretCache>,
+    fallbacks: Arc<Fallbacks>,
 }
 
 impl std::fmt::Debug for KubeTarget {
@@ -259,9 +264,168 @@ pub fn api_message(error: &kube::Error) -> String {
 }
 
 impl KubeTarget {
-    pub(crate) fn new(client: Client, cache: Arc<SecretCache>) -> Self {
-        Self { client, cache }
+    pub(crate) fn new(client: Client, cache: Arc<SecretCache>, fallbacks: Arc<Fallbacks>) -> Self {
+        Self {
+            client,
+            cache,
+            fallbacks,
+        }
     }
+}
+
+impl KubeTarget {
+    /// The write by get and update (create when new), for an identity that may not patch
+    /// Secrets: the same Secret as server-side apply gives, guarded by resourceVersion.
+    async fn update(&self, write: &SecretWrite<'_>) -> Result<String, kube::Error> {
+        let secrets = Request::new(format!(
+            "/api/v1/namespaces/{}/secrets",
+            write.target.namespace
+        ));
+        let name = &write.target.name;
+        let params = PostParams {
+            field_manager: Some(write.manager.name().into()),
+            ..PostParams::default()
+        };
+        let mut attempt = 1;
+        loop {
+            let current = self
+                .client
+                .request::<serde_json::Value>(
+                    secrets
+                        .get(name, &GetParams::default())
+                        .map_err(kube::Error::BuildRequest)?,
+                )
+                .await;
+            let request = match current {
+                Ok(current) => secrets
+                    .replace(name, &params, to_body(&as_applied(current, write))?)
+                    .map_err(kube::Error::BuildRequest)?,
+                Err(kube::Error::Api(status)) if status.code == 404 => secrets
+                    .create(
+                        &params,
+                        to_body(&SecretObject::new(write, &write.secret.data))?,
+                    )
+                    .map_err(kube::Error::BuildRequest)?,
+                Err(e) => return Err(e),
+            };
+            // The answer is read as metadata only: the values are not decoded again.
+            match self
+                .client
+                .request::<PartialObjectMeta<Secret>>(request)
+                .await
+            {
+                Ok(meta) => return Ok(meta.metadata.resource_version.unwrap_or_default()),
+                // Written (or created) by someone else since it was read: read it again.
+                Err(e) if conflict(&e) && attempt < UPDATE_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn to_body(object: &impl serde::Serialize) -> Result<Vec<u8>, kube::Error> {
+    serde_json::to_vec(object).map_err(kube::Error::SerdeError)
+}
+
+/// Secret `current` (as read, with its managedFields) as server-side apply of `write` and,
+/// in [`WriteMode::Replace`], the removal of what others wrote would leave it: what this
+/// source wrote before and no longer writes is gone, other sources' keys stay, and in
+/// [`WriteMode::Merge`] everything of others stays.
+fn as_applied(mut current: serde_json::Value, write: &SecretWrite<'_>) -> serde_json::Value {
+    let desired = serde_json::to_value(SecretObject::new(write, &write.secret.data))
+        .expect("a Secret serializes");
+    let entries: Vec<ManagedFieldsEntry> =
+        serde_json::from_value(current["metadata"]["managedFields"].take()).unwrap_or_default();
+    let manager = write.manager;
+    // Who owns the item `key` of the map at `path`.
+    let owners = |path: &[&str], key: &str| -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|e| {
+                let mut fields = e.fields_v1.as_ref().map(|f| &f.0);
+                for step in path {
+                    fields = fields.and_then(|f| f.get(*step));
+                }
+                fields.is_some_and(|f| f.get(key).is_some())
+            })
+            .map(|e| e.manager.as_deref().unwrap_or_default())
+            .collect()
+    };
+    let only_ours =
+        |owners: &[&str]| !owners.is_empty() && owners.iter().all(|m| *m == manager.name());
+    let replace = write.mode == WriteMode::Replace;
+    let keep_data = |key: &str| {
+        let owners = owners(&["f:data"], &format!("f:{key}"));
+        if replace {
+            let others = owners
+                .iter()
+                .any(|m| *m != manager.name() && !manager.is_sibling(m));
+            !others && (owners.is_empty() || owners.iter().any(|m| manager.is_sibling(m)))
+        } else {
+            !only_ours(&owners)
+        }
+    };
+    let data = merged(&current["data"], &desired["data"], keep_data);
+    let mut metadata = current["metadata"].take();
+    for field in ["labels", "annotations"] {
+        let keep = |key: &str| {
+            !replace
+                && !only_ours(&owners(
+                    &["f:metadata", &format!("f:{field}")],
+                    &format!("f:{key}"),
+                ))
+        };
+        metadata[field] = merged(&metadata[field], &desired["metadata"][field], keep).into();
+    }
+    let ours = desired["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut references: Vec<serde_json::Value> = metadata["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|reference| {
+            let uid = reference["uid"].as_str().unwrap_or_default();
+            let key = format!("k:{}", json!({ "uid": uid }));
+            !ours.iter().any(|o| o["uid"] == uid)
+                && !only_ours(&owners(&["f:metadata", "f:ownerReferences"], &key))
+        })
+        .collect();
+    references.extend(ours);
+    metadata["ownerReferences"] = references.into();
+    // Left out, the API server keeps them and records the update under `fieldManager`.
+    if let Some(metadata) = metadata.as_object_mut() {
+        metadata.remove("managedFields");
+    }
+    current["metadata"] = metadata;
+    current["data"] = data.into();
+    for field in ["type", "immutable"] {
+        if !desired[field].is_null() {
+            current[field] = desired[field].clone();
+        }
+    }
+    current
+}
+
+/// `desired` over the items of `current` that `keep` keeps.
+fn merged(
+    current: &serde_json::Value,
+    desired: &serde_json::Value,
+    keep: impl Fn(&str) -> bool,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut merged: serde_json::Map<String, serde_json::Value> = current
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| keep(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    if let Some(desired) = desired.as_object() {
+        merged.extend(desired.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    merged
 }
 
 fn secret_ref(meta: &ObjectMeta) -> Option<SecretRef> {
@@ -329,6 +493,9 @@ impl SecretTarget for KubeTarget {
             secret: write.target.clone(),
             source,
         };
+        if self.fallbacks.refused(Preferred::SecretApply) {
+            return self.update(write).await.map_err(failed);
+        }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &write.target.namespace);
         let name = &write.target.name;
         let manager = write.manager;
@@ -336,10 +503,13 @@ impl SecretTarget for KubeTarget {
         let body = Patch::Apply(SecretObject::new(write, &write.secret.data));
         // An immutable Secret (or one of another type) is not replaced: deleting it first
         // could lose it, and upstream leaves it too. The error says what to do.
-        let mut meta = api
-            .patch_metadata(name, &params, &body)
-            .await
-            .map_err(failed)?;
+        let mut meta = match api.patch_metadata(name, &params, &body).await {
+            Ok(meta) => meta,
+            Err(e) if self.fallbacks.falls_back(Preferred::SecretApply, &e) => {
+                return self.update(write).await.map_err(failed);
+            }
+            Err(e) => return Err(failed(e)),
+        };
         if write.mode == WriteMode::Replace {
             // What others wrote besides: upstream's Secret has exactly the template's. The
             // keys of other sources stay theirs.
@@ -404,5 +574,136 @@ impl SecretTarget for KubeTarget {
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sealsync_crypto::SecretBytes;
+
+    use super::*;
+    use crate::generator::DesiredSecret;
+    use crate::policy::FieldManager;
+    use crate::target::Owner;
+
+    /// A managedFields entry of `manager` owning `fields`.
+    fn entry(manager: &str, fields: serde_json::Value) -> serde_json::Value {
+        json!({ "manager": manager, "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": fields })
+    }
+
+    fn write_of<'a>(
+        target: &'a SecretRef,
+        secret: &'a DesiredSecret,
+        owner: Option<&'a Owner>,
+        mode: WriteMode,
+        manager: &'a FieldManager,
+    ) -> SecretWrite<'a> {
+        SecretWrite {
+            target,
+            secret,
+            owner,
+            mode,
+            manager,
+        }
+    }
+
+    fn desired(data: &[(&str, &str)], labels: &[(&str, &str)]) -> DesiredSecret {
+        DesiredSecret {
+            type_: Some("Opaque".into()),
+            immutable: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            data: data
+                .iter()
+                .map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_bytes())))
+                .collect(),
+        }
+    }
+
+    const OURS: &str = "sealsync-controller/SealedSecret/db";
+
+    #[test]
+    fn an_update_in_replace_mode_leaves_what_server_side_apply_leaves() {
+        // Upstream's controller wrote `a` and `old`, a label and its ownerReference; another
+        // source of the engine wrote `s`.
+        let current = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {
+                "name": "db", "namespace": "app", "resourceVersion": "7",
+                "labels": { "theirs": "x" },
+                "annotations": { "note": "x" },
+                "ownerReferences": [{ "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret", "name": "db", "uid": "u1", "controller": true }],
+                "managedFields": [
+                    entry("controller", json!({ "f:data": { "f:a": {}, "f:old": {} }, "f:metadata": { "f:labels": { "f:theirs": {} } } })),
+                    entry("sealsync-controller/ExternalSecret/db", json!({ "f:data": { "f:s": {} } })),
+                ],
+            },
+            "type": "Opaque",
+            "data": { "a": "b2xk", "old": "b2xk", "s": "c2li" },
+        });
+        let target = SecretRef {
+            namespace: "app".into(),
+            name: "db".into(),
+        };
+        let secret = desired(&[("a", "new")], &[("ours", "y")]);
+        let owner = Owner {
+            api_version: "bitnami.com/v1alpha1".into(),
+            kind: "SealedSecret".into(),
+            name: "db".into(),
+            uid: "u1".into(),
+        };
+        let manager = FieldManager::of_source("sealsync-controller", "SealedSecret", "db");
+        assert_eq!(manager.name(), OURS);
+        let write = write_of(&target, &secret, Some(&owner), WriteMode::Replace, &manager);
+        let updated = as_applied(current, &write);
+        assert_eq!(updated["data"], json!({ "a": "bmV3", "s": "c2li" }));
+        assert_eq!(updated["metadata"]["labels"], json!({ "ours": "y" }));
+        assert_eq!(updated["metadata"]["annotations"], json!({}));
+        assert_eq!(
+            updated["metadata"]["ownerReferences"],
+            json!([{ "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret", "name": "db", "uid": "u1", "controller": true }])
+        );
+        assert_eq!(
+            updated["metadata"]["resourceVersion"], "7",
+            "guarded by the version read"
+        );
+        assert!(updated["metadata"].get("managedFields").is_none());
+    }
+
+    #[test]
+    fn an_update_in_merge_mode_keeps_others_and_drops_what_only_this_source_wrote() {
+        let current = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {
+                "name": "db", "namespace": "app", "resourceVersion": "7",
+                "labels": { "theirs": "x", "was-ours": "y" },
+                "ownerReferences": [{ "apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u9" }],
+                "managedFields": [
+                    entry("kubectl", json!({ "f:data": { "f:a": {}, "f:theirs": {} }, "f:metadata": { "f:labels": { "f:theirs": {} }, "f:ownerReferences": { "k:{\"uid\":\"u9\"}": {} } } })),
+                    entry(OURS, json!({ "f:data": { "f:gone": {} }, "f:metadata": { "f:labels": { "f:was-ours": {} } } })),
+                ],
+            },
+            "data": { "a": "b2xk", "theirs": "dA==", "gone": "Zw==" },
+        });
+        let target = SecretRef {
+            namespace: "app".into(),
+            name: "db".into(),
+        };
+        let secret = desired(&[("a", "new")], &[]);
+        let manager = FieldManager::of_source("sealsync-controller", "SealedSecret", "db");
+        let write = write_of(&target, &secret, None, WriteMode::Merge, &manager);
+        let updated = as_applied(current, &write);
+        assert_eq!(updated["data"], json!({ "a": "bmV3", "theirs": "dA==" }));
+        assert_eq!(updated["metadata"]["labels"], json!({ "theirs": "x" }));
+        assert_eq!(
+            updated["metadata"]["ownerReferences"],
+            json!([{ "apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u9" }])
+        );
+        assert_eq!(updated["type"], "Opaque");
     }
 }

@@ -76,12 +76,16 @@ garbage collector removes those of deleted SealedSecrets.
   resources: ["events"]
   verbs: ["create"]
 {{- if .Values.externalSecrets.enabled }}
-{{- /* ExternalSecrets: read them and their stores, write their statuses, delete a
-  Secret whose remote secrets are gone (deletionPolicy Delete), read templateFrom and
-  caProvider ConfigMaps, request tokens of the ServiceAccounts stores name. */}}
+{{- /* ExternalSecrets: read them and their stores, remove ESO's finalizer from one being
+  deleted (patch), write their statuses, delete a Secret whose remote secrets are gone
+  (deletionPolicy Delete), read templateFrom and caProvider ConfigMaps, request tokens of
+  the ServiceAccounts stores name. */}}
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets", "secretstores"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["externalsecrets"]
+  verbs: ["patch"]
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets/status", "secretstores/status"]
   verbs: ["patch"]

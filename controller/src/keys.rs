@@ -506,22 +506,33 @@ mod tests {
         assert_eq!(by_secret.keyring.len(), 2, "both keys still open");
     }
 
-    #[test]
-    fn new_key_secrets_carry_the_extra_labels_and_annotations() {
-        let (secret, _) = key_secret_created(1_000);
-        let policy = KeyPolicy {
+    /// A policy whose new keys get `annotations` and `labels`.
+    fn policy_with(
+        annotations: BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
+    ) -> KeyPolicy {
+        KeyPolicy {
             prefix: "k".into(),
             bits: 2048,
             certificate: CertificateParams::default(),
             renew_period: Duration::ZERO,
             cutoff: None,
             order: KeyOrder::CertNotBefore,
-            annotations: BTreeMap::from([("backup".into(), "daily".into())]),
-            labels: BTreeMap::from([
+            annotations,
+            labels,
+        }
+    }
+
+    #[test]
+    fn new_key_secrets_carry_the_extra_labels_and_annotations() {
+        let (secret, _) = key_secret_created(1_000);
+        let policy = policy_with(
+            BTreeMap::from([("backup".into(), "daily".into())]),
+            BTreeMap::from([
                 ("team".into(), "platform".into()),
                 (KEY_LABEL.into(), "compromised".into()),
             ]),
-        };
+        );
         let secret = with_extra_metadata(secret, &policy);
         let labels = secret.metadata.labels.unwrap();
         assert_eq!(labels["team"], "platform");
@@ -644,16 +655,10 @@ mod tests {
     #[test]
     fn a_new_key_never_carries_a_rotation_request() {
         let (secret, _) = key_secret_created(1_000);
-        let policy = KeyPolicy {
-            prefix: "k".into(),
-            bits: 2048,
-            certificate: CertificateParams::default(),
-            renew_period: Duration::ZERO,
-            cutoff: None,
-            order: KeyOrder::CertNotBefore,
-            annotations: BTreeMap::from([(ROTATION_REQUESTED.into(), "x".into())]),
-            labels: BTreeMap::new(),
-        };
+        let policy = policy_with(
+            BTreeMap::from([(ROTATION_REQUESTED.into(), "x".into())]),
+            BTreeMap::new(),
+        );
         assert_eq!(
             with_extra_metadata(secret, &policy).metadata.annotations,
             None

@@ -265,7 +265,7 @@ impl SharedRead {
 /// are never kept to save calls at the cost of unbounded memory).
 const MAX_SHARED_BYTES: usize = 32 << 20;
 /// Reads serve others at most this long, whatever the windows asked.
-pub const MAX_SHARE_WINDOW: Duration = Duration::from_secs(30 * 60);
+const MAX_SHARE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 /// Clients whose provider throttled or could not be reached: not called again until their
 /// backoff ends (doubling from 1 s to 1 min), so that a struggling provider is not hit by

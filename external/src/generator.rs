@@ -31,7 +31,7 @@ use sealsync_providers::{
 use sealsync_template::{Functions, Options, Template, Value};
 use serde_json::json;
 
-use crate::clients::{Clients, Fetched, MAX_SHARE_WINDOW, Provider, Read, SharedReads};
+use crate::clients::{Clients, Fetched, Provider, Read, SharedReads};
 use crate::hash;
 use crate::metrics::EsoMetrics;
 use crate::stores::{self, Store, StoreError, StoreKey, Stores};
@@ -39,6 +39,9 @@ use crate::template::{Destination, TemplateSource, desired_secret};
 
 /// `refreshInterval` when unset.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
+/// How old a shared read may be for an ExternalSecret never refreshed by time: its data
+/// stays as read, so it must be recent.
+const UNREFRESHED_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// A Secret key, as the API server allows it.
 const KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 
@@ -755,7 +758,7 @@ impl Generator for ExternalSecretGenerator {
         let window = refresh(es)
             .ok()
             .flatten()
-            .map_or(MAX_SHARE_WINDOW, |interval| interval / 2);
+            .map_or(UNREFRESHED_WINDOW, |interval| interval / 2);
         let mut sync = Sync {
             generator: self,
             es,

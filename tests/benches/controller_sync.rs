@@ -31,6 +31,7 @@ use sealsync_api::{
 use sealsync_crypto::{
     CertificateParams, DEFAULT_KEY_BITS, PrivateKey, SealingCertificate, SecretBytes,
 };
+use sealsync_testkit::stats::{median, summary};
 use sealsync_testkit::{Process, TestCluster, UpstreamController, free_port, http_get};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
@@ -677,25 +678,6 @@ impl Results {
             println!("\n{note}");
         }
     }
-}
-
-fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[n / 2]),
-        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-    }
-}
-
-fn summary(values: &[f64]) -> (String, String) {
-    let Some(m) = median(values) else {
-        return ("-".into(), "-".into());
-    };
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (format!("{m:.1}"), format!("{min:.1}-{max:.1}"))
 }
 
 /// Case (a): every SealedSecret of `fixture.sync` is in the cluster before the controller

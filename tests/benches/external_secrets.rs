@@ -18,11 +18,9 @@ use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
-use kube::{Client, CustomResourceExt};
-use sealsync_api::external::{
-    ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore,
-};
+use sealsync_testkit::stats::{median, summary};
 use sealsync_testkit::{
     Component, Moto, MotoCalls, Process, TestCluster, UpstreamEso, Vault, binary, free_port,
     http_get,
@@ -274,17 +272,7 @@ impl Controller {
     async fn install_crds(&self, cluster: &TestCluster) -> anyhow::Result<()> {
         match self {
             Controller::Upstream => UpstreamEso::install_crds(cluster).await,
-            Controller::Sealsync(_) => {
-                for crd in [
-                    ExternalSecret::crd(),
-                    SecretStore::crd(),
-                    ClusterSecretStore::crd(),
-                    ClusterExternalSecret::crd(),
-                ] {
-                    cluster.install_crd(crd).await?;
-                }
-                Ok(())
-            }
+            Controller::Sealsync(_) => cluster.install_external_secrets_crds().await,
         }
     }
 
@@ -837,25 +825,6 @@ impl Results {
             println!("\n{note}");
         }
     }
-}
-
-fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[n / 2]),
-        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-    }
-}
-
-fn summary(values: &[f64]) -> (String, String) {
-    let Some(m) = median(values) else {
-        return ("-".into(), "-".into());
-    };
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (format!("{m:.1}"), format!("{min:.1}-{max:.1}"))
 }
 
 /// `sealsync-controller`: `SEALSYNC_CONTROLLER_BIN`, else a release or debug build in the

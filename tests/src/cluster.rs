@@ -246,6 +246,24 @@ impl TestCluster {
         Ok(name)
     }
 
+    /// Installs sealsync's ExternalSecret, SecretStore, ClusterSecretStore and
+    /// ClusterExternalSecret CRDs.
+    pub async fn install_external_secrets_crds(&self) -> anyhow::Result<()> {
+        use kube::CustomResourceExt;
+        use sealsync_api::external::{
+            ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore,
+        };
+        for crd in [
+            ExternalSecret::crd(),
+            SecretStore::crd(),
+            ClusterSecretStore::crd(),
+            ClusterExternalSecret::crd(),
+        ] {
+            self.install_crd(crd).await?;
+        }
+        Ok(())
+    }
+
     /// Installs a CRD and waits until it is served.
     pub async fn install_crd(&self, crd: CustomResourceDefinition) -> anyhow::Result<()> {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client());

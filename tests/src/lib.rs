@@ -16,6 +16,7 @@ mod netns;
 mod pki;
 mod process;
 pub mod schema;
+pub mod stats;
 mod upstream;
 mod vault;
 

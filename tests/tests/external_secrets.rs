@@ -9,12 +9,9 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
+use kube::Client;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
-use kube::{Client, CustomResourceExt};
-use sealsync_api::external::{
-    ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore,
 };
 use sealsync_testkit::{
     Moto, SealsyncController, TestCluster, UpstreamEso, Vault, events_about, wait_for,
@@ -44,18 +41,6 @@ async fn apply(client: &Client, ns: &str, object: Value) -> anyhow::Result<()> {
             &Patch::Apply(object),
         )
         .await?;
-    Ok(())
-}
-
-async fn install_crds(cluster: &TestCluster) -> anyhow::Result<()> {
-    for crd in [
-        ExternalSecret::crd(),
-        SecretStore::crd(),
-        ClusterSecretStore::crd(),
-        ClusterExternalSecret::crd(),
-    ] {
-        cluster.install_crd(crd).await?;
-    }
     Ok(())
 }
 
@@ -247,7 +232,7 @@ fn synced_db(password: &str) -> [(&str, &str); 4] {
 async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone()
 -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let moto = Moto::start().await?;
     let client = cluster.client();
     let ns = cluster.namespace("es-aws").await?;
@@ -419,7 +404,7 @@ async fn aws_secrets_are_synced_repaired_refreshed_and_failures_leave_them_alone
 async fn a_provider_outage_keeps_the_last_good_secret_and_the_sync_recovers() -> anyhow::Result<()>
 {
     let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let mut moto = Moto::start().await?;
     let mut vault = Vault::start().await?;
     let client = cluster.client();
@@ -510,7 +495,7 @@ struct AwsCase {
 
 async fn aws_case(ns: &str) -> anyhow::Result<AwsCase> {
     let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let moto = Moto::start().await?;
     let client = cluster.client();
     let ns = cluster.namespace(ns).await?;
@@ -657,7 +642,7 @@ async fn external_secrets_converge_after_an_api_server_restart_and_a_killed_cont
     const COUNT: usize = 40;
     const KEYS: usize = 4;
     let mut cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let moto = Moto::start().await?;
     let ns = cluster.namespace("es-faults").await?;
     let value = |k: usize, version: u32| format!("value of {k}, v{version}");
@@ -765,7 +750,7 @@ async fn readers_of_one_remote_secret_share_its_reads_and_refreshes_are_batched(
     const READERS: usize = 24;
     const INTERVAL: Duration = Duration::from_secs(6);
     let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let moto = Moto::start().await?;
     let client = cluster.client();
     let ns = cluster.namespace("es-shared").await?;
@@ -868,7 +853,7 @@ async fn readers_of_one_remote_secret_share_its_reads_and_refreshes_are_batched(
 #[tokio::test(flavor = "multi_thread")]
 async fn vault_kv2_and_kv1_secrets_are_synced_with_token_and_approle_auth() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let vault = Vault::start().await?;
     let client = cluster.client();
     let ns = cluster.namespace("es-vault").await?;
@@ -989,7 +974,7 @@ async fn vault_kv2_and_kv1_secrets_are_synced_with_token_and_approle_auth() -> a
 async fn vault_over_tls_with_cert_auth_and_client_certificates() -> anyhow::Result<()> {
     use base64::Engine as _;
     let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let vault = Vault::start_tls().await?;
     let client = cluster.client();
     let ns = cluster.namespace("es-vault-tls").await?;
@@ -1409,7 +1394,7 @@ async fn cluster_status(client: &Client, name: &str) -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_external_secret_follows_its_namespace_selector() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    install_crds(&cluster).await?;
+    cluster.install_external_secrets_crds().await?;
     let moto = Moto::start().await?;
     let client = cluster.client();
     moto.client()

@@ -9,7 +9,9 @@
 # ~/.cache/sealsync/cargo-target; it lands under x86_64-unknown-linux-gnu/, apart from
 # the test builds). SEALSYNC_IMAGE_PROFILE: the cargo profile (default: release).
 # The same commit gives the same image: file times and the creation time are the commit's
-# time, paths in the binary are remapped, Cargo.lock is enforced.
+# time, Cargo.lock is enforced, the registry's paths in the binary are remapped. Workspace
+# sources reach rustc by paths relative to the checkout, so checkouts at different paths
+# build the same binary and, sharing a target dir, reuse the dependencies' artifacts.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -29,7 +31,7 @@ command -v podman >/dev/null ||
   { echo "podman not found: apt-get install -y podman runc (or bash tests/harness/build.sh as root)" >&2; exit 1; }
 
 # RUSTFLAGS reach only the target's crates with --target, not build scripts.
-export RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols --remap-path-prefix=$root=/sealsync --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+export RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 cargo build --locked --profile "$profile" --target "$target" -p sealsync-controller >&2
 [[ "$profile" == dev ]] && profile_dir=debug || profile_dir="$profile"
 binary="$CARGO_TARGET_DIR/$target/$profile_dir/sealsync-controller"

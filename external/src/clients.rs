@@ -3,7 +3,7 @@
 //! secret, not the ExternalSecret, the unit of polling: ExternalSecrets that read the same
 //! remote key through the same store and credentials within one window share one call.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -264,6 +264,8 @@ impl SharedRead {
 /// Most bytes of values the shared reads keep; past it, reads are not shared (values
 /// are never kept to save calls at the cost of unbounded memory).
 const MAX_SHARED_BYTES: usize = 32 << 20;
+/// How long a client refused `BatchGetSecretValue` reads one by one before it tries again.
+const UNBATCHED_FOR: Duration = Duration::from_secs(60 * 60);
 /// Reads serve others at most this long, whatever the windows asked.
 const MAX_SHARE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
@@ -275,10 +277,14 @@ struct Pauses {
     paused: Mutex<HashMap<String, (Instant, ProviderError)>>,
 }
 
+/// The longest pause. A pause over for longer than this is forgotten (its store may be
+/// gone), so the map holds only clients that failed lately.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
 impl Default for Pauses {
     fn default() -> Self {
         Self {
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            backoff: Backoff::new(Duration::from_secs(1), MAX_PAUSE),
             paused: Mutex::default(),
         }
     }
@@ -305,7 +311,15 @@ impl Pauses {
         let mut paused = self.paused.lock().expect("pauses lock");
         match result {
             Err(e) if matches!(e.kind, ErrorKind::Throttled | ErrorKind::Unavailable) => {
-                let until = Instant::now() + self.backoff.failed(client);
+                let now = Instant::now();
+                paused.retain(|other, (until, _)| {
+                    let recent = now < *until + MAX_PAUSE;
+                    if !recent {
+                        self.backoff.succeeded(other);
+                    }
+                    recent
+                });
+                let until = now + self.backoff.failed(client);
                 paused.insert(client.to_string(), (until, e.clone()));
             }
             _ => {
@@ -324,8 +338,9 @@ impl Pauses {
 #[derive(Default)]
 pub struct SharedReads {
     reads: Mutex<HashMap<(String, Read), SharedRead>>,
-    /// Clients whose credentials may not `BatchGetSecretValue`: read one by one.
-    unbatched: Arc<Mutex<HashSet<String>>>,
+    /// Clients whose credentials may not `BatchGetSecretValue`, and since when: read one by
+    /// one for an hour, then tried again (permissions change; stores go).
+    unbatched: Arc<Mutex<HashMap<String, Instant>>>,
     pauses: Pauses,
 }
 
@@ -429,6 +444,14 @@ impl SharedReads {
         result.map(|fetched| (fetched, read_at))
     }
 
+    /// Whether reads through `client` may be batched, forgetting refusals older than
+    /// [`UNBATCHED_FOR`].
+    fn batches(&self, client: &str, now: Instant) -> bool {
+        let mut unbatched = self.unbatched.lock().expect("unbatched lock");
+        unbatched.retain(|_, since| now.duration_since(*since) < UNBATCHED_FOR);
+        !unbatched.contains_key(client)
+    }
+
     /// Starts the read of `key`, in a batch with the reads due soon when it can be, and
     /// returns it.
     fn start(
@@ -443,13 +466,7 @@ impl SharedReads {
         let read_at = SystemTime::now();
         let (client, read) = &key;
         let batch = match (provider.as_ref(), batchable(read)) {
-            (Provider::Aws(_), Some(first))
-                if !self
-                    .unbatched
-                    .lock()
-                    .expect("unbatched lock")
-                    .contains(client) =>
-            {
+            (Provider::Aws(_), Some(first)) if self.batches(client, now) => {
                 let mut due: Vec<(&(String, Read), &SharedRead)> = reads
                     .iter()
                     .filter(|((c, r), shared)| {
@@ -531,7 +548,10 @@ impl SharedReads {
                         }
                         Err(e) => {
                             debug!(error = %e, "the store's credentials cannot batch reads: reading one by one");
-                            unbatched.lock().expect("unbatched lock").insert(client);
+                            unbatched
+                                .lock()
+                                .expect("unbatched lock")
+                                .insert(client, Instant::now());
                         }
                     }
                     call(&provider, &read, &metrics).await
@@ -604,6 +624,21 @@ mod tests {
         // An answer, even "not found", ends the pause.
         pauses.record::<()>("store-a", &Err(failure(ErrorKind::NotFound)));
         assert!(pauses.check("store-a", &read("app/two"), now).is_none());
+    }
+
+    #[test]
+    fn pauses_long_over_are_forgotten() {
+        let pauses = Pauses::default();
+        pauses.record::<()>("gone", &Err(failure(ErrorKind::Unavailable)));
+        let mut paused = pauses.paused.lock().expect("pauses lock");
+        let (until, _) = paused.get_mut("gone").expect("paused");
+        *until -= MAX_PAUSE * 2;
+        drop(paused);
+        // The next failure of any client trims the map of pauses over for long.
+        pauses.record::<()>("other", &Err(failure(ErrorKind::Throttled)));
+        let paused = pauses.paused.lock().expect("pauses lock");
+        assert!(!paused.contains_key("gone"));
+        assert!(paused.contains_key("other"));
     }
 
     #[test]

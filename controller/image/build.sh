@@ -57,7 +57,9 @@ printf 'hosts: files dns\n' > "$rootfs/etc/nsswitch.conf"
 chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group" "$rootfs/etc/nsswitch.conf"
 find "$rootfs" -exec touch -h -d "@$epoch" {} +
 
-podman --cgroup-manager cgroupfs build --timestamp "$epoch" \
+# --no-cache: podman's layer cache does not key on --build-arg values, so a cached LABEL
+# step would keep the revision of an earlier build. There is one layer; nothing is lost.
+podman --cgroup-manager cgroupfs build --no-cache --timestamp "$epoch" \
   --build-arg VERSION="$version" \
   --build-arg REVISION="$revision" \
   --build-arg CREATED="$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)" \

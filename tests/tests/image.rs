@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -62,10 +63,18 @@ fn the_image_holds_the_binary_ca_certificates_and_a_user_only() {
     let revision = labels["org.opencontainers.image.revision"]
         .as_str()
         .expect("a revision label");
-    let commit = revision.trim_end_matches("-dirty");
-    assert!(
-        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
-        "the revision label is no commit: {revision}"
+    // The image is the one `tests/run.sh` built from this checkout: its own commit, not
+    // the label of an earlier build left in a cache.
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs");
+    let head = String::from_utf8_lossy(&head.stdout);
+    assert_eq!(
+        revision.trim_end_matches("-dirty"),
+        head.trim(),
+        "the revision label is not this checkout's commit"
     );
 
     let mount = podman_stdout(&["image", "mount", image]);

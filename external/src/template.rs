@@ -52,7 +52,9 @@ pub struct TemplateSource {
 /// The options of ExternalSecret templates.
 fn options() -> Options {
     Options {
-        functions: Functions::sprig().with(sealsync_template::formats::FUNCTIONS),
+        functions: Functions::sprig()
+            .with(sealsync_template::formats::FUNCTIONS)
+            .with(sealsync_template::pki::FUNCTIONS),
         missing_key: MissingKey::Error,
         ..Options::default()
     }

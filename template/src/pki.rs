@@ -548,3 +548,290 @@ fn jwk_private_key_pem(args: &[Value]) -> Fail {
     };
     Ok(pem_text("PRIVATE KEY", der).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Functions, Options, Template};
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../testdata/pki/", $name))
+        };
+    }
+    macro_rules! bundle {
+        ($name:literal) => {
+            STANDARD.encode(include_bytes!(concat!("../testdata/pki/", $name)))
+        };
+    }
+
+    fn render(text: &str, data: &[(&str, &str)]) -> Result<String, String> {
+        let options = Options {
+            functions: Functions::sprig().with(FUNCTIONS),
+            ..Options::default()
+        };
+        let template = Template::parse(text, options).map_err(|e| e.to_string())?;
+        let context = Value::Map(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect(),
+        );
+        template.render(&context).map_err(|e| e.to_string())
+    }
+
+    /// The DER of each PEM block, to compare PEM texts whatever their line endings.
+    fn ders(pem_text: &str) -> Vec<(String, Vec<u8>)> {
+        pem::parse_many(pem_text.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.tag().to_string(), b.into_contents()))
+            .collect()
+    }
+
+    fn chain() -> String {
+        [
+            fixture!("leaf.crt"),
+            fixture!("intermediate.crt"),
+            fixture!("root.crt"),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn pkcs12key_gives_the_pkcs8_key_of_bundles_with_and_without_a_password() {
+        let expected = ders(fixture!("leaf.key"));
+        let nopass = render("{{ .b | pkcs12key }}", &[("b", &bundle!("nopass.p12"))]).unwrap();
+        assert_eq!(ders(&nopass), expected);
+        assert!(
+            nopass.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "{nopass}"
+        );
+        for name in [bundle!("pass.p12"), bundle!("legacy.p12")] {
+            let key = render(
+                "{{ pkcs12keyPass .p .b }}",
+                &[("p", "test-only"), ("b", &name)],
+            )
+            .unwrap();
+            assert_eq!(ders(&key), expected);
+        }
+    }
+
+    #[test]
+    fn pkcs12cert_gives_the_chain_from_leaf_to_root() {
+        let certs = render("{{ .b | pkcs12cert }}", &[("b", &bundle!("nopass.p12"))]).unwrap();
+        assert_eq!(ders(&certs), ders(&chain()));
+        let certs = render(
+            "{{ pkcs12certPass .p .b }}",
+            &[("p", "test-only"), ("b", &bundle!("pass.p12"))],
+        )
+        .unwrap();
+        assert_eq!(ders(&certs), ders(&chain()));
+    }
+
+    #[test]
+    fn pkcs12_errors_name_the_function_and_no_value() {
+        let bundle = bundle!("pass.p12");
+        let error = render(
+            "{{ pkcs12keyPass .p .b }}",
+            &[("p", "wrong-guess"), ("b", &bundle)],
+        )
+        .unwrap_err();
+        assert!(error.contains("pkcs12keyPass"), "{error}");
+        assert!(error.contains("password"), "{error}");
+        assert!(
+            !error.contains("wrong-guess") && !error.contains(&bundle[..16]),
+            "{error}"
+        );
+        let error = render("{{ .b | pkcs12cert }}", &[("b", "bm90IGEgYnVuZGxl")]).unwrap_err();
+        assert!(
+            error.contains("pkcs12cert") && error.contains("not a PKCS#12"),
+            "{error}"
+        );
+        let error = render("{{ .b | pkcs12key }}", &[("b", "%%%")]).unwrap_err();
+        assert!(error.contains("not base64"), "{error}");
+    }
+
+    #[test]
+    fn pem_to_pkcs12_round_trips_with_each_key_format() {
+        for key in [fixture!("leaf.key"), fixture!("leaf.sec1.pem")] {
+            let data = [("c", fixture!("leaf.crt")), ("k", key)];
+            let key_back = render("{{ pemToPkcs12 .c .k | pkcs12key }}", &data).unwrap();
+            assert_eq!(ders(&key_back), ders(fixture!("leaf.key")));
+            let certs_back = render("{{ pemToPkcs12 .c .k | pkcs12cert }}", &data).unwrap();
+            assert_eq!(ders(&certs_back), ders(fixture!("leaf.crt")));
+        }
+        // Only the first certificate goes in, without `full`.
+        let data = [("c", chain()), ("k", fixture!("leaf.key").to_string())];
+        let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let certs = render(
+            "{{ pemToPkcs12Pass .c .k \"pw\" | pkcs12certPass \"pw\" }}",
+            &data,
+        )
+        .unwrap();
+        assert_eq!(ders(&certs), ders(fixture!("leaf.crt")));
+    }
+
+    #[test]
+    fn full_pem_to_pkcs12_keeps_the_chain() {
+        let data = [("c", chain()), ("k", fixture!("leaf.key").to_string())];
+        let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let certs = render("{{ fullPemToPkcs12 .c .k | pkcs12cert }}", &data).unwrap();
+        assert_eq!(ders(&certs), ders(&chain()));
+        let certs = render(
+            "{{ fullPemToPkcs12Pass .c .k \"pw\" | pkcs12certPass \"pw\" }}",
+            &data,
+        )
+        .unwrap();
+        assert_eq!(ders(&certs), ders(&chain()));
+        assert!(render("{{ fullPemToPkcs12Pass .c .k \"pw\" | pkcs12cert }}", &data).is_err());
+    }
+
+    #[test]
+    fn pem_to_pkcs12_accepts_a_pkcs1_rsa_key() {
+        // The key does not match the certificate: upstream does not check that either.
+        let data = [
+            ("c", fixture!("leaf.crt")),
+            ("k", fixture!("rsa.pkcs1.pem")),
+        ];
+        let key = render("{{ pemToPkcs12 .c .k | pkcs12key }}", &data).unwrap();
+        assert_eq!(ders(&key), ders(fixture!("rsa.key")));
+    }
+
+    #[test]
+    fn bundles_written_open_with_openssl() {
+        let data = [("c", chain()), ("k", fixture!("leaf.key").to_string())];
+        let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let bundle = render("{{ fullPemToPkcs12Pass .c .k \"pw\" }}", &data).unwrap();
+        let dir = std::env::temp_dir().join(format!("sealsync-pki-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bundle.p12");
+        std::fs::write(&path, STANDARD.decode(bundle).unwrap()).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["pkcs12", "-nodes", "-passin", "pass:pw", "-in"])
+            .arg(&path)
+            .output();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let Ok(out) = out else {
+            eprintln!("no openssl CLI: skipped");
+            return;
+        };
+        assert!(out.status.success(), "openssl could not open the bundle");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let blocks = ders(&text);
+        assert_eq!(blocks.iter().filter(|(t, _)| t == "CERTIFICATE").count(), 3);
+        assert!(blocks.contains(&ders(fixture!("leaf.key"))[0]));
+    }
+
+    #[test]
+    fn filter_cert_chain_picks_leaf_intermediate_and_root() {
+        let data = [("c", fixture!("chain-shuffled.pem"))];
+        let pick = |kind: &str| {
+            render(&format!("{{{{ filterCertChain \"{kind}\" .c }}}}"), &data).unwrap()
+        };
+        assert_eq!(ders(&pick("leaf")), ders(fixture!("leaf.crt")));
+        assert_eq!(
+            ders(&pick("intermediate")),
+            ders(fixture!("intermediate.crt"))
+        );
+        assert_eq!(ders(&pick("root")), ders(fixture!("root.crt")));
+        assert_eq!(pick("other"), "");
+        // A lone root is no leaf; a chain without its root has none.
+        let root = [("c", fixture!("root.crt"))];
+        assert_eq!(
+            render("{{ filterCertChain \"leaf\" .c }}", &root).unwrap(),
+            ""
+        );
+        assert_eq!(
+            ders(&render("{{ filterCertChain \"root\" .c }}", &root).unwrap()),
+            ders(fixture!("root.crt"))
+        );
+        let partial = [fixture!("leaf.crt"), fixture!("intermediate.crt")].concat();
+        let partial = [("c", partial.as_str())];
+        assert_eq!(
+            render("{{ filterCertChain \"root\" .c }}", &partial).unwrap(),
+            ""
+        );
+        assert_eq!(
+            ders(&render("{{ filterCertChain \"intermediate\" .c }}", &partial).unwrap()),
+            ders(fixture!("intermediate.crt"))
+        );
+    }
+
+    #[test]
+    fn filter_cert_chain_refuses_what_is_no_single_chain() {
+        let two_leaves = [
+            fixture!("leaf.crt"),
+            fixture!("root.crt"),
+            fixture!("leaf.crt"),
+        ]
+        .concat();
+        for (input, problem) in [
+            (two_leaves.as_str(), "more than one leaf"),
+            (fixture!("leaf.key"), "cannot be parsed"),
+            ("", "no leaf"),
+        ] {
+            let error = render("{{ filterCertChain \"leaf\" .c }}", &[("c", input)]).unwrap_err();
+            assert!(
+                error.contains("filterCertChain") && error.contains(problem),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn jwk_public_keys_become_pkix_pem() {
+        for (jwk, pem) in [
+            (fixture!("rsa.pub.jwk"), fixture!("rsa.pub.pem")),
+            (fixture!("ec.pub.jwk"), fixture!("leaf.pub.pem")),
+        ] {
+            let out = render("{{ jwkPublicKeyPem .j }}", &[("j", jwk)]).unwrap();
+            assert!(out.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{out}");
+            assert_eq!(ders(&out), ders(pem));
+        }
+    }
+
+    #[test]
+    fn jwk_private_keys_become_pkcs8_pem() {
+        for (jwk, pem) in [
+            (fixture!("rsa.jwk"), fixture!("rsa.key")),
+            (fixture!("ec.jwk"), fixture!("leaf.key")),
+        ] {
+            let out = render("{{ jwkPrivateKeyPem .j }}", &[("j", jwk)]).unwrap();
+            assert!(out.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{out}");
+            assert_eq!(ders(&out), ders(pem));
+        }
+    }
+
+    #[test]
+    fn jwk_errors_name_the_problem_and_no_value() {
+        let off_curve = fixture!("ec.pub.jwk").replacen("\"y\": \"", "\"y\": \"A", 1);
+        let cases = [
+            ("jwkPublicKeyPem", fixture!("rsa.jwk"), "is a private key"),
+            (
+                "jwkPrivateKeyPem",
+                fixture!("ec.pub.jwk"),
+                "is a public key",
+            ),
+            (
+                "jwkPublicKeyPem",
+                r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#,
+                "not supported",
+            ),
+            (
+                "jwkPublicKeyPem",
+                r#"{"kty":"EC","crv":"P-192","x":"AA","y":"AA"}"#,
+                "curve",
+            ),
+            ("jwkPublicKeyPem", off_curve.as_str(), "point"),
+            ("jwkPrivateKeyPem", "not json", "not a JWK"),
+        ];
+        for (function, jwk, problem) in cases {
+            let error = render(&format!("{{{{ {function} .j }}}}"), &[("j", jwk)]).unwrap_err();
+            assert!(
+                error.contains(function) && error.contains(problem),
+                "{error}"
+            );
+            assert!(jwk.len() <= 8 || !error.contains(&jwk[8..]), "{error}");
+        }
+    }
+}

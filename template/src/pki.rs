@@ -35,8 +35,12 @@ pub const FUNCTIONS: &[(&str, Func)] = &[
 
 /// Most certificates a chain or bundle may hold (chains are ordered in quadratic time).
 const MAX_CERTS: usize = 64;
-/// Most key-derivation iterations a bundle's MAC may ask for (OWASP's PBKDF2-SHA256 figure).
+/// Most iterations one password-based key derivation of a bundle may ask for (OWASP's
+/// PBKDF2-SHA256 figure), and most such derivations.
 const MAX_ITERATIONS: i32 = 600_000;
+const MAX_DERIVATIONS: usize = 8;
+/// Largest bundle read: chains with a key take a few kilobytes.
+const MAX_BUNDLE_BYTES: usize = 256 * 1024;
 /// Largest RSA modulus a JWK may carry.
 const MAX_RSA_BITS: usize = 8192;
 /// Iterations of the bundles written, as upstream's "modern" encoder.
@@ -101,16 +105,29 @@ fn read_bundle(function: &'static str, base64: &str, password: &str) -> Result<B
             .decode(compact.as_bytes())
             .map_err(|_| fail(function, "the bundle is not base64 (of a PKCS#12 file)"))?,
     );
-    let pfx = <pkcs12::pfx::Pfx as rsa::pkcs8::der::Decode>::from_der(&der)
-        .map_err(|_| fail(function, "the bundle is not a PKCS#12 file"))?;
-    if pfx
-        .mac_data
-        .as_ref()
-        .is_some_and(|mac| !(0..=MAX_ITERATIONS).contains(&mac.iterations))
+    if der.len() > MAX_BUNDLE_BYTES {
+        return Err(fail(
+            function,
+            format!("the bundle is larger than {MAX_BUNDLE_BYTES} bytes"),
+        ));
+    }
+    let derivations =
+        key_derivations(&der).map_err(|_| fail(function, "the bundle is not a PKCS#12 file"))?;
+    if derivations.len() > MAX_DERIVATIONS {
+        return Err(fail(
+            function,
+            format!("the bundle asks for more than {MAX_DERIVATIONS} password-derived keys"),
+        ));
+    }
+    if derivations
+        .iter()
+        .any(|d| !d.is_some_and(|i| i <= MAX_ITERATIONS))
     {
         return Err(fail(
             function,
-            format!("the bundle's MAC asks for more than {MAX_ITERATIONS} iterations"),
+            format!(
+                "the bundle asks for more than {MAX_ITERATIONS} iterations to derive a key, or for scrypt"
+            ),
         ));
     }
     let archive = Pkcs12Archive::from_pkcs12(&der, password).map_err(|_| {
@@ -168,6 +185,66 @@ fn certs_pem(ders: Vec<Vec<u8>>) -> String {
         .map(|d| pem::Pem::new("CERTIFICATE", d))
         .collect();
     pem::encode_many(&blocks).replace("\r\n", "\n")
+}
+
+/// The iterations of each password-based key derivation a bundle asks for before it is
+/// decrypted: its MAC, each encrypted part and each encrypted key outside them (`None`
+/// for scrypt or any other, which upstream cannot read either). Keys inside encrypted parts are
+/// bounded by the bundle's size and the reader's own limit.
+fn key_derivations(der: &[u8]) -> Result<Vec<Option<i32>>, rsa::pkcs8::der::Error> {
+    use pkcs12::cms::content_info::ContentInfo;
+    use pkcs12::cms::encrypted_data::EncryptedData;
+    use pkcs12::pbe_params::{EncryptedPrivateKeyInfo, Pkcs12PbeParams};
+    use rsa::pkcs8::der::asn1::{AnyRef, ObjectIdentifier as Oid, OctetString};
+    use rsa::pkcs8::der::{Decode, Encode};
+    use rsa::pkcs8::spki::AlgorithmIdentifierOwned;
+
+    const DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
+    const ENCRYPTED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.6");
+    const PBES2: Oid = Oid::new_unwrap("1.2.840.113549.1.5.13");
+    let iterations =
+        |alg: &AlgorithmIdentifierOwned| -> Result<Option<i32>, rsa::pkcs8::der::Error> {
+            let Some(params) = alg.parameters.as_ref() else {
+                return Ok(Some(0));
+            };
+            let params = params.to_der()?;
+            if alg.oid == PBES2 {
+                return Ok(match pkcs5::pbes2::Parameters::from_der(&params)?.kdf {
+                    pkcs5::pbes2::Kdf::Pbkdf2(kdf) => {
+                        Some(i32::try_from(kdf.iteration_count).unwrap_or(i32::MAX))
+                    }
+                    _ => None,
+                });
+            }
+            // The legacy PKCS#12 schemes; any other is refused later as unsupported.
+            Ok(Pkcs12PbeParams::from_der(&params).map_or(Some(0), |p| Some(p.iterations)))
+        };
+
+    let pfx = pkcs12::pfx::Pfx::from_der(der)?;
+    let mut found = Vec::new();
+    if let Some(mac) = &pfx.mac_data {
+        found.push(Some(mac.iterations));
+    }
+    let safe = pfx.auth_safe.content.decode_as::<OctetString>()?;
+    for part in Vec::<ContentInfo>::from_der(safe.as_bytes())? {
+        if part.content_type == ENCRYPTED_DATA {
+            let data = part.content.decode_as::<EncryptedData>()?;
+            found.push(iterations(&data.enc_content_info.content_enc_alg)?);
+        } else if part.content_type == DATA {
+            let bags = part.content.decode_as::<OctetString>()?;
+            for bag in pkcs12::safe_bag::SafeContents::from_der(bags.as_bytes())? {
+                if bag.bag_id == pkcs12::PKCS_12_PKCS8_KEY_BAG_OID {
+                    let inner = AnyRef::from_der(&bag.bag_value)?;
+                    let key = EncryptedPrivateKeyInfo::from_der(inner.value())?;
+                    found.push(iterations(&key.encryption_algorithm)?);
+                }
+            }
+        }
+        if found.len() > MAX_DERIVATIONS {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 fn pem_text(tag: &str, der: Vec<u8>) -> String {
@@ -649,6 +726,19 @@ mod tests {
         );
         let error = render("{{ .b | pkcs12key }}", &[("b", "%%%")]).unwrap_err();
         assert!(error.contains("not base64"), "{error}");
+    }
+
+    #[test]
+    fn bundles_asking_for_too_much_work_are_refused_before_decryption() {
+        let error = render(
+            "{{ pkcs12keyPass .p .b }}",
+            &[("p", "test-only"), ("b", &bundle!("costly.p12"))],
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("pkcs12keyPass") && error.contains("iterations"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ cat intermediate.crt root.crt > cas.pem
 openssl pkcs12 -export -inkey leaf.key -in leaf.crt -certfile cas.pem -passout pass: -out nopass.p12
 openssl pkcs12 -export -inkey leaf.key -in leaf.crt -certfile cas.pem -passout pass:test-only -out pass.p12
 openssl pkcs12 -export -legacy -inkey leaf.key -in leaf.crt -certfile cas.pem -passout pass:test-only -out legacy.p12
+# Asks for more work than the functions allow.
+openssl pkcs12 -export -inkey leaf.key -in leaf.crt -iter 700000 -passout pass:test-only -out costly.p12
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key
 openssl pkey -in rsa.key -pubout -out rsa.pub.pem
 openssl pkey -in rsa.key -traditional -out rsa.pkcs1.pem

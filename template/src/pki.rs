@@ -3,6 +3,8 @@
 //!
 //! Template values are text, so a PKCS#12 bundle goes in and comes out as base64.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use gtmpl_value::{Func, FuncError, Value};
@@ -49,43 +51,43 @@ const WRITE_ITERATIONS: u32 = 2048;
 type Fail = Result<Value, FuncError>;
 
 fn pkcs12key(args: &[Value]) -> Fail {
-    let [bundle] = texts::<1>("pkcs12key", args)?;
-    bundle_key("pkcs12key", &bundle, "")
+    bundle_key("pkcs12key", args, false)
 }
-
 fn pkcs12key_pass(args: &[Value]) -> Fail {
-    let [password, bundle] = texts::<2>("pkcs12keyPass", args)?;
-    bundle_key("pkcs12keyPass", &bundle, &password)
+    bundle_key("pkcs12keyPass", args, true)
 }
-
 fn pkcs12cert(args: &[Value]) -> Fail {
-    let [bundle] = texts::<1>("pkcs12cert", args)?;
-    bundle_certs("pkcs12cert", &bundle, "")
+    bundle_certs("pkcs12cert", args, false)
 }
-
 fn pkcs12cert_pass(args: &[Value]) -> Fail {
-    let [password, bundle] = texts::<2>("pkcs12certPass", args)?;
-    bundle_certs("pkcs12certPass", &bundle, &password)
+    bundle_certs("pkcs12certPass", args, true)
 }
-
 fn pem_to_pkcs12(args: &[Value]) -> Fail {
-    let [cert, key] = texts::<2>("pemToPkcs12", args)?;
-    write_bundle("pemToPkcs12", &cert, &key, "", false)
+    write_bundle("pemToPkcs12", args, false, false)
 }
-
 fn pem_to_pkcs12_pass(args: &[Value]) -> Fail {
-    let [cert, key, password] = texts::<3>("pemToPkcs12Pass", args)?;
-    write_bundle("pemToPkcs12Pass", &cert, &key, &password, false)
+    write_bundle("pemToPkcs12Pass", args, true, false)
 }
-
 fn full_pem_to_pkcs12(args: &[Value]) -> Fail {
-    let [cert, key] = texts::<2>("fullPemToPkcs12", args)?;
-    write_bundle("fullPemToPkcs12", &cert, &key, "", true)
+    write_bundle("fullPemToPkcs12", args, false, true)
+}
+fn full_pem_to_pkcs12_pass(args: &[Value]) -> Fail {
+    write_bundle("fullPemToPkcs12Pass", args, true, true)
 }
 
-fn full_pem_to_pkcs12_pass(args: &[Value]) -> Fail {
-    let [cert, key, password] = texts::<3>("fullPemToPkcs12Pass", args)?;
-    write_bundle("fullPemToPkcs12Pass", &cert, &key, &password, true)
+/// The bundle and password of a reading function: `BUNDLE` or `PASSWORD BUNDLE`.
+fn read_args<'a>(
+    function: &'static str,
+    args: &'a [Value],
+    with_password: bool,
+) -> Result<(Cow<'a, str>, Cow<'a, str>), FuncError> {
+    if with_password {
+        let [password, bundle] = texts::<2>(function, args)?;
+        Ok((bundle, password))
+    } else {
+        let [bundle] = texts::<1>(function, args)?;
+        Ok((bundle, Cow::Borrowed("")))
+    }
 }
 
 /// The one private key, the first certificate (the leaf) and the other certificates of a
@@ -163,15 +165,17 @@ fn read_bundle(function: &'static str, base64: &str, password: &str) -> Result<B
 }
 
 /// The bundle's private key as PKCS#8 PEM (`PRIVATE KEY`).
-fn bundle_key(function: &'static str, bundle: &str, password: &str) -> Fail {
-    let bundle = read_bundle(function, bundle, password)?;
+fn bundle_key(function: &'static str, args: &[Value], with_password: bool) -> Fail {
+    let (bundle, password) = read_args(function, args, with_password)?;
+    let bundle = read_bundle(function, &bundle, &password)?;
     Ok(pem_text("PRIVATE KEY", bundle.key.to_vec()).into())
 }
 
 /// The bundle's certificates as PEM: leaf to root when they form one chain, else in the
 /// bundle's order (the leaf first).
-fn bundle_certs(function: &'static str, bundle: &str, password: &str) -> Fail {
-    let bundle = read_bundle(function, bundle, password)?;
+fn bundle_certs(function: &'static str, args: &[Value], with_password: bool) -> Fail {
+    let (bundle, password) = read_args(function, args, with_password)?;
+    let bundle = read_bundle(function, &bundle, &password)?;
     let ders = match parse_certs(function, &bundle.certs).and_then(|c| order_chain(function, &c)) {
         Ok(order) => order.into_iter().map(|i| bundle.certs[i].clone()).collect(),
         Err(_) => bundle.certs,
@@ -422,14 +426,15 @@ fn pkcs8_of(function: &'static str, key_pem: &str) -> Result<Zeroizing<Vec<u8>>,
 
 /// A base64 PKCS#12 bundle of the first certificate of `cert` (all of them with
 /// `chain`, the first being the leaf) and `key`.
-fn write_bundle(
-    function: &'static str,
-    cert: &str,
-    key: &str,
-    password: &str,
-    chain: bool,
-) -> Fail {
-    let mut blocks = pem_blocks(function, 1, cert)?;
+fn write_bundle(function: &'static str, args: &[Value], with_password: bool, chain: bool) -> Fail {
+    let (cert, key, password) = if with_password {
+        let [cert, key, password] = texts::<3>(function, args)?;
+        (cert, key, password)
+    } else {
+        let [cert, key] = texts::<2>(function, args)?;
+        (cert, key, Cow::Borrowed(""))
+    };
+    let mut blocks = pem_blocks(function, 1, &cert)?;
     if blocks.is_empty() {
         return Err(fail(function, "argument 1 holds no PEM certificate"));
     }
@@ -443,7 +448,7 @@ fn write_bundle(
                 .map_err(|_| fail(function, "a certificate of argument 1 cannot be parsed"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKey::from_der(&pkcs8_of(function, key)?)
+    let key = PrivateKey::from_der(&pkcs8_of(function, &key)?)
         .map_err(|_| fail(function, "the private key cannot be used"))?;
     let local_key_id = Sha256::digest(blocks[0].contents()).to_vec();
     let mut store = KeyStore::new();
@@ -453,7 +458,7 @@ fn write_bundle(
     );
     let der = Zeroizing::new(
         store
-            .writer(password)
+            .writer(&password)
             .encryption_iterations(WRITE_ITERATIONS)
             .mac_iterations(WRITE_ITERATIONS)
             .write()
@@ -629,7 +634,7 @@ fn jwk_private_key_pem(args: &[Value]) -> Fail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Functions, Options, Template};
+    use crate::formats::tests::render;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -640,20 +645,6 @@ mod tests {
         ($name:literal) => {
             STANDARD.encode(include_bytes!(concat!("../testdata/pki/", $name)))
         };
-    }
-
-    fn render(text: &str, data: &[(&str, &str)]) -> Result<String, String> {
-        let options = Options {
-            functions: Functions::sprig().with(FUNCTIONS),
-            ..Options::default()
-        };
-        let template = Template::parse(text, options).map_err(|e| e.to_string())?;
-        let context = Value::Map(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), Value::from(*v)))
-                .collect(),
-        );
-        template.render(&context).map_err(|e| e.to_string())
     }
 
     /// The DER of each PEM block, to compare PEM texts whatever their line endings.
@@ -869,25 +860,38 @@ mod tests {
     }
 
     #[test]
-    fn jwk_public_keys_become_pkix_pem() {
-        for (jwk, pem) in [
-            (fixture!("rsa.pub.jwk"), fixture!("rsa.pub.pem")),
-            (fixture!("ec.pub.jwk"), fixture!("leaf.pub.pem")),
+    fn jwks_become_pkix_public_and_pkcs8_private_pem() {
+        for (function, jwk, pem, tag) in [
+            (
+                "jwkPublicKeyPem",
+                fixture!("rsa.pub.jwk"),
+                fixture!("rsa.pub.pem"),
+                "PUBLIC",
+            ),
+            (
+                "jwkPublicKeyPem",
+                fixture!("ec.pub.jwk"),
+                fixture!("leaf.pub.pem"),
+                "PUBLIC",
+            ),
+            (
+                "jwkPrivateKeyPem",
+                fixture!("rsa.jwk"),
+                fixture!("rsa.key"),
+                "PRIVATE",
+            ),
+            (
+                "jwkPrivateKeyPem",
+                fixture!("ec.jwk"),
+                fixture!("leaf.key"),
+                "PRIVATE",
+            ),
         ] {
-            let out = render("{{ jwkPublicKeyPem .j }}", &[("j", jwk)]).unwrap();
-            assert!(out.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{out}");
-            assert_eq!(ders(&out), ders(pem));
-        }
-    }
-
-    #[test]
-    fn jwk_private_keys_become_pkcs8_pem() {
-        for (jwk, pem) in [
-            (fixture!("rsa.jwk"), fixture!("rsa.key")),
-            (fixture!("ec.jwk"), fixture!("leaf.key")),
-        ] {
-            let out = render("{{ jwkPrivateKeyPem .j }}", &[("j", jwk)]).unwrap();
-            assert!(out.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{out}");
+            let out = render(&format!("{{{{ {function} .j }}}}"), &[("j", jwk)]).unwrap();
+            assert!(
+                out.starts_with(&format!("-----BEGIN {tag} KEY-----\n")),
+                "{out}"
+            );
             assert_eq!(ders(&out), ders(pem));
         }
     }

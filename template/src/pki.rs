@@ -742,8 +742,8 @@ mod tests {
             assert_eq!(ders(&certs_back), ders(fixture!("leaf.crt")));
         }
         // Only the first certificate goes in, without `full`.
-        let data = [("c", chain()), ("k", fixture!("leaf.key").to_string())];
-        let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let chain = chain();
+        let data = [("c", chain.as_str()), ("k", fixture!("leaf.key"))];
         let certs = render(
             "{{ pemToPkcs12Pass .c .k \"pw\" | pkcs12certPass \"pw\" }}",
             &data,
@@ -754,16 +754,15 @@ mod tests {
 
     #[test]
     fn full_pem_to_pkcs12_keeps_the_chain() {
-        let data = [("c", chain()), ("k", fixture!("leaf.key").to_string())];
-        let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let certs = render("{{ fullPemToPkcs12 .c .k | pkcs12cert }}", &data).unwrap();
-        assert_eq!(ders(&certs), ders(&chain()));
-        let certs = render(
-            "{{ fullPemToPkcs12Pass .c .k \"pw\" | pkcs12certPass \"pw\" }}",
-            &data,
-        )
-        .unwrap();
-        assert_eq!(ders(&certs), ders(&chain()));
+        let chain = chain();
+        let data = [("c", chain.as_str()), ("k", fixture!("leaf.key"))];
+        for (template, password) in [
+            ("fullPemToPkcs12 .c .k", ""),
+            ("fullPemToPkcs12Pass .c .k \"pw\"", "pw"),
+        ] {
+            let read = format!("{{{{ {template} | pkcs12certPass \"{password}\" }}}}");
+            assert_eq!(ders(&render(&read, &data).unwrap()), ders(&chain));
+        }
         assert!(render("{{ fullPemToPkcs12Pass .c .k \"pw\" | pkcs12cert }}", &data).is_err());
     }
 
@@ -780,8 +779,8 @@ mod tests {
 
     #[test]
     fn bundles_written_open_with_openssl() {
-        let data = [("c", chain()), ("k", fixture!("leaf.key").to_string())];
-        let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let chain = chain();
+        let data = [("c", chain.as_str()), ("k", fixture!("leaf.key"))];
         let bundle = render("{{ fullPemToPkcs12Pass .c .k \"pw\" }}", &data).unwrap();
         let dir = std::env::temp_dir().join(format!("sealsync-pki-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

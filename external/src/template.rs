@@ -295,4 +295,42 @@ mod tests {
         assert!(error.contains("dsn"), "{error}");
         assert!(!error.contains("pw"), "{error}");
     }
+
+    #[test]
+    fn templates_unpack_a_base64_pkcs12_bundle_with_upstreams_functions() {
+        use base64::Engine as _;
+        let bundle = include_bytes!("../../template/testdata/pki/nopass.p12");
+        let data = BTreeMap::from([(
+            "bundle".to_string(),
+            SecretBytes::from(
+                base64::engine::general_purpose::STANDARD
+                    .encode(bundle)
+                    .into_bytes(),
+            ),
+        )]);
+        let template = ExternalSecretTemplate {
+            type_: Some("kubernetes.io/tls".into()),
+            data: BTreeMap::from([
+                ("tls.crt".into(), "{{ .bundle | pkcs12cert }}".into()),
+                ("tls.key".into(), "{{ .bundle | pkcs12key }}".into()),
+                (
+                    "ca.crt".into(),
+                    "{{ .bundle | pkcs12cert | filterCertChain \"root\" }}".into(),
+                ),
+            ]),
+            ..ExternalSecretTemplate::default()
+        };
+        let secret = desired_secret(&es(Some(template)), data, &[]).unwrap();
+        assert!(text(&secret, "tls.key").starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert_eq!(
+            text(&secret, "tls.crt")
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            3
+        );
+        assert_eq!(
+            text(&secret, "ca.crt").matches("BEGIN CERTIFICATE").count(),
+            1
+        );
+    }
 }

@@ -52,7 +52,9 @@ pub struct TemplateSource {
 /// The options of ExternalSecret templates.
 fn options() -> Options {
     Options {
-        functions: Functions::sprig().with(sealsync_template::formats::FUNCTIONS),
+        functions: Functions::sprig()
+            .with(sealsync_template::formats::FUNCTIONS)
+            .with(sealsync_template::pki::FUNCTIONS),
         missing_key: MissingKey::Error,
         ..Options::default()
     }
@@ -292,5 +294,43 @@ mod tests {
         assert!(error.contains("ExternalSecret ns/app"), "{error}");
         assert!(error.contains("dsn"), "{error}");
         assert!(!error.contains("pw"), "{error}");
+    }
+
+    #[test]
+    fn templates_unpack_a_base64_pkcs12_bundle_with_upstreams_functions() {
+        use base64::Engine as _;
+        let bundle = include_bytes!("../../template/testdata/pki/nopass.p12");
+        let data = BTreeMap::from([(
+            "bundle".to_string(),
+            SecretBytes::from(
+                base64::engine::general_purpose::STANDARD
+                    .encode(bundle)
+                    .into_bytes(),
+            ),
+        )]);
+        let template = ExternalSecretTemplate {
+            type_: Some("kubernetes.io/tls".into()),
+            data: BTreeMap::from([
+                ("tls.crt".into(), "{{ .bundle | pkcs12cert }}".into()),
+                ("tls.key".into(), "{{ .bundle | pkcs12key }}".into()),
+                (
+                    "ca.crt".into(),
+                    "{{ .bundle | pkcs12cert | filterCertChain \"root\" }}".into(),
+                ),
+            ]),
+            ..ExternalSecretTemplate::default()
+        };
+        let secret = desired_secret(&es(Some(template)), data, &[]).unwrap();
+        assert!(text(&secret, "tls.key").starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert_eq!(
+            text(&secret, "tls.crt")
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            3
+        );
+        assert_eq!(
+            text(&secret, "ca.crt").matches("BEGIN CERTIFICATE").count(),
+            1
+        );
     }
 }

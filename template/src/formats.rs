@@ -61,13 +61,16 @@ fn filter_pem(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Functions, Options, Template};
 
-    fn render(text: &str, data: &[(&str, &str)]) -> Result<String, String> {
+    /// Renders `text` with the sprig set and all of upstream ESO's own functions.
+    pub(crate) fn render(text: &str, data: &[(&str, &str)]) -> Result<String, String> {
         let options = Options {
-            functions: Functions::sprig().with(FUNCTIONS),
+            functions: Functions::sprig()
+                .with(FUNCTIONS)
+                .with(crate::pki::FUNCTIONS),
             ..Options::default()
         };
         let template = Template::parse(text, options).map_err(|e| e.to_string())?;

@@ -30,6 +30,7 @@ mod funcs;
 mod lexer;
 mod node;
 mod parse;
+pub mod pki;
 mod print_verb;
 mod printf;
 pub mod sprig;

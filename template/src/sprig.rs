@@ -149,7 +149,10 @@ fn b64dec(args: &[Value]) -> Result<Value, FuncError> {
         .map_err(|_| fail("b64dec", "the argument is not valid base64"))?;
     String::from_utf8(bytes).map(Value::from).map_err(|e| {
         e.into_bytes().zeroize();
-        fail("b64dec", "the decoded bytes are not UTF-8 text")
+        fail(
+            "b64dec",
+            "the decoded bytes are not UTF-8 text (the pkcs12 functions take a bundle as base64: drop b64dec)",
+        )
     })
 }
 

@@ -137,10 +137,19 @@ async fn reconcile(
     for namespace in &wanted {
         match provision(&context.client, &ces, namespace, &es_name).await {
             Ok(()) => provisioned.push(namespace.clone()),
-            Err(reason) => failures.push(ClusterExternalSecretNamespaceFailure {
-                namespace: namespace.clone(),
-                reason: Some(reason),
-            }),
+            Err(reason) => {
+                // In the status too, but a refused permission is the operator's to see.
+                warn!(
+                    cluster_external_secret = %name,
+                    %namespace,
+                    error = %reason,
+                    "cannot write the ExternalSecret into the namespace"
+                );
+                failures.push(ClusterExternalSecretNamespaceFailure {
+                    namespace: namespace.clone(),
+                    reason: Some(reason),
+                })
+            }
         }
     }
     let before = ces.status.clone().unwrap_or_default();

@@ -14,7 +14,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
@@ -1065,76 +1065,105 @@ async fn create_sealed_secret(
     Ok(())
 }
 
-/// What a controller does at a first start: take the Lease (there is none), load its key
-/// (made before, in `release`), unseal a new SealedSecret in `app`.
+/// What a SealedSecret controller does at a first start: take the Lease (there is none),
+/// load its key (made before, in `release`), unseal a new SealedSecret `app-{run}` in `app`.
+async fn sealed_secret_first_start(
+    client: &Client,
+    release: &str,
+    app: &str,
+    cert: &str,
+    run: usize,
+) -> anyhow::Result<()> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), release);
+    match leases.delete(NAME, &Default::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    create_sealed_secret(client, app, &format!("app-{run}"), cert).await
+}
+
+/// `role` without `verb` on `resource` of its rule `index` (the rule's other resources and
+/// verbs stay).
+fn without_verb(role: &Value, index: usize, resource: &str, verb: &str) -> Value {
+    let mut without = role.clone();
+    let rules = without["rules"].as_array_mut().expect("rules");
+    let rule = rules.remove(index);
+    let others = |key: &str, taken: &str| -> Vec<Value> {
+        let values = rule[key].as_array().expect(key);
+        values.iter().filter(|v| *v != taken).cloned().collect()
+    };
+    let mut parts = Vec::new();
+    let resources = others("resources", resource);
+    if !resources.is_empty() {
+        let mut rest = rule.clone();
+        rest["resources"] = Value::Array(resources);
+        parts.push(rest);
+    }
+    let verbs = others("verbs", verb);
+    if !verbs.is_empty() {
+        let mut this = rule.clone();
+        this["resources"] = serde_json::json!([resource]);
+        this["verbs"] = Value::Array(verbs);
+        parts.push(this);
+    }
+    for (offset, part) in parts.into_iter().enumerate() {
+        rules.insert(index + offset, part);
+    }
+    without
+}
+
+/// A controller's flow against RBAC with one verb taken away.
 struct Flow<'a> {
-    cluster: &'a TestCluster,
+    client: Client,
+    /// The namespace of roles that name none (cluster roles are applied there too).
     release: &'a str,
-    app: &'a str,
-    cert: &'a str,
 }
 
 impl Flow<'_> {
-    /// Takes each verb of each rule of `roles` away in turn (the others stay) and shows the
-    /// controller started by `spawn` refused that verb on that resource during the flow.
-    /// Returns the `verb resource` pairs checked.
+    /// Takes each verb of each resource of each rule of `roles` that `checked` selects away
+    /// in turn (the others stay), runs `trigger` (with the run's number, for fresh names)
+    /// and shows the controller then started by `spawn` refused that verb on that resource,
+    /// as its log says. Returns the `verb resource` pairs checked.
     async fn each_verb_needed(
         &self,
         roles: &[&Value],
+        checked: impl Fn(&Value, &str, &str) -> bool,
+        trigger: impl AsyncFn(usize) -> anyhow::Result<()>,
         spawn: impl Fn(&str) -> anyhow::Result<Process>,
     ) -> anyhow::Result<Vec<String>> {
-        let client = self.cluster.client();
-        let leases: Api<Lease> = Api::namespaced(client.clone(), self.release);
-        let mut checked = Vec::new();
+        let mut done = Vec::new();
         for &role in roles {
+            let namespace = role["metadata"]["namespace"].as_str();
+            let namespace = namespace.unwrap_or(self.release);
             let rules = role["rules"].as_array().expect("rules");
             for (index, rule) in rules.iter().enumerate() {
                 let resources = rule["resources"].as_array().expect("resources");
-                let [resource] = resources.as_slice() else {
-                    panic!("one resource per rule, to tell them apart: {rule}");
-                };
-                let resource = resource.as_str().expect("a resource name");
                 let verbs = rule["verbs"].as_array().expect("verbs");
-                for verb in verbs.iter().map(|v| v.as_str().expect("a verb")) {
-                    let mut without = role.clone();
-                    let others: Vec<&Value> = verbs.iter().filter(|v| *v != verb).collect();
-                    let without_rules = without["rules"].as_array_mut().expect("rules");
-                    if others.is_empty() {
-                        without_rules.remove(index);
-                    } else {
-                        without_rules[index]["verbs"] = serde_json::json!(others);
+                for resource in resources.iter().map(|r| r.as_str().expect("a resource")) {
+                    for verb in verbs.iter().map(|v| v.as_str().expect("a verb")) {
+                        if !checked(rule, resource, verb) {
+                            continue;
+                        }
+                        let without = without_verb(role, index, resource, verb);
+                        apply_all(&self.client, namespace, &[without]).await?;
+                        trigger(done.len()).await?;
+                        let mut controller =
+                            spawn(&format!("without-{verb}-{}", resource.replace('/', "-")))?;
+                        wait_for_log(
+                            &controller,
+                            &format!("cannot {verb} resource \"{resource}\""),
+                        )
+                        .await?;
+                        // The next run starts afresh anyway; no need for a clean release.
+                        controller.kill();
+                        apply_all(&self.client, namespace, std::slice::from_ref(role)).await?;
+                        done.push(format!("{verb} {resource}"));
                     }
-                    let namespace = role["metadata"]["namespace"].as_str();
-                    apply_all(&client, namespace.unwrap_or(self.release), &[without]).await?;
-
-                    match leases.delete(NAME, &Default::default()).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(status)) if status.code == 404 => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    let name = format!("app-{}", checked.len());
-                    create_sealed_secret(&client, self.app, &name, self.cert).await?;
-                    let mut controller =
-                        spawn(&format!("without-{verb}-{}", resource.replace('/', "-")))?;
-                    wait_for_log(
-                        &controller,
-                        &format!("cannot {verb} resource \"{resource}\""),
-                    )
-                    .await?;
-                    // The next run deletes the Lease anyway; no need for a clean release.
-                    controller.kill();
-
-                    apply_all(
-                        &client,
-                        namespace.unwrap_or(self.release),
-                        std::slice::from_ref(role),
-                    )
-                    .await?;
-                    checked.push(format!("{verb} {resource}"));
                 }
             }
         }
-        Ok(checked)
+        Ok(done)
     }
 }
 
@@ -1197,16 +1226,19 @@ async fn least_privilege_the_charts_rbac_suffices_and_each_verb_is_needed() -> a
             .expect("the leader election Role"),
     ];
     let flow = Flow {
-        cluster: &cluster,
+        client: client.clone(),
         release: &release,
-        app: &app,
-        cert: &cert,
     };
     let checked = flow
-        .each_verb_needed(&roles, |label| {
-            run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
-                .map(|(process, _)| process)
-        })
+        .each_verb_needed(
+            &roles,
+            |_, _, _| true,
+            async |run| sealed_secret_first_start(&client, &release, &app, &cert, run).await,
+            |label| {
+                run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
+                    .map(|(process, _)| process)
+            },
+        )
         .await?;
     assert_eq!(
         checked.len(),
@@ -1353,13 +1385,16 @@ async fn upstreams_rbac_alone_runs_sealsync_and_the_supplement_adds_leader_elect
         .filter(|object| object["kind"] == "ClusterRole" || object["kind"] == "Role")
         .collect();
     let flow = Flow {
-        cluster: &cluster,
+        client: client.clone(),
         release,
-        app: &app,
-        cert: &cert,
     };
     let checked = flow
-        .each_verb_needed(&roles, |label| spawn(label).map(|(process, _)| process))
+        .each_verb_needed(
+            &roles,
+            |_, _, _| true,
+            async |run| sealed_secret_first_start(&client, release, &app, &cert, run).await,
+            |label| spawn(label).map(|(process, _)| process),
+        )
         .await?;
     assert_eq!(checked.len(), 3, "{checked:?}");
     Ok(())
@@ -1387,8 +1422,131 @@ async fn create_external(
     Ok(())
 }
 
+/// ESO's finalizer, which sealsync removes from an ExternalSecret being deleted.
+const ESO_FINALIZER: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
+
+/// What an ExternalSecret controller does at a start, for every rule the chart adds with
+/// externalSecrets.enabled: in `app`, new ExternalSecrets (suffix `-{run}`) from a new
+/// SecretStore with `keys` (`s`), from a new ClusterSecretStore that selects `app` by its
+/// labels (`c`), with a templateFrom ConfigMap (`t`), from the SecretStore on IRSA
+/// (`jwt.serviceAccountRef`, `j`), one being deleted with ESO's finalizer (`f`), and a
+/// ClusterExternalSecret stamping `e-{run}` into `app`. Returns the Secrets to expect.
+async fn external_secrets_start(
+    client: &Client,
+    app: &str,
+    keys: &Value,
+    run: usize,
+) -> anyhow::Result<Vec<String>> {
+    // New stores, whose statuses are written.
+    let store = format!("s-{run}");
+    let cluster_store = format!("{app}-c-{run}");
+    create_external(
+        client,
+        Some(app),
+        serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": store }, "spec": { "provider": keys },
+        }),
+    )
+    .await?;
+    // Selecting by labels, so that the controller reads the Namespace.
+    create_external(
+        client,
+        None,
+        serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+            "metadata": { "name": cluster_store },
+            "spec": { "provider": keys, "conditions": [{ "namespaceSelector": {
+                "matchLabels": { "kubernetes.io/metadata.name": app },
+            } }] },
+        }),
+    )
+    .await?;
+    let data = serde_json::json!([
+        { "secretKey": "password", "remoteRef": { "key": "app/db", "property": "password" } },
+    ]);
+    let template = serde_json::json!({ "templateFrom": [
+        { "configMap": { "name": "template", "items": [{ "key": "password" }] } },
+    ] });
+    let spec = |kind: &str, store: &str, template: Option<&Value>| {
+        let mut spec = serde_json::json!({
+            "secretStoreRef": { "name": store, "kind": kind },
+            "data": data,
+        });
+        if let Some(template) = template {
+            spec["target"] = serde_json::json!({ "template": template });
+        }
+        spec
+    };
+    let external_secret = |name: String, spec: Value| {
+        serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": name }, "spec": spec,
+        })
+    };
+    let made = [
+        (format!("s-{run}"), spec("SecretStore", &store, None)),
+        (
+            format!("c-{run}"),
+            spec("ClusterSecretStore", &cluster_store, None),
+        ),
+        (
+            format!("t-{run}"),
+            spec("SecretStore", "aws", Some(&template)),
+        ),
+        (format!("j-{run}"), spec("SecretStore", "irsa", None)),
+    ];
+    for (name, spec) in &made {
+        create_external(
+            client,
+            Some(app),
+            external_secret(name.clone(), spec.clone()),
+        )
+        .await?;
+    }
+    // Being deleted: ESO's finalizer holds it until sealsync removes it.
+    let mut finalized = external_secret(format!("f-{run}"), spec("SecretStore", "aws", None));
+    finalized["metadata"]["finalizers"] = serde_json::json!([ESO_FINALIZER]);
+    create_external(client, Some(app), finalized).await?;
+    external_secrets(client, Some(app))
+        .await?
+        .delete(&format!("f-{run}"), &Default::default())
+        .await?;
+    create_external(
+        client,
+        None,
+        serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+            "metadata": { "name": format!("e-{app}-{run}") },
+            "spec": {
+                "externalSecretName": format!("e-{run}"),
+                "namespaceSelectors": [{ "matchLabels": { "kubernetes.io/metadata.name": app } }],
+                "externalSecretSpec": spec("SecretStore", "aws", None),
+            },
+        }),
+    )
+    .await?;
+    let mut secrets: Vec<String> = made.into_iter().map(|(name, _)| name).collect();
+    secrets.push(format!("e-{run}"));
+    Ok(secrets)
+}
+
+/// The ExternalSecrets API in `namespace`, or of all namespaces.
+async fn external_secrets(
+    client: &Client,
+    namespace: Option<&str>,
+) -> anyhow::Result<Api<DynamicObject>> {
+    let gvk = GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret");
+    let (resource, _) = pinned_kind(client, &gvk).await?;
+    Ok(match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn external_secrets_sync_with_the_charts_rbac_and_nothing_is_refused() -> anyhow::Result<()> {
+async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() -> anyhow::Result<()>
+{
     let cluster = TestCluster::start().await?;
     let client = cluster.client();
     let release = cluster.namespace("controller").await?;
@@ -1424,52 +1582,49 @@ async fn external_secrets_sync_with_the_charts_rbac_and_nothing_is_refused() -> 
     Api::<Secret>::namespaced(client.clone(), &app)
         .create(&PostParams::default(), &credentials)
         .await?;
-    let provider = serde_json::json!({ "aws": {
-        "service": "SecretsManager",
-        "region": sealsync_testkit::Moto::REGION,
-        "auth": { "secretRef": {
-            "accessKeyIDSecretRef": { "name": "aws", "key": "id", "namespace": app },
-            "secretAccessKeySecretRef": { "name": "aws", "key": "secret", "namespace": app },
+    let template: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "template" },
+        "data": { "password": "{{ .password }}" },
+    }))?;
+    Api::<ConfigMap>::namespaced(client.clone(), &app)
+        .create(&PostParams::default(), &template)
+        .await?;
+    // IRSA: moto's STS exchanges any token for credentials of the annotated role.
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "irsa", "annotations": {
+            "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/app",
         } },
-    } });
-    create_external(
-        &client,
-        Some(&app),
-        serde_json::json!({
-            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
-            "metadata": { "name": "aws" }, "spec": { "provider": provider },
-        }),
-    )
-    .await?;
-    create_external(
-        &client,
-        None,
-        serde_json::json!({
-            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
-            "metadata": { "name": format!("aws-{app}") },
-            "spec": { "provider": provider, "conditions": [{ "namespaces": [app] }] },
-        }),
-    )
-    .await?;
-    for (name, kind, store) in [
-        ("from-store", "SecretStore", "aws".to_string()),
-        (
-            "from-cluster-store",
-            "ClusterSecretStore",
-            format!("aws-{app}"),
-        ),
-    ] {
-        create_external(&client, Some(&app), serde_json::json!({
-            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-            "metadata": { "name": name },
-            "spec": {
-                "secretStoreRef": { "name": store, "kind": kind },
-                "data": [{ "secretKey": "password", "remoteRef": { "key": "app/db", "property": "password" } }],
-            },
-        }))
+    }))?;
+    Api::<ServiceAccount>::namespaced(client.clone(), &app)
+        .create(&PostParams::default(), &account)
+        .await?;
+    let aws = |auth: Value| {
+        serde_json::json!({ "aws": {
+            "service": "SecretsManager",
+            "region": sealsync_testkit::Moto::REGION,
+            "auth": auth,
+        } })
+    };
+    let keys = aws(serde_json::json!({ "secretRef": {
+        "accessKeyIDSecretRef": { "name": "aws", "key": "id", "namespace": app },
+        "secretAccessKeySecretRef": { "name": "aws", "key": "secret", "namespace": app },
+    } }));
+    let irsa = aws(serde_json::json!({ "jwt": { "serviceAccountRef": { "name": "irsa" } } }));
+    for (name, provider) in [("aws", &keys), ("irsa", &irsa)] {
+        create_external(
+            &client,
+            Some(&app),
+            serde_json::json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                "metadata": { "name": name }, "spec": { "provider": provider },
+            }),
+        )
         .await?;
     }
 
+    // Sufficient: as the chart's ServiceAccount, with exactly the chart's RBAC, every
+    // ExternalSecret syncs, the one being deleted goes, and nothing is refused.
+    let expected = external_secrets_start(&client, &app, &keys, 0).await?;
     let (mut controller, _) = run_as_deployed(
         cluster.dir(),
         "external-secrets-as-installed",
@@ -1478,7 +1633,7 @@ async fn external_secrets_sync_with_the_charts_rbac_and_nothing_is_refused() -> 
         &kubeconfig,
     )?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &app);
-    for name in ["from-store", "from-cluster-store"] {
+    for name in &expected {
         wait_for(
             &format!("Secret {name} synced from moto"),
             Duration::from_secs(90),
@@ -1495,8 +1650,84 @@ async fn external_secrets_sync_with_the_charts_rbac_and_nothing_is_refused() -> 
         )
         .await?;
     }
+    let in_app = external_secrets(&client, Some(&app)).await?;
+    wait_for(
+        "the ExternalSecret being deleted gone",
+        Duration::from_secs(60),
+        Some(&mut controller),
+        || async { Ok(in_app.get_opt("f-0").await?.is_none()) },
+    )
+    .await?;
     stop(&mut controller).await?;
     let log = controller.log();
     assert!(!log.contains("forbidden"), "refused something:\n{log}");
+
+    // Needed: without any one verb the chart adds for ExternalSecrets, the same start is
+    // refused that verb, as the controller's log says.
+    let base = render(&release, &["keySize=2048"]);
+    let base_rules = only(&base, "ClusterRole")["rules"]
+        .as_array()
+        .expect("rules")
+        .clone();
+    let roles: Vec<&Value> = find(&objects, "ClusterRole");
+    assert_eq!(roles.len(), 2, "the unsealer's and the cluster stores'");
+    let flow = Flow {
+        client: client.clone(),
+        release: &release,
+    };
+    let checked = flow
+        .each_verb_needed(
+            &roles,
+            |rule, resource, verb| {
+                !base_rules.contains(rule) && !NOT_SHOWN.contains(&(verb, resource))
+            },
+            // Run 0 was the sufficient one.
+            async |run| {
+                external_secrets_start(&client, &app, &keys, run + 1)
+                    .await
+                    .map(drop)
+            },
+            |label| {
+                run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
+                    .map(|(process, _)| process)
+            },
+        )
+        .await?;
+    assert_eq!(
+        checked,
+        [
+            "get externalsecrets",
+            "list externalsecrets",
+            "watch externalsecrets",
+            "list secretstores",
+            "watch secretstores",
+            "patch externalsecrets",
+            "patch externalsecrets/status",
+            "patch secretstores/status",
+            "get configmaps",
+            "get serviceaccounts",
+            "create serviceaccounts/token",
+            "list clustersecretstores",
+            "watch clustersecretstores",
+            "patch clustersecretstores/status",
+            "get namespaces",
+            "list clusterexternalsecrets",
+            "watch clusterexternalsecrets",
+            "patch clusterexternalsecrets/status",
+            "create externalsecrets",
+            "list namespaces",
+            "watch namespaces",
+        ],
+        "each verb the chart adds for ExternalSecrets taken away once, but {NOT_SHOWN:?}"
+    );
     Ok(())
 }
+
+/// Verbs of the chart's ExternalSecret rules this test does not show needed (yet).
+const NOT_SHOWN: &[(&str, &str)] = &[
+    // Deleting a Secret whose remote secrets are gone (deletionPolicy Delete), and the
+    // ExternalSecret of a ClusterExternalSecret in a namespace it no longer selects: both
+    // need a controller that already wrote them.
+    ("delete", "secrets"),
+    ("delete", "externalsecrets"),
+];

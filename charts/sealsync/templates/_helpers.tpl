@@ -81,8 +81,12 @@ garbage collector removes those of deleted SealedSecrets.
   (deletionPolicy Delete), read templateFrom and caProvider ConfigMaps, request tokens of
   the ServiceAccounts stores name. */}}
 - apiGroups: ["external-secrets.io"]
-  resources: ["externalsecrets", "secretstores"]
+  resources: ["externalsecrets"]
   verbs: ["get", "list", "watch"]
+{{- /* Stores are only watched (read from the cache), never fetched. */}}
+- apiGroups: ["external-secrets.io"]
+  resources: ["secretstores"]
+  verbs: ["list", "watch"]
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets"]
   verbs: ["patch"]

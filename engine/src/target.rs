@@ -71,6 +71,27 @@ pub trait SecretTarget: Send + Sync + 'static {
     }
 }
 
+/// One target shared by several syncers (one per generator).
+impl<T: SecretTarget> SecretTarget for std::sync::Arc<T> {
+    type Error = T::Error;
+
+    async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, T::Error> {
+        (**self).existing(secret).await
+    }
+
+    async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, T::Error> {
+        (**self).apply(write).await
+    }
+
+    async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), T::Error> {
+        (**self).delete(secret, version).await
+    }
+
+    fn controlled_by(&self, namespace: &str, uid: &str) -> Vec<(SecretRef, ExistingSecret)> {
+        (**self).controlled_by(namespace, uid)
+    }
+}
+
 /// The Secret object as sent to the API server or written to a file, values base64-encoded
 /// straight into the output buffer (no intermediate plaintext strings).
 #[derive(Serialize)]

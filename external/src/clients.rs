@@ -13,6 +13,7 @@ use futures::future::{BoxFuture, Shared};
 use sealsync_crypto::SecretBytes;
 use sealsync_engine::backoff::Backoff;
 use sealsync_providers::aws::{BATCH, SecretsManager};
+use sealsync_providers::fake::Fake;
 use sealsync_providers::vault::Vault;
 use sealsync_providers::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
 use tokio::sync::OnceCell;
@@ -26,6 +27,7 @@ use crate::stores::{ProviderConfig, Resolved, StoreKey};
 pub enum Provider {
     Aws(SecretsManager),
     Vault(Box<Vault>),
+    Fake(Fake),
 }
 
 impl Provider {
@@ -34,6 +36,7 @@ impl Provider {
         match self {
             Provider::Aws(_) => "AWS/SecretsManager",
             Provider::Vault(_) => "HashiCorp/Vault",
+            Provider::Fake(_) => "Fake",
         }
     }
 
@@ -43,6 +46,7 @@ impl Provider {
             ProviderConfig::Vault(config) => {
                 Provider::Vault(Box::new(Vault::connect(config).await?))
             }
+            ProviderConfig::Fake(secrets) => Provider::Fake(Fake::new(secrets)),
         })
     }
 
@@ -61,6 +65,7 @@ impl SecretProvider for Provider {
         match self {
             Provider::Aws(p) => p.read(reference).await,
             Provider::Vault(p) => p.read(reference).await,
+            Provider::Fake(p) => p.read(reference).await,
         }
     }
 
@@ -72,6 +77,7 @@ impl SecretProvider for Provider {
         match self {
             Provider::Aws(p) => p.select(payload, reference),
             Provider::Vault(p) => p.select(payload, reference),
+            Provider::Fake(p) => p.select(payload, reference),
         }
     }
 
@@ -79,6 +85,7 @@ impl SecretProvider for Provider {
         match self {
             Provider::Aws(p) => p.find(find).await,
             Provider::Vault(p) => p.find(find).await,
+            Provider::Fake(p) => p.find(find).await,
         }
     }
 
@@ -86,6 +93,7 @@ impl SecretProvider for Provider {
         match self {
             Provider::Aws(p) => p.validate().await,
             Provider::Vault(p) => p.validate().await,
+            Provider::Fake(p) => p.validate().await,
         }
     }
 }

@@ -7,10 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
-use kube::api::Api;
 use regex::Regex;
 use sealsync_api::external::{
     CONDITION_READY, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretCondition,
@@ -33,6 +30,7 @@ use serde_json::json;
 
 use crate::clients::{Clients, Fetched, Provider, Read, SharedReads};
 use crate::hash;
+use crate::lookups::Lookups;
 use crate::metrics::EsoMetrics;
 use crate::stores::{self, Store, StoreError, StoreKey, Stores};
 use crate::template::{Destination, TemplateSource, desired_secret};
@@ -47,7 +45,7 @@ const KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 
 /// Syncs ExternalSecrets from the stores the store controller keeps.
 pub struct ExternalSecretGenerator {
-    client: Client,
+    lookups: Lookups,
     stores: Arc<Stores>,
     clients: Arc<Clients>,
     reads: SharedReads,
@@ -324,11 +322,11 @@ impl Sync<'_> {
             .stores
             .get(key)
             .ok_or_else(|| store_error(StoreError::Missing { store: key.clone() }))?;
-        let client = &self.generator.client;
-        stores::check_allowed(client, &store, &self.namespace)
+        let lookups = &self.generator.lookups;
+        stores::check_allowed(lookups, &store, &self.namespace)
             .await
             .map_err(store_error)?;
-        let resolved = stores::resolve(client, &store, &self.namespace)
+        let resolved = stores::resolve(lookups, &store, &self.namespace)
             .await
             .map_err(store_error)?;
         let digest = resolved.digest.clone();
@@ -560,12 +558,14 @@ impl Sync<'_> {
                     TemplateScope::KeysAndValues,
                 ));
             }
-            let client = &self.generator.client;
+            let lookups = &self.generator.lookups;
             if let Some(reference) = &from.config_map {
-                let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
-                let map = maps.get(&reference.name).await.map_err(|e| {
-                    self.invalid(format!("templateFrom ConfigMap {}: {e}", reference.name))
-                })?;
+                let what = format!("templateFrom ConfigMap {}", reference.name);
+                let map = lookups
+                    .config_map(&self.namespace, &reference.name)
+                    .await
+                    .map_err(|e| self.invalid(format!("{what}: {e}")))?
+                    .ok_or_else(|| self.invalid(format!("{what} does not exist")))?;
                 let data = map.data.unwrap_or_default();
                 for item in &reference.items {
                     let text = data.get(&item.key).ok_or_else(|| {
@@ -582,10 +582,12 @@ impl Sync<'_> {
                 }
             }
             if let Some(reference) = &from.secret {
-                let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
-                let secret = secrets.get(&reference.name).await.map_err(|e| {
-                    self.invalid(format!("templateFrom Secret {}: {e}", reference.name))
-                })?;
+                let what = format!("templateFrom Secret {}", reference.name);
+                let secret = lookups
+                    .secret(&self.namespace, &reference.name)
+                    .await
+                    .map_err(|e| self.invalid(format!("{what}: {e}")))?
+                    .ok_or_else(|| self.invalid(format!("{what} does not exist")))?;
                 let data = secret.data.unwrap_or_default();
                 for item in &reference.items {
                     let text = data
@@ -612,13 +614,13 @@ impl Sync<'_> {
 
 impl ExternalSecretGenerator {
     pub fn new(
-        client: Client,
+        lookups: Lookups,
         stores: Arc<Stores>,
         clients: Arc<Clients>,
         metrics: EsoMetrics,
     ) -> Self {
         Self {
-            client,
+            lookups,
             stores,
             clients,
             reads: SharedReads::default(),

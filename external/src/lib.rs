@@ -12,6 +12,7 @@ pub mod clients;
 mod cluster_external_secret;
 mod generator;
 mod hash;
+pub mod lookups;
 mod metrics;
 pub mod store_controller;
 pub mod stores;
@@ -62,7 +63,7 @@ pub fn add_to(
     let stores = Arc::new(stores::Stores::default());
     let clients = Arc::new(clients::Clients::default());
     let generator = Arc::new(ExternalSecretGenerator::new(
-        client.clone(),
+        lookups::Lookups::Cluster(client.clone()),
         stores.clone(),
         clients.clone(),
         metrics.clone(),

@@ -27,6 +27,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::clients::Clients;
+use crate::lookups::Lookups;
 use crate::metrics::EsoMetrics;
 use crate::stores::{self, Store, StoreKey, Stores};
 
@@ -198,9 +199,10 @@ async fn validate<S: StoreObject>(
         .clone()
         .unwrap_or_else(|| "default".into());
     let result = async {
-        let resolved = stores::resolve(&context.client, store, &namespace)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resolved =
+            stores::resolve(&Lookups::Cluster(context.client.clone()), store, &namespace)
+                .await
+                .map_err(|e| e.to_string())?;
         let client = context
             .clients
             .client(&store.key, resolved)

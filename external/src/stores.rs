@@ -9,20 +9,23 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
 use regex::Regex;
 use sealsync_api::external::{
-    AwsProvider, AwsService, CaProviderType, ClusterSecretStoreCondition, LabelSelector,
-    SecretKeySelector, SecretStoreSpec, ServiceAccountSelector, StoreKind, VaultKvVersion,
-    VaultProvider,
+    AwsProvider, AwsService, CaProviderType, ClusterSecretStoreCondition, FakeProvider,
+    LabelSelector, SecretKeySelector, SecretStoreSpec, ServiceAccountSelector, StoreKind,
+    VaultKvVersion, VaultProvider,
 };
 use sealsync_crypto::SecretBytes;
 use sealsync_engine::{Dependency, digest_of};
 use sealsync_providers::aws::{AwsConfig, AwsCredentials};
+use sealsync_providers::fake::FakeSecret;
 use sealsync_providers::vault::{KvVersion, VaultAuth, VaultConfig};
 use serde_json::json;
+
+use crate::lookups::Lookups;
 
 /// A store by kind and name (`namespace` is `None` for a ClusterSecretStore).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,6 +129,19 @@ pub struct Resolved {
 pub enum ProviderConfig {
     Aws(AwsConfig),
     Vault(VaultConfig),
+    Fake(Vec<FakeSecret>),
+}
+
+/// The remote secrets of a fake store.
+fn fake_secrets(fake: &FakeProvider) -> Vec<FakeSecret> {
+    fake.data
+        .iter()
+        .map(|d| FakeSecret {
+            key: d.key.clone(),
+            version: d.version.clone().unwrap_or_default(),
+            value: SecretBytes::from(d.value.as_deref().unwrap_or_default().as_bytes()),
+        })
+        .collect()
 }
 
 /// The Secrets a store's spec reads credentials from, for the dependency index: a change
@@ -240,7 +256,7 @@ pub(crate) fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String
 /// Checks that ExternalSecrets of `namespace` may use `store` (cluster stores' conditions,
 /// checked on every use as upstream does).
 pub async fn check_allowed(
-    client: &Client,
+    lookups: &Lookups,
     store: &Store,
     namespace: &str,
 ) -> Result<(), StoreError> {
@@ -253,17 +269,14 @@ pub async fn check_allowed(
         .iter()
         .any(|c| c.namespace_selector.is_some());
     let labels = if needs_labels {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .get(namespace)
+        lookups
+            .namespace_labels(namespace)
             .await
-            .map_err(|e| StoreError::Credentials {
+            .map_err(|reason| StoreError::Credentials {
                 store: store.key.clone(),
                 what: format!("Namespace {namespace}"),
-                reason: e.to_string(),
+                reason,
             })?
-            .labels()
-            .clone()
     } else {
         BTreeMap::new()
     };
@@ -279,7 +292,7 @@ pub async fn check_allowed(
 
 /// Reads what a store's spec refers to.
 struct Reader<'a> {
-    client: &'a Client,
+    lookups: &'a Lookups,
     store: &'a Store,
     es_namespace: &'a str,
     /// Digests of the credential values read, for [`Resolved::digest`].
@@ -320,9 +333,9 @@ impl Reader<'_> {
         };
         let namespace = ref_namespace(self.store, selector.namespace.as_deref(), self.es_namespace);
         let what = format!("key \"{key}\" of Secret {namespace}/{name}");
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-        let secret = secrets
-            .get_opt(name)
+        let secret = self
+            .lookups
+            .secret(&namespace, name)
             .await
             .map_err(|e| self.credentials(what.clone(), e))?
             .ok_or_else(|| self.credentials(what.clone(), "the Secret does not exist"))?;
@@ -351,7 +364,10 @@ impl Reader<'_> {
     ) -> Result<(SecretBytes, ServiceAccount), StoreError> {
         let namespace = ref_namespace(self.store, account.namespace.as_deref(), self.es_namespace);
         let what = format!("a token of ServiceAccount {namespace}/{}", account.name);
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
+        let Lookups::Cluster(client) = self.lookups else {
+            return Err(self.credentials(what, "tokens are requested in the cluster only"));
+        };
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
         let found = accounts
             .get(&account.name)
             .await
@@ -395,7 +411,9 @@ impl Reader<'_> {
             ));
         }
         let auth = aws.auth.clone().unwrap_or_default();
-        let credentials = if let Some(account) = auth.jwt.and_then(|j| j.service_account_ref) {
+        let credentials = if self.lookups.local().is_some() {
+            AwsCredentials::DefaultChain
+        } else if let Some(account) = auth.jwt.and_then(|j| j.service_account_ref) {
             let (token, found) = self.token(&account, &["sts.amazonaws.com"]).await?;
             let role_arn = found
                 .annotations()
@@ -446,7 +464,10 @@ impl Reader<'_> {
         let Some(spec) = vault.auth.clone() else {
             return Err(self.invalid("the Vault provider needs auth"));
         };
-        let auth = if let Some(token) = &spec.token_secret_ref {
+        let local = self.lookups.local();
+        let auth = if let Some(local) = local {
+            VaultAuth::Token(local.vault_token().map_err(|e| self.invalid(e))?)
+        } else if let Some(token) = &spec.token_secret_ref {
             VaultAuth::Token(self.secret_value(token).await?)
         } else if let Some(approle) = &spec.app_role {
             let role_id = match (&approle.role_id, &approle.role_ref) {
@@ -517,6 +538,7 @@ impl Reader<'_> {
         // Cert auth presents its own certificate; `tls` is the client certificate of the
         // connection otherwise.
         let pair = match (&spec.cert, &vault.tls) {
+            _ if local.is_some() => None,
             (Some(cert), _) => Some((&cert.client_cert, &cert.secret_ref, "cert auth")),
             (None, Some(tls)) => Some((&tls.cert_secret_ref, &tls.key_secret_ref, "tls")),
             (None, None) => None,
@@ -579,11 +601,14 @@ impl Reader<'_> {
                 let namespace =
                     ref_namespace(self.store, provider.namespace.as_deref(), self.es_namespace);
                 let what = format!("key \"{key}\" of ConfigMap {namespace}/{}", provider.name);
-                let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
-                let map = maps
-                    .get(&provider.name)
+                let map = self
+                    .lookups
+                    .config_map(&namespace, &provider.name)
                     .await
-                    .map_err(|e| self.credentials(what.clone(), e))?;
+                    .map_err(|e| self.credentials(what.clone(), e))?
+                    .ok_or_else(|| {
+                        self.credentials(what.clone(), "the ConfigMap does not exist")
+                    })?;
                 let value = map
                     .data
                     .and_then(|mut d| d.remove(&key))
@@ -597,22 +622,25 @@ impl Reader<'_> {
 
 /// `store` resolved for ExternalSecrets of `es_namespace`.
 pub async fn resolve(
-    client: &Client,
+    lookups: &Lookups,
     store: &Store,
     es_namespace: &str,
 ) -> Result<Resolved, StoreError> {
     let mut reader = Reader {
-        client,
+        lookups,
         store,
         es_namespace,
         read: Vec::new(),
         requested_token: false,
     };
     let provider = &store.spec.provider;
-    let config = match (&provider.aws, &provider.vault) {
-        (Some(aws), None) => ProviderConfig::Aws(reader.aws(aws).await?),
-        (None, Some(vault)) => ProviderConfig::Vault(reader.vault(vault).await?),
-        _ => return Err(reader.invalid("the store needs exactly one provider: aws or vault")),
+    let config = match (&provider.aws, &provider.vault, &provider.fake) {
+        (Some(aws), None, None) => ProviderConfig::Aws(reader.aws(aws).await?),
+        (None, Some(vault), None) => ProviderConfig::Vault(reader.vault(vault).await?),
+        (None, None, Some(fake)) => ProviderConfig::Fake(fake_secrets(fake)),
+        _ => {
+            return Err(reader.invalid("the store needs exactly one provider: aws, vault or fake"));
+        }
     };
     let digest = digest_of(&json!({
         "store": store.key.to_string(),

@@ -8,6 +8,7 @@
 //! or credential.
 
 pub mod aws;
+pub mod fake;
 mod value;
 pub mod vault;
 

@@ -21,11 +21,12 @@ pub use external_secret::{
 };
 pub use store::{
     AwsAuth, AwsJwtAuth, AwsProvider, AwsSecretRef, AwsService, AwsTag, CaProvider, CaProviderType,
-    ClusterSecretStore, ClusterSecretStoreCondition, ClusterSecretStoreSpec, RetrySettings,
-    SecretStore, SecretStoreCondition, SecretStoreProvider, SecretStoreSpec, SecretStoreStatus,
-    SecretsManagerOptions, VaultAppRole, VaultAuth, VaultCertAuth, VaultClientTls, VaultIamAuth,
-    VaultJwtAuth, VaultKubernetesAuth, VaultKubernetesServiceAccountToken, VaultKvVersion,
-    VaultLdapAuth, VaultProvider, VaultUserPassAuth,
+    ClusterSecretStore, ClusterSecretStoreCondition, ClusterSecretStoreSpec, FakeProvider,
+    FakeProviderData, RetrySettings, SecretStore, SecretStoreCondition, SecretStoreProvider,
+    SecretStoreSpec, SecretStoreStatus, SecretsManagerOptions, VaultAppRole, VaultAuth,
+    VaultCertAuth, VaultClientTls, VaultIamAuth, VaultJwtAuth, VaultKubernetesAuth,
+    VaultKubernetesServiceAccountToken, VaultKvVersion, VaultLdapAuth, VaultProvider,
+    VaultUserPassAuth,
 };
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

@@ -96,8 +96,8 @@ pub struct RetrySettings {
     pub retry_interval: Option<String>,
 }
 
-/// Exactly one provider. sealsync types AWS and Vault; a store of another provider is
-/// refused (its field is pruned, leaving none).
+/// Exactly one provider. sealsync types AWS, Vault and ESO's `fake`; a store of another
+/// provider is refused (its field is pruned, leaving none).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
@@ -106,6 +106,27 @@ pub struct SecretStoreProvider {
     pub aws: Option<AwsProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<VaultProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fake: Option<FakeProvider>,
+}
+
+/// Remote secrets held in the store's spec itself: for demos and tests, needing no
+/// credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+pub struct FakeProvider {
+    pub data: Vec<FakeProviderData>,
+}
+
+/// One remote secret of a fake store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FakeProviderData {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A version only `remoteRef.version` reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// AWS Secrets Manager (or Parameter Store, Certificate Manager).

@@ -1,14 +1,20 @@
 //! The sources declared in a repository: every YAML document under the path (or what
-//! `kustomize build` makes of it), with the SealedSecrets kept and each bad input reported
+//! `kustomize build` makes of it), with the SealedSecrets and ExternalSecrets kept, and
+//! what ExternalSecrets read (stores, ConfigMaps, Namespaces), each bad input reported
 //! with its file and line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Resource;
+use sealsync_api::external::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
 use sealsync_api::{SealedSecret, parse_json};
 use sealsync_engine::SecretRef;
+use sealsync_external::stores::{Store, StoreKey};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::source::Checkout;
 use crate::audit::manifests::{api_group, is_known_kind};
@@ -34,19 +40,33 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// A SealedSecret of the repository and where it is declared.
+/// A source of the repository (a SealedSecret or an ExternalSecret) and where it is
+/// declared.
 #[derive(Debug)]
-pub struct Declared {
-    pub sealed: SealedSecret,
+pub struct Declared<S> {
+    pub source: S,
     pub target: SecretRef,
     pub file: String,
     pub line: usize,
 }
 
+impl<S> Declared<S> {
+    /// `file:line`.
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
 /// What a repository declares.
 #[derive(Debug, Default)]
 pub struct Repository {
-    pub sources: Vec<Declared>,
+    pub sealed: Vec<Declared<SealedSecret>>,
+    pub external: Vec<Declared<ExternalSecret>>,
+    /// The SecretStores and ClusterSecretStores the ExternalSecrets read from.
+    pub stores: Vec<Store>,
+    /// What ExternalSecrets' templates and stores may look up.
+    pub config_maps: Vec<ConfigMap>,
+    pub namespaces: Vec<Namespace>,
     /// Every Secret some document declares, also those not synced because of a problem:
     /// they are never pruned.
     pub declared: Vec<SecretRef>,
@@ -54,7 +74,8 @@ pub struct Repository {
     /// Whether some file could not be read entirely: what it declares is unknown, so
     /// nothing is pruned.
     pub incomplete: bool,
-    /// Sources these commands do not sync (ExternalSecrets), `Kind ns/name (file:line)`.
+    /// Sources these commands do not sync (ClusterExternalSecrets), `Kind ns/name
+    /// (file:line)`.
     pub skipped: Vec<String>,
     pub files: usize,
     pub documents: usize,
@@ -118,7 +139,8 @@ pub fn read(checkout: &Checkout, namespace: Option<&str>) -> Repository {
         }
     }
     repository.reject_duplicates();
-    repository.sources.sort_by(|a, b| a.target.cmp(&b.target));
+    repository.sealed.sort_by(|a, b| a.target.cmp(&b.target));
+    repository.external.sort_by(|a, b| a.target.cmp(&b.target));
     repository.problems.sort();
     repository
 }
@@ -132,6 +154,11 @@ struct FileContext<'a> {
 }
 
 impl Repository {
+    /// How many sources it syncs.
+    pub fn sources(&self) -> usize {
+        self.sealed.len() + self.external.len()
+    }
+
     fn problem(&mut self, file: &str, line: Option<usize>, message: String) {
         self.problems.push(Problem {
             file: file.to_string(),
@@ -207,78 +234,191 @@ impl Repository {
                 self.documents -= 1;
             }
             ("bitnami.com", "SealedSecret") => self.sealed_secret(document, context),
-            ("external-secrets.io", kind @ ("ExternalSecret" | "ClusterExternalSecret")) => {
+            ("external-secrets.io", "ExternalSecret") => self.external_secret(document, context),
+            ("external-secrets.io", kind @ ("SecretStore" | "ClusterSecretStore")) => {
+                self.store(document, context, kind);
+            }
+            ("external-secrets.io", "ClusterExternalSecret") => {
+                let name = document
+                    .path(&["metadata", "name"])
+                    .and_then(|n| n.scalar())
+                    .map_or("", |s| s.text());
                 self.skipped.push(format!(
-                    "{kind} {}{} ({shown}:{})",
-                    document
-                        .path(&["metadata", "namespace"])
-                        .and_then(|n| n.scalar())
-                        .map(|s| format!("{}/", s.text()))
-                        .unwrap_or_default(),
-                    document
-                        .path(&["metadata", "name"])
-                        .and_then(|n| n.scalar())
-                        .map_or("", |s| s.text()),
+                    "ClusterExternalSecret {name} ({shown}:{})",
                     document.line
                 ));
+            }
+            ("", "ConfigMap") => {
+                if let Some((map, _)) = self.object::<ConfigMap>(document, context, "ConfigMap") {
+                    self.config_maps.push(map);
+                }
+            }
+            ("", "Namespace") => {
+                if let Ok(namespace) = serde_json::from_value(document.to_json()) {
+                    self.namespaces.push(namespace);
+                }
             }
             _ => {}
         }
     }
 
-    fn sealed_secret(&mut self, document: &Node, context: &FileContext<'_>) {
-        let shown = &context.shown;
-        let line = document.line;
+    /// An object of kind `kind` and its name; `None`, with the problem reported, when it
+    /// is not valid.
+    fn parse<T>(
+        &mut self,
+        document: &Node,
+        context: &FileContext<'_>,
+        kind: &str,
+    ) -> Option<(T, String)>
+    where
+        T: DeserializeOwned + Resource,
+    {
+        let (shown, line) = (&context.shown, document.line);
         let json = serde_json::to_vec(&document.to_json()).unwrap_or_default();
-        let mut sealed: SealedSecret = match parse_json(&json) {
-            Ok(sealed) => sealed,
+        let object: T = match parse_json(&json) {
+            Ok(object) => object,
             Err(e) => {
-                return self.problem(
+                self.problem(
                     shown,
                     Some(line),
-                    format!("not a valid SealedSecret: {e}; fix it"),
+                    format!("not a valid {kind}: {e}; fix it"),
                 );
+                return None;
             }
         };
-        let Some(name) = sealed.metadata.name.clone() else {
-            return self.problem(
+        let Some(name) = object.meta().name.clone() else {
+            self.problem(
                 shown,
                 Some(line),
-                "SealedSecret has no metadata.name: add it".into(),
+                format!("{kind} has no metadata.name: add it"),
             );
+            return None;
         };
-        let namespace = sealed
-            .metadata
+        Some((object, name))
+    }
+
+    /// A namespaced object of kind `kind`, its namespace set as Kustomize (or `-n`) would.
+    fn object<T>(
+        &mut self,
+        document: &Node,
+        context: &FileContext<'_>,
+        kind: &str,
+    ) -> Option<(T, SecretRef)>
+    where
+        T: DeserializeOwned + Resource,
+    {
+        let (mut object, name) = self.parse::<T>(document, context, kind)?;
+        let namespace = object
+            .meta()
             .namespace
             .clone()
             .or_else(|| context.kustomization_namespace.clone())
             .or_else(|| context.namespace.map(str::to_string));
         let Some(namespace) = namespace else {
-            return self.problem(
-                shown,
-                Some(line),
-                format!("SealedSecret {name} has no namespace: set metadata.namespace, or pass -n NAMESPACE"),
+            self.problem(
+                &context.shown,
+                Some(document.line),
+                format!(
+                    "{kind} {name} has no namespace: set metadata.namespace, or pass -n NAMESPACE"
+                ),
             );
+            return None;
         };
-        sealed.metadata.namespace = Some(namespace.clone());
-        let target = SecretRef { namespace, name };
+        object.meta_mut().namespace = Some(namespace.clone());
+        Some((object, SecretRef { namespace, name }))
+    }
+
+    fn sealed_secret(&mut self, document: &Node, context: &FileContext<'_>) {
+        let Some((sealed, target)) = self.object::<SealedSecret>(document, context, "SealedSecret")
+        else {
+            return;
+        };
         self.declared.push(target.clone());
-        self.sources.push(Declared {
-            sealed,
+        self.sealed.push(Declared {
+            source: sealed,
             target,
-            file: shown.clone(),
-            line,
+            file: context.shown.clone(),
+            line: document.line,
+        });
+    }
+
+    fn external_secret(&mut self, document: &Node, context: &FileContext<'_>) {
+        let Some((es, object)) = self.object::<ExternalSecret>(document, context, "ExternalSecret")
+        else {
+            return;
+        };
+        let target = SecretRef {
+            name: es
+                .spec
+                .target
+                .as_ref()
+                .and_then(|t| t.name.clone())
+                .unwrap_or(object.name),
+            namespace: object.namespace,
+        };
+        self.declared.push(target.clone());
+        self.external.push(Declared {
+            source: es,
+            target,
+            file: context.shown.clone(),
+            line: document.line,
+        });
+    }
+
+    /// A SecretStore or ClusterSecretStore; the first of a name is used.
+    fn store(&mut self, document: &Node, context: &FileContext<'_>, kind: &str) {
+        let parsed = if kind == "SecretStore" {
+            self.object::<SecretStore>(document, context, kind)
+                .map(|(store, object)| {
+                    let key = StoreKey {
+                        kind: StoreKind::SecretStore,
+                        namespace: Some(object.namespace),
+                        name: object.name,
+                    };
+                    (key, store.spec)
+                })
+        } else {
+            self.parse::<ClusterSecretStore>(document, context, kind)
+                .map(|(store, name)| {
+                    let key = StoreKey {
+                        kind: StoreKind::ClusterSecretStore,
+                        namespace: None,
+                        name,
+                    };
+                    (key, store.spec.0)
+                })
+        };
+        let Some((key, spec)) = parsed else {
+            return;
+        };
+        if self.stores.iter().any(|s| s.key == key) {
+            return self.problem(
+                &context.shown,
+                Some(document.line),
+                format!("{key} is declared twice: this one is ignored; keep one"),
+            );
+        }
+        self.stores.push(Store {
+            key,
+            uid: String::new(),
+            generation: 0,
+            spec,
         });
     }
 
     /// Two sources of one Secret would write it in turns: neither is synced, both are named.
     fn reject_duplicates(&mut self) {
         let mut by_target: BTreeMap<SecretRef, Vec<(String, usize)>> = BTreeMap::new();
-        for source in &self.sources {
+        let places = self
+            .sealed
+            .iter()
+            .map(|s| (&s.target, &s.file, s.line))
+            .chain(self.external.iter().map(|s| (&s.target, &s.file, s.line)));
+        for (target, file, line) in places {
             by_target
-                .entry(source.target.clone())
+                .entry(target.clone())
                 .or_default()
-                .push((source.file.clone(), source.line));
+                .push((file.clone(), line));
         }
         for (target, places) in by_target.iter().filter(|(_, places)| places.len() > 1) {
             for (file, line) in places {
@@ -297,8 +437,9 @@ impl Repository {
                 });
             }
         }
-        self.sources
-            .retain(|source| by_target.get(&source.target).is_some_and(|p| p.len() == 1));
+        let single = |target: &SecretRef| by_target.get(target).is_some_and(|p| p.len() == 1);
+        self.sealed.retain(|source| single(&source.target));
+        self.external.retain(|source| single(&source.target));
     }
 }
 

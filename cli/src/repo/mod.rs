@@ -1,6 +1,6 @@
-//! `sealsync render`, `diff` and `sync`: the controller's SealedSecret generator and the
-//! sync engine run on a config repository (a folder, or a Git revision), with the embedded
-//! local store as the target (docs/sync.md).
+//! `sealsync render`, `diff` and `sync`: the controller's SealedSecret and ExternalSecret
+//! generators and the sync engine run on a config repository (a folder, or a Git
+//! revision), with the embedded local store as the target (docs/sync.md).
 
 mod manifests;
 mod report;
@@ -14,10 +14,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
+use indicatif::ProgressBar;
+use kube::Resource;
 use sealsync_controller::{MANAGED, PATCH, SealedSecretGenerator, UnsealOptions};
 use sealsync_engine::policy::Consent;
 use sealsync_engine::target::{LocalDirTarget, SecretTarget};
-use sealsync_engine::{Desired, Generator, Outcome, Syncer};
+use sealsync_engine::{Desired, Generator, SecretRef, Syncer};
+use sealsync_external::lookups::{Local, Lookups};
+use sealsync_external::stores::Stores;
+use sealsync_external::{EsoMetrics, ExternalSecretGenerator};
 
 use crate::files::{Sensitivity, load_keyring, write_output};
 use crate::reencrypt_all::{count, progress_bar};
@@ -64,82 +69,95 @@ pub fn default_store() -> anyhow::Result<PathBuf> {
     Ok(data.join("sealsync/store"))
 }
 
+/// The controller's two generators, as a repository command runs them.
+struct Generators {
+    sealed: Arc<SealedSecretGenerator>,
+    external: Arc<ExternalSecretGenerator>,
+}
+
+impl Generators {
+    /// SealedSecrets open with `private_keys`; ExternalSecrets read the repository's stores
+    /// with the user's credentials ([`Lookups::Local`]).
+    fn new(private_keys: &[PathBuf], repository: &mut Repository) -> anyhow::Result<Self> {
+        let sealed = SealedSecretGenerator::with_keyring(
+            load_keyring(private_keys)?,
+            UnsealOptions {
+                accept_deprecated_data: true,
+                update_status: false,
+                recreate_deleted: true,
+            },
+        );
+        let stores = Stores::default();
+        for store in std::mem::take(&mut repository.stores) {
+            stores.put(store);
+        }
+        let lookups = Lookups::Local(Arc::new(Local::new(
+            std::mem::take(&mut repository.config_maps),
+            std::mem::take(&mut repository.namespaces),
+        )));
+        let external = ExternalSecretGenerator::new(
+            lookups,
+            Arc::new(stores),
+            Arc::default(),
+            EsoMetrics::default(),
+        );
+        Ok(Self {
+            sealed: Arc::new(sealed),
+            external: Arc::new(external),
+        })
+    }
+}
+
 impl RepoJob {
     pub fn run(&self) -> anyhow::Result<()> {
         let checkout = match &self.revision {
             Some(revision) => Checkout::git(&self.path, revision)?,
             None => Checkout::directory(&self.path)?,
         };
-        let repository = manifests::read(&checkout, self.namespace.as_deref());
-        if !repository.sources.is_empty() && self.private_keys.is_empty() {
+        let mut repository = manifests::read(&checkout, self.namespace.as_deref());
+        if !repository.sealed.is_empty() && self.private_keys.is_empty() {
             bail!(
                 "{} SealedSecrets to open and no private key: pass --private-key FILE (PEM, key \
                  Secret or backup List) with the keys they were sealed with",
-                repository.sources.len()
+                repository.sealed.len()
             );
         }
-        let generator = Arc::new(SealedSecretGenerator::with_keyring(
-            load_keyring(&self.private_keys)?,
-            UnsealOptions {
-                accept_deprecated_data: true,
-                update_status: false,
-                recreate_deleted: true,
-            },
-        ));
+        let generators = Generators::new(&self.private_keys, &mut repository)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
         match self.mode {
-            Mode::Render => runtime.block_on(self.render(&generator, &repository)),
+            Mode::Render => runtime.block_on(self.render(&generators, &repository)),
             Mode::Diff | Mode::Sync => {
-                runtime.block_on(self.sync(generator, &repository, &checkout))
+                runtime.block_on(self.sync(&generators, &repository, &checkout))
             }
         }
     }
 
     /// Prints the Secrets (values redacted unless `--show-values`); what fails goes to
     /// standard error.
-    async fn render(
-        &self,
-        generator: &SealedSecretGenerator,
-        repository: &Repository,
-    ) -> anyhow::Result<()> {
-        let progress = &progress_bar(repository.sources.len(), "Secrets");
-        let rendered: Vec<(&Declared, Result<_, String>)> =
-            futures::stream::iter(&repository.sources)
-                .map(|source| async move {
-                    let generated = generator
-                        .generate(&source.sealed)
-                        .await
-                        .map_err(|e| e.to_string());
-                    progress.inc(1);
-                    (source, generated)
-                })
-                .buffered(parallelism())
-                .collect()
-                .await;
+    async fn render(&self, generators: &Generators, repository: &Repository) -> anyhow::Result<()> {
+        let progress = &progress_bar(repository.sources(), "Secrets");
+        let mut rendered = generate_all(&*generators.sealed, &repository.sealed, progress).await;
+        rendered.extend(generate_all(&*generators.external, &repository.external, progress).await);
         progress.finish_and_clear();
         let mut secrets = Vec::new();
         let mut failures = Vec::new();
-        for (source, generated) in rendered {
+        for generated in rendered {
             match generated {
-                Ok((Desired::Secret(secret), _)) => secrets.push(report::secret_manifest(
-                    &source.target,
-                    &secret,
-                    self.show_values,
-                )),
-                Ok((Desired::Absent, _)) => {}
-                Err(message) => failures.push(Problem {
-                    file: source.file.clone(),
-                    line: Some(source.line),
-                    message: format!("SealedSecret {}: {message}", source.target),
-                }),
+                Ok((target, Desired::Secret(secret))) => {
+                    secrets.push(report::secret_manifest(target, &secret, self.show_values));
+                }
+                Ok((_, Desired::Absent)) => {}
+                Err(problem) => failures.push(problem),
             }
         }
         let text = report::manifests(&secrets, self.json)?;
         write_output(None, text.as_bytes(), self.sensitivity())?;
         for skipped in &repository.skipped {
-            eprintln!("Not rendered: {skipped}: ExternalSecrets are synced by the controller only");
+            eprintln!(
+                "Not rendered: {skipped}: ClusterExternalSecrets are synced by the controller only"
+            );
         }
         let problems = repository.problems.iter().chain(&failures);
         for problem in problems.clone() {
@@ -158,7 +176,7 @@ impl RepoJob {
     /// Diff (into a scratch copy of the store) or sync, then prune and report.
     async fn sync(
         &self,
-        generator: Arc<SealedSecretGenerator>,
+        generators: &Generators,
         repository: &Repository,
         checkout: &Checkout,
     ) -> anyhow::Result<()> {
@@ -180,40 +198,34 @@ impl RepoJob {
             _ => None,
         };
         let root = scratch.as_ref().map_or(out.as_path(), |dir| dir.path());
-        let syncer = Syncer::new(
-            generator,
-            ObservedStore::new(LocalDirTarget::new(root), &checkout.identity),
+        let store = Arc::new(ObservedStore::new(
+            LocalDirTarget::new(root),
+            &checkout.identity,
+        ));
+        let sealed = Syncer::new(
+            generators.sealed.clone(),
+            store.clone(),
             FIELD_MANAGER,
             Consent {
                 adopt: Some(MANAGED.into()),
                 merge: Some(PATCH.into()),
             },
         );
-        let progress = &progress_bar(repository.sources.len(), "Secrets");
-        let syncer = &syncer;
-        let outcomes: Vec<(&Declared, Outcome<_>)> = futures::stream::iter(&repository.sources)
-            .map(|source| async move {
-                let outcome = syncer.sync(&source.sealed).await;
-                progress.inc(1);
-                (source, outcome)
-            })
-            .buffered(parallelism())
-            .collect()
-            .await;
+        let external = Syncer::new(
+            generators.external.clone(),
+            store.clone(),
+            FIELD_MANAGER,
+            Consent::default(),
+        );
+        let progress = &progress_bar(repository.sources(), "Secrets");
+        let mut rows = sync_all(&sealed, &repository.sealed, progress).await;
+        rows.extend(sync_all(&external, &repository.external, progress).await);
         progress.finish_and_clear();
-        let store = syncer.target();
-        let mut rows: Vec<Row> = outcomes
-            .into_iter()
-            .map(|(source, outcome)| {
-                let change = store.change(&source.target);
-                Row::of_outcome(source, &outcome, change)
-            })
-            .collect();
         let mut problems = repository.problems.clone();
         let pruned = if repository.incomplete {
             false
         } else {
-            match self.prune(store, repository).await {
+            match self.prune(&store, repository).await {
                 Ok(pruned) => {
                     rows.extend(pruned);
                     true
@@ -301,6 +313,57 @@ impl RepoJob {
             Sensitivity::Public
         }
     }
+}
+
+/// The Secret of each source (as many at once as there are cores), or the problem that
+/// names the source.
+async fn generate_all<'a, G: Generator>(
+    generator: &G,
+    sources: &'a [Declared<G::Source>],
+    progress: &ProgressBar,
+) -> Vec<Result<(&'a SecretRef, Desired), Problem>> {
+    let kind = &G::Source::kind(&());
+    futures::stream::iter(sources)
+        .map(|source| async move {
+            let generated = generator.generate(&source.source).await;
+            progress.inc(1);
+            generated
+                .map(|(desired, _)| (&source.target, desired))
+                .map_err(|e| {
+                    let message = e.to_string();
+                    Problem {
+                        file: source.file.clone(),
+                        line: Some(source.line),
+                        // ExternalSecrets' errors name them already.
+                        message: if message.starts_with(&format!("{kind} ")) {
+                            message
+                        } else {
+                            format!("{kind} {}: {message}", source.target)
+                        },
+                    }
+                })
+        })
+        .buffered(parallelism())
+        .collect()
+        .await
+}
+
+/// Syncs each source into the store: one report row per source.
+async fn sync_all<G: Generator>(
+    syncer: &Syncer<G, Arc<ObservedStore>>,
+    sources: &[Declared<G::Source>],
+    progress: &ProgressBar,
+) -> Vec<Row> {
+    futures::stream::iter(sources)
+        .map(|source| async move {
+            let outcome = syncer.sync(&source.source).await;
+            progress.inc(1);
+            let change = syncer.target().change(&source.target);
+            Row::of_outcome(source, &outcome, change)
+        })
+        .buffered(parallelism())
+        .collect()
+        .await
 }
 
 /// A private temporary copy of the store's Secrets, for `diff` to sync into.

@@ -68,20 +68,24 @@ impl Row {
     pub fn new(
         secret: &SecretRef,
         action: Action,
-        source: Option<&Declared>,
+        source: Option<String>,
         keys: Option<KeyChanges>,
     ) -> Self {
         Self {
             secret: secret.to_string(),
             action,
-            source: source.map(|s| format!("{}:{}", s.file, s.line)),
+            source,
             keys,
             message: None,
         }
     }
 
     /// The row of a source's sync outcome and what it did to the store.
-    pub fn of_outcome<R>(source: &Declared, outcome: &Outcome<R>, change: Option<Change>) -> Self {
+    pub fn of_outcome<S, R>(
+        source: &Declared<S>,
+        outcome: &Outcome<R>,
+        change: Option<Change>,
+    ) -> Self {
         let (action, message) = match outcome {
             Outcome::Applied { .. } => match &change {
                 Some(change) if change.modified && change.existed => (Action::Updated, None),
@@ -95,7 +99,12 @@ impl Row {
         let keys = change.filter(|_| matches!(outcome, Outcome::Applied { .. }));
         Self {
             message,
-            ..Self::new(&source.target, action, Some(source), keys.map(|c| c.keys))
+            ..Self::new(
+                &source.target,
+                action,
+                Some(source.place()),
+                keys.map(|c| c.keys),
+            )
         }
     }
 }
@@ -110,7 +119,7 @@ pub struct Report {
     pub store: String,
     pub secrets: Vec<Row>,
     pub problems: Vec<Problem>,
-    /// Sources not synced by these commands (ExternalSecrets).
+    /// Sources not synced by these commands (ClusterExternalSecrets).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
     /// YAML files (or kustomize outputs) and documents read.

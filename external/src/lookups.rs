@@ -1,0 +1,140 @@
+//! What a sync reads besides its stores and providers: the Secrets and ConfigMaps a store
+//! or a `templateFrom` names, the labels of Namespaces (for cluster stores' conditions),
+//! service-account tokens. The controller reads them from the API server; `sealsync sync`
+//! on a laptop reads ConfigMaps and Namespaces from the repository, and signs in to the
+//! providers with the user's own credentials instead of the Secrets a store names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+use sealsync_crypto::SecretBytes;
+use zeroize::Zeroizing;
+
+/// Where a sync looks things up.
+#[derive(Clone)]
+pub enum Lookups {
+    /// Through the API server.
+    Cluster(Client),
+    /// From a repository, with local credentials.
+    Local(Arc<Local>),
+}
+
+impl std::fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lookups::Cluster(_) => "Lookups::Cluster",
+            Lookups::Local(_) => "Lookups::Local",
+        })
+    }
+}
+
+/// What a local sync knows: the repository's ConfigMaps and Namespaces, and the user's
+/// Vault token.
+#[derive(Debug, Default)]
+pub struct Local {
+    config_maps: HashMap<(String, String), ConfigMap>,
+    namespace_labels: HashMap<String, BTreeMap<String, String>>,
+    vault_token: Option<SecretBytes>,
+}
+
+impl Local {
+    /// The lookups of a repository declaring `config_maps` and `namespaces`. The Vault
+    /// token is `VAULT_TOKEN`, else the file `vault login` writes (`~/.vault-token`).
+    pub fn new(config_maps: Vec<ConfigMap>, namespaces: Vec<Namespace>) -> Self {
+        let vault_token = std::env::var("VAULT_TOKEN")
+            .ok()
+            .map(Zeroizing::new)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| SecretBytes::from(t.trim().as_bytes()))
+            .or_else(|| {
+                let home = std::env::var_os("HOME")?;
+                let text = std::fs::read(Path::new(&home).join(".vault-token")).ok()?;
+                let token = SecretBytes::from(text);
+                let trimmed = token.expose().trim_ascii();
+                (!trimmed.is_empty()).then(|| SecretBytes::from(trimmed))
+            });
+        Self {
+            config_maps: config_maps
+                .into_iter()
+                .map(|map| ((map.namespace().unwrap_or_default(), map.name_any()), map))
+                .collect(),
+            namespace_labels: namespaces
+                .into_iter()
+                .map(|ns| (ns.name_any(), ns.labels().clone()))
+                .collect(),
+            vault_token,
+        }
+    }
+
+    /// The token Vault stores sign in with on a local sync.
+    pub fn vault_token(&self) -> Result<SecretBytes, String> {
+        self.vault_token.clone().ok_or_else(|| {
+            "no Vault token: set VAULT_TOKEN or sign in with `vault login` (a local sync uses \
+             your token, not the store's auth)"
+                .into()
+        })
+    }
+}
+
+impl Lookups {
+    pub fn local(&self) -> Option<&Local> {
+        match self {
+            Lookups::Cluster(_) => None,
+            Lookups::Local(local) => Some(local),
+        }
+    }
+
+    /// Secret `namespace/name`, `None` when it does not exist.
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+        match self {
+            Lookups::Cluster(client) => Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string()),
+            Lookups::Local(_) => Err(
+                "a local sync reads no Secrets (a config repository holds none in plaintext); \
+                 sync this ExternalSecret in the cluster"
+                    .into(),
+            ),
+        }
+    }
+
+    /// ConfigMap `namespace/name`, `None` when it does not exist.
+    pub async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, String> {
+        match self {
+            Lookups::Cluster(client) => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string()),
+            Lookups::Local(local) => Ok(local
+                .config_maps
+                .get(&(namespace.to_string(), name.to_string()))
+                .cloned()),
+        }
+    }
+
+    /// The labels of Namespace `name` (none for a Namespace the repository does not
+    /// declare).
+    pub async fn namespace_labels(&self, name: &str) -> Result<BTreeMap<String, String>, String> {
+        match self {
+            Lookups::Cluster(client) => Api::<Namespace>::all(client.clone())
+                .get(name)
+                .await
+                .map(|ns| ns.labels().clone())
+                .map_err(|e| e.to_string()),
+            Lookups::Local(local) => Ok(local
+                .namespace_labels
+                .get(name)
+                .cloned()
+                .unwrap_or_default()),
+        }
+    }
+}

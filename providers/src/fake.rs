@@ -1,0 +1,207 @@
+//! ESO's `fake` provider: the store's spec holds the remote secrets (`data`: key, value,
+//! version). Reads never leave the process; it serves demos, tests and local syncs that
+//! must work without credentials.
+
+use std::collections::{BTreeMap, HashMap};
+
+use regex::Regex;
+
+use crate::value::at_path;
+use crate::{ErrorKind, Find, ProviderError, RemoteRef, SecretBytes, SecretProvider};
+
+const PROVIDER: &str = "Fake";
+
+/// One remote secret of a fake store.
+#[derive(Debug, Clone, Default)]
+pub struct FakeSecret {
+    pub key: String,
+    /// Empty: the version read when a `remoteRef` names none.
+    pub version: String,
+    pub value: SecretBytes,
+}
+
+/// A fake store's secrets, by key and version.
+#[derive(Debug, Default)]
+pub struct Fake {
+    secrets: HashMap<(String, String), SecretBytes>,
+}
+
+impl Fake {
+    /// The store of `secrets`; a later entry of the same key and version wins, as upstream.
+    pub fn new(secrets: Vec<FakeSecret>) -> Self {
+        Self {
+            secrets: secrets
+                .into_iter()
+                .map(|s| ((s.key, s.version), s.value))
+                .collect(),
+        }
+    }
+
+    fn not_found(operation: &'static str, key: &str, reason: String) -> ProviderError {
+        ProviderError {
+            kind: ErrorKind::NotFound,
+            provider: PROVIDER,
+            operation,
+            key: key.into(),
+            reason,
+        }
+    }
+}
+
+impl SecretProvider for Fake {
+    async fn read(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
+        if reference.metadata {
+            return Err(ProviderError {
+                kind: ErrorKind::Invalid,
+                provider: PROVIDER,
+                operation: "GetSecret",
+                key: reference.key.clone(),
+                reason: "the fake provider has no metadata".into(),
+            });
+        }
+        let version = reference.version.clone().unwrap_or_default();
+        self.secrets
+            .get(&(reference.key.clone(), version))
+            .cloned()
+            .ok_or_else(|| {
+                Self::not_found(
+                    "GetSecret",
+                    &reference.key,
+                    "the secret does not exist".into(),
+                )
+            })
+    }
+
+    fn select(
+        &self,
+        payload: &SecretBytes,
+        reference: &RemoteRef,
+    ) -> Result<SecretBytes, ProviderError> {
+        let Some(property) = reference.property.as_deref() else {
+            return Ok(payload.clone());
+        };
+        at_path(payload.expose(), property).ok_or_else(|| {
+            Self::not_found(
+                "GetSecret",
+                &reference.key,
+                format!("key {property} does not exist in the secret"),
+            )
+        })
+    }
+
+    async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+        let invalid = |reason: String| ProviderError {
+            kind: ErrorKind::Invalid,
+            provider: PROVIDER,
+            operation: "GetAllSecrets",
+            key: find.name.clone().unwrap_or_default(),
+            reason,
+        };
+        if !find.tags.is_empty() {
+            return Err(invalid(
+                "the fake provider has no tags: find by name".into(),
+            ));
+        }
+        let name = find
+            .name
+            .as_deref()
+            .map(Regex::new)
+            .transpose()
+            .map_err(|e| invalid(format!("invalid name regexp: {e}")))?
+            .ok_or_else(|| invalid("find needs a name regexp".into()))?;
+        let prefix = find.path.as_deref().unwrap_or_default();
+        Ok(self
+            .secrets
+            .iter()
+            .filter(|((key, version), _)| {
+                version.is_empty() && key.starts_with(prefix) && name.is_match(key)
+            })
+            .map(|((key, _), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    async fn validate(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake() -> Fake {
+        let secret = |key: &str, version: &str, value: &str| FakeSecret {
+            key: key.into(),
+            version: version.into(),
+            value: value.as_bytes().into(),
+        };
+        Fake::new(vec![
+            secret("/app/db", "", r#"{"user":"app","password":"p1"}"#),
+            secret("/app/db", "v1", r#"{"user":"old"}"#),
+            secret("/app/flag", "", "on"),
+            secret("/other/x", "", "x"),
+        ])
+    }
+
+    fn reference(key: &str, version: Option<&str>, property: Option<&str>) -> RemoteRef {
+        RemoteRef {
+            key: key.into(),
+            version: version.map(Into::into),
+            property: property.map(Into::into),
+            metadata: false,
+        }
+    }
+
+    fn text(value: &SecretBytes) -> &str {
+        std::str::from_utf8(value.expose()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reads_by_key_version_and_property() {
+        let fake = fake();
+        let user = fake
+            .get(&reference("/app/db", None, Some("user")))
+            .await
+            .unwrap();
+        assert_eq!(text(&user), "app");
+        let old = fake
+            .get(&reference("/app/db", Some("v1"), Some("user")))
+            .await
+            .unwrap();
+        assert_eq!(text(&old), "old");
+        let missing = fake
+            .get(&reference("/app/db", Some("v2"), None))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.kind, ErrorKind::NotFound);
+        let no_property = fake
+            .get(&reference("/app/db", None, Some("host")))
+            .await
+            .unwrap_err();
+        assert_eq!(no_property.kind, ErrorKind::NotFound);
+        assert!(!no_property.to_string().contains("p1"), "{no_property}");
+    }
+
+    #[tokio::test]
+    async fn finds_by_name_under_a_path_and_refuses_tags() {
+        let fake = fake();
+        let found = fake
+            .find(&Find {
+                path: Some("/app".into()),
+                name: Some("^/.*".into()),
+                tags: BTreeMap::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            found.keys().collect::<Vec<_>>(),
+            ["/app/db", "/app/flag"],
+            "one entry per key, at its unversioned value"
+        );
+        let tags = Find {
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+            ..Find::default()
+        };
+        assert_eq!(fake.find(&tags).await.unwrap_err().kind, ErrorKind::Invalid);
+    }
+}

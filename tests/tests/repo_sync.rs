@@ -1,5 +1,6 @@
 //! `sealsync render`, `diff` and `sync` as a user runs them: the real binary on a copy of
-//! `examples/config-repo` (SealedSecrets sealed to the demo key), on a Git repository made
+//! `examples/config-repo` (SealedSecrets sealed to the demo key, an ExternalSecret of a
+//! fake store), on a Git repository made
 //! here, and on overlays built by the harness's pinned kustomize. No planted value may
 //! appear in any output but `render --show-values`.
 
@@ -10,14 +11,15 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealsync_testkit::{Component, binary, project_binary};
+use sealsync_testkit::{Component, Moto, Vault, binary, project_binary};
 use serde_json::Value;
 
 /// The made-up values sealed in the example repository.
-const PLANTED: [&str; 3] = [
+const PLANTED: [&str; 4] = [
     "demo-dev-db-password",
     "demo-dev-payment-token",
     "demo-prod-db-password",
+    "demo-dev-recaptcha-key",
 ];
 
 fn repo_root() -> PathBuf {
@@ -107,12 +109,23 @@ impl Run {
 }
 
 fn sealsync(args: &[&str], path_env: &str) -> Run {
-    let output = Command::new(project_binary("sealsync"))
+    sealsync_with(args, path_env, &[])
+}
+
+/// [`sealsync`] with environment variables set: none of the user's AWS or Vault settings,
+/// only `env`.
+fn sealsync_with(args: &[&str], path_env: &str, env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(project_binary("sealsync"));
+    command
         .args(args)
         .env("PATH", path_env)
-        .env_remove("XDG_DATA_HOME")
-        .output()
-        .unwrap();
+        .env_remove("XDG_DATA_HOME");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") || name.starts_with("VAULT_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command.envs(env.iter().copied()).output().unwrap();
     Run { output }
 }
 
@@ -215,7 +228,7 @@ fn render_prints_the_secrets_with_values_redacted_unless_asked() {
     assert!(run.succeeded(), "{}", run.stderr());
     run.shows_no_value();
     let text = run.stdout();
-    assert_eq!(text.matches("kind: Secret\n").count(), 3, "{text}");
+    assert_eq!(text.matches("kind: Secret\n").count(), 4, "{text}");
     assert!(text.contains("password: (redacted, 20 bytes)"), "{text}");
     assert!(text.contains("namespace: shop-prod"), "{text}");
 
@@ -251,13 +264,13 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
 
     fs::write(
         repo.path().join("overlays/dev/external.yaml"),
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api, namespace: shop-dev}\n",
+        "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: api}\n",
     )
     .unwrap();
     let first = sync("sync", repo.path(), &out, &[]);
     assert!(
         first.succeeded(),
-        "an ExternalSecret is listed, not a failure: {}",
+        "a ClusterExternalSecret is listed, not a failure: {}",
         first.stderr()
     );
     first.shows_no_value();
@@ -267,11 +280,12 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
         actions(&report),
         pairs(&[
             ("shop-dev/db-credentials", "created"),
+            ("shop-dev/feature-flags", "created"),
             ("shop-dev/payment-api-token", "created"),
             ("shop-prod/db-credentials", "created"),
         ])
     );
-    let keys = &report["secrets"][2]["keys"]["added"];
+    let keys = &report["secrets"][3]["keys"]["added"];
     assert_eq!(
         keys.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["password", "url", "username"]
@@ -281,6 +295,7 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
         files(&out),
         [
             "shop-dev/db-credentials.yaml",
+            "shop-dev/feature-flags.yaml",
             "shop-dev/payment-api-token.yaml",
             "shop-prod/db-credentials.yaml"
         ],
@@ -308,6 +323,7 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
         actions(&second.json()),
         pairs(&[
             ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/feature-flags", "unchanged"),
             ("shop-dev/payment-api-token", "unchanged"),
             ("shop-prod/db-credentials", "unchanged"),
         ])
@@ -332,7 +348,7 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
     assert!(text.succeeded());
     assert!(
         text.stdout()
-            .contains("3 unchanged, 0 pruned, 0 refused, 0 failed; 0 problems"),
+            .contains("4 unchanged, 0 pruned, 0 refused, 0 failed; 0 problems"),
         "{}",
         text.stdout()
     );
@@ -386,6 +402,7 @@ fn diff_reports_keys_added_changed_and_removed_and_sync_prunes_only_its_own() {
         actions(&report),
         pairs(&[
             ("shop-dev/db-credentials", "updated"),
+            ("shop-dev/feature-flags", "unchanged"),
             ("shop-dev/payment-api-token", "pruned"),
             ("shop-prod/db-credentials", "unchanged"),
         ])
@@ -399,7 +416,7 @@ fn diff_reports_keys_added_changed_and_removed_and_sync_prunes_only_its_own() {
     );
     assert_ne!(old, new);
     assert_eq!(keys["unchanged"], serde_json::json!(["username"]));
-    assert!(report["secrets"][1]["keys"]["removed"]["token"].is_string());
+    assert!(report["secrets"][2]["keys"]["removed"]["token"].is_string());
     assert_eq!(
         fs::read(out.join("shop-dev/db-credentials.yaml")).unwrap(),
         before,
@@ -447,6 +464,7 @@ fn diff_reports_keys_added_changed_and_removed_and_sync_prunes_only_its_own() {
         [
             "shop-dev/by-hand.yaml",
             "shop-dev/db-credentials.yaml",
+            "shop-dev/feature-flags.yaml",
             "shop-dev/from-elsewhere.yaml",
             "shop-prod/db-credentials.yaml"
         ],
@@ -502,6 +520,7 @@ fn kustomize_overlays_are_rendered_with_kustomize_from_path() {
         actions(&synced.json()),
         pairs(&[
             ("shop-dev/db-credentials", "created"),
+            ("shop-dev/feature-flags", "created"),
             ("shop-dev/payment-api-token", "created"),
         ])
     );
@@ -565,7 +584,7 @@ fn a_git_revision_is_read_as_committed() {
         .collect();
     assert_eq!(
         names,
-        ["db-credentials", "payment-api-token"],
+        ["db-credentials", "feature-flags", "payment-api-token"],
         "HEAD has no extra.yaml"
     );
 
@@ -575,10 +594,10 @@ fn a_git_revision_is_read_as_committed() {
     let report = first.json();
     assert_eq!(report["revision"], "main~1");
     assert_eq!(
-        report["secrets"][2]["source"],
+        report["secrets"][3]["source"],
         "main~1:overlays/prod/db-credentials.yaml:2"
     );
-    assert_eq!(actions(&report).len(), 3);
+    assert_eq!(actions(&report).len(), 4);
 
     let head = sync("sync", repo.path(), &out, &["--revision", "HEAD"]);
     assert!(head.succeeded(), "{}", head.stderr());
@@ -586,6 +605,7 @@ fn a_git_revision_is_read_as_committed() {
         actions(&head.json()),
         pairs(&[
             ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/feature-flags", "unchanged"),
             ("shop-dev/payment-api-token", "unchanged"),
             ("shop-prod/db-credentials", "pruned"),
         ]),
@@ -674,13 +694,14 @@ fn bad_input_is_reported_with_its_file_and_line_and_the_rest_is_synced() {
         actions(&report),
         pairs(&[
             ("shop-dev/db-credentials", "created"),
+            ("shop-dev/feature-flags", "created"),
             ("shop-dev/payment-api-token", "created"),
             ("shop-qa/payment-api-token", "failed"),
         ]),
         "the rest is synced; the duplicate is not"
     );
     assert!(
-        report["secrets"][2]["message"]
+        report["secrets"][3]["message"]
             .as_str()
             .unwrap()
             .contains("re-seal")
@@ -695,4 +716,207 @@ fn bad_input_is_reported_with_its_file_and_line_and_the_rest_is_synced() {
         run.stderr()
     );
     assert!(!out.join("shop-dev/outside.yaml").exists());
+}
+
+/// A repository of ExternalSecrets reading AWS Secrets Manager (moto) and Vault (a dev
+/// server) through stores whose auth names Secrets of a cluster.
+const PROVIDER_REPO: &str = r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: aws, namespace: shop}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {name: aws-credentials, key: id}
+          secretAccessKeySecretRef: {name: aws-credentials, key: secret}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: vault}
+spec:
+  conditions:
+  - namespaceSelector: {matchLabels: {team: shop}}
+  provider:
+    vault:
+      server: VAULT_ADDRESS
+      path: secret
+      version: v2
+      auth:
+        tokenSecretRef: {name: vault-token, namespace: eso, key: token}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: dsn, namespace: shop}
+data:
+  url: "postgres://{{ .user }}:{{ .password }}@db:5432/shop"
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: api, namespace: shop}
+spec:
+  secretStoreRef: {name: aws}
+  data:
+  - secretKey: token
+    remoteRef: {key: shop/api, property: token}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: db, namespace: shop}
+spec:
+  secretStoreRef: {kind: ClusterSecretStore, name: vault}
+  target:
+    template:
+      templateFrom:
+      - configMap:
+          name: dsn
+          items: [{key: url}]
+  dataFrom:
+  - extract: {key: shop/db}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: lost, namespace: shop}
+spec:
+  secretStoreRef: {name: nowhere}
+  data:
+  - secretKey: k
+    remoteRef: {key: shop/api}
+"#;
+
+/// Values of [`PROVIDER_REPO`]'s remote secrets.
+const PROVIDER_VALUES: [&str; 2] = ["aws-planted-token", "vault-planted-password"];
+
+#[test]
+fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (moto, vault) = runtime.block_on(async {
+        let moto = Moto::start().await.unwrap();
+        moto.client()
+            .create_secret()
+            .name("shop/api")
+            .secret_string(format!(r#"{{"token":"{}"}}"#, PROVIDER_VALUES[0]))
+            .send()
+            .await
+            .unwrap();
+        let vault = Vault::start().await.unwrap();
+        let db = serde_json::json!({"user": "shop", "password": PROVIDER_VALUES[1]});
+        vaultrs::kv2::set(&vault.client().unwrap(), Vault::KV2_MOUNT, "shop/db", &db)
+            .await
+            .unwrap();
+        (moto, vault)
+    });
+    let repo = tempfile::tempdir().unwrap();
+    fs::write(
+        repo.path().join("shop.yaml"),
+        PROVIDER_REPO.replace("VAULT_ADDRESS", vault.address()),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("store");
+    let args = [
+        "sync",
+        repo.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    let home_env = ("HOME", home.path().to_str().unwrap());
+    let endpoint = moto.endpoint().to_string();
+    let aws_env = [
+        ("AWS_ACCESS_KEY_ID", Moto::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", Moto::SECRET_ACCESS_KEY),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        home_env,
+    ];
+    let everything = [&aws_env[..], &[("VAULT_TOKEN", Vault::ROOT_TOKEN)]].concat();
+    let shows_no_value = |run: &Run| {
+        let all = run.stdout() + &run.stderr();
+        for value in PROVIDER_VALUES {
+            assert!(!all.contains(value), "{value} printed:\n{all}");
+        }
+    };
+
+    let run = sealsync_with(&args, &path_without_kustomize(), &everything);
+    shows_no_value(&run);
+    assert!(!run.succeeded(), "one ExternalSecret has no store");
+    let report = run.json();
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("shop/api", "created"),
+            ("shop/db", "created"),
+            ("shop/lost", "failed"),
+        ]),
+        "{report:#}"
+    );
+    let lost = report["secrets"][2]["message"].as_str().unwrap();
+    assert!(
+        lost.contains("SecretStore shop/nowhere does not exist"),
+        "{lost}"
+    );
+    let source = report["secrets"][2]["source"].as_str().unwrap();
+    assert!(source.ends_with("/shop.yaml:61"), "{source}");
+    let data = |name: &str| -> Value {
+        let text = fs::read_to_string(out.join(format!("shop/{name}.yaml"))).unwrap();
+        serde_norway::from_str::<Value>(&text).unwrap()["data"].clone()
+    };
+    assert_eq!(
+        data("api")["token"],
+        STANDARD.encode(PROVIDER_VALUES[0]),
+        "read from moto with the environment's keys, not the store's Secret"
+    );
+    assert_eq!(
+        data("db")["url"],
+        STANDARD.encode(format!(
+            "postgres://shop:{}@db:5432/shop",
+            PROVIDER_VALUES[1]
+        )),
+        "read from Vault with VAULT_TOKEN, the template from the repository's ConfigMap"
+    );
+
+    // No Vault token: that ExternalSecret fails and its Secret stays as it was.
+    let before = fs::read(out.join("shop/db.yaml")).unwrap();
+    let run = sealsync_with(&args, &path_without_kustomize(), &aws_env);
+    shows_no_value(&run);
+    let report = run.json();
+    assert_eq!(report["secrets"][1]["action"], "failed", "{report:#}");
+    let message = report["secrets"][1]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no Vault token: set VAULT_TOKEN"),
+        "{message}"
+    );
+    assert_eq!(report["secrets"][0]["action"], "unchanged");
+    assert_eq!(fs::read(out.join("shop/db.yaml")).unwrap(), before);
+
+    // `vault login`'s token file serves as well.
+    fs::write(home.path().join(".vault-token"), Vault::ROOT_TOKEN).unwrap();
+    let run = sealsync_with(&args, &path_without_kustomize(), &aws_env);
+    assert_eq!(
+        run.json()["secrets"][1]["action"],
+        "unchanged",
+        "{}",
+        run.stdout()
+    );
+
+    // AWS down: its ExternalSecret fails, nothing is deleted or pruned.
+    drop(moto);
+    let run = sealsync_with(&args, &path_without_kustomize(), &everything);
+    shows_no_value(&run);
+    let report = run.json();
+    assert_eq!(report["secrets"][0]["action"], "failed", "{report:#}");
+    assert_eq!(
+        files(&out),
+        ["shop/api.yaml", "shop/db.yaml"],
+        "an outage deletes nothing"
+    );
+    assert_eq!(data("api")["token"], STANDARD.encode(PROVIDER_VALUES[0]));
 }

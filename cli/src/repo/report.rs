@@ -181,7 +181,7 @@ impl Report {
         }
         for skipped in &self.skipped {
             text.push_str(&format!(
-                "Not synced: {skipped}: ExternalSecrets are synced by the controller only\n"
+                "Not synced: {skipped}: ClusterExternalSecrets are synced by the controller only\n"
             ));
         }
         if !self.pruned {

@@ -49,8 +49,10 @@ enum Command {
     /// Print the Secrets a config repository makes (values redacted unless --show-values).
     ///
     /// Reads every YAML file under PATH (or `kustomize build PATH` when PATH has a
-    /// kustomization.yaml), from disk or at a Git --revision, and opens its SealedSecrets
-    /// with --private-key, as the controller would. Nothing is written.
+    /// kustomization.yaml), from disk or at a Git --revision, opens its SealedSecrets with
+    /// --private-key and reads its ExternalSecrets from the stores it declares with your
+    /// own credentials (AWS default chain, VAULT_TOKEN or ~/.vault-token), as the
+    /// controller would. Nothing is written.
     #[command(after_help = REPO_EXAMPLES)]
     Render(RepoArgs),
     /// Show what `sealsync sync` would change in the local store: Secrets created, updated,
@@ -59,8 +61,8 @@ enum Command {
     /// Like `kubectl diff`, but against the local store; nothing is written.
     #[command(after_help = REPO_EXAMPLES)]
     Diff(RepoArgs),
-    /// Sync a config repository into the local store: the Secrets its SealedSecrets make are
-    /// written (one 0600 manifest per Secret, atomically), and the Secrets an earlier sync
+    /// Sync a config repository into the local store: the Secrets its SealedSecrets and
+    /// ExternalSecrets make are written (one 0600 manifest per Secret, atomically), and the Secrets an earlier sync
     /// of the same PATH wrote that the repository no longer declares are pruned.
     ///
     /// Prints a report (-o json for scripts) and exits non-zero when anything failed; the
@@ -305,7 +307,7 @@ struct RepoArgs {
     git: bool,
     #[command(flatten)]
     keys: KeyArgs,
-    /// Namespace of SealedSecrets that name none (like Argo CD's destination namespace).
+    /// Namespace of objects that name none (like Argo CD's destination namespace).
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     namespace: Option<String>,
     /// The local store: a folder of Secret manifests (default:

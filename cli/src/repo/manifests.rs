@@ -153,6 +153,15 @@ struct FileContext<'a> {
     namespace: Option<&'a str>,
 }
 
+impl FileContext<'_> {
+    /// The namespace of an object that says `own`: its own, else the kustomization's, else
+    /// `-n`.
+    fn namespace_of(&self, own: Option<String>) -> Option<String> {
+        own.or_else(|| self.kustomization_namespace.clone())
+            .or_else(|| self.namespace.map(str::to_string))
+    }
+}
+
 impl Repository {
     /// How many sources it syncs.
     pub fn sources(&self) -> usize {
@@ -248,8 +257,10 @@ impl Repository {
                     document.line
                 ));
             }
+            // Not sources: one that is not valid is not this command's to report.
             ("", "ConfigMap") => {
-                if let Some((map, _)) = self.object::<ConfigMap>(document, context, "ConfigMap") {
+                if let Ok(mut map) = serde_json::from_value::<ConfigMap>(document.to_json()) {
+                    map.metadata.namespace = context.namespace_of(map.metadata.namespace.take());
                     self.config_maps.push(map);
                 }
             }
@@ -308,12 +319,7 @@ impl Repository {
         T: DeserializeOwned + Resource,
     {
         let (mut object, name) = self.parse::<T>(document, context, kind)?;
-        let namespace = object
-            .meta()
-            .namespace
-            .clone()
-            .or_else(|| context.kustomization_namespace.clone())
-            .or_else(|| context.namespace.map(str::to_string));
+        let namespace = context.namespace_of(object.meta().namespace.clone());
         let Some(namespace) = namespace else {
             self.problem(
                 &context.shown,
@@ -528,20 +534,20 @@ mod tests {
                 "namespace: dev\nresources: [list.yaml]\n",
             ),
             (
-                "es.yaml",
-                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api, namespace: app}\n",
+                "ces.yaml",
+                "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: api}\n",
             ),
         ]);
         assert_eq!(repository.problems, []);
         assert_eq!(repository.skipped.len(), 1);
         assert!(
-            repository.skipped[0].starts_with("ExternalSecret app/api ("),
+            repository.skipped[0].starts_with("ClusterExternalSecret api ("),
             "{:?}",
             repository.skipped
         );
-        assert!(repository.skipped[0].ends_with("es.yaml:1)"));
+        assert!(repository.skipped[0].ends_with("ces.yaml:1)"));
         let targets: Vec<String> = repository
-            .sources
+            .sealed
             .iter()
             .map(|s| s.target.to_string())
             .collect();
@@ -607,7 +613,7 @@ mod tests {
         );
         assert!(repository.problems[1].message.contains("two.yaml:2"));
         let targets: Vec<String> = repository
-            .sources
+            .sealed
             .iter()
             .map(|s| s.target.to_string())
             .collect();
@@ -617,5 +623,70 @@ mod tests {
             "never pruned"
         );
         assert!(repository.incomplete, "a file was not read entirely");
+    }
+
+    #[test]
+    fn external_secrets_their_stores_and_config_maps_are_read() {
+        let store = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: fake}\nspec: {provider: {fake: {data: [{key: a, value: b}]}}}\n";
+        let (repository, _dir) = read_text(&[
+            (
+                "dev/es.yaml",
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api}\nspec:\n  secretStoreRef: {name: fake}\n  target: {name: api-secret}\n",
+            ),
+            ("dev/store.yaml", store),
+            ("dev/again.yaml", store),
+            (
+                "dev/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tpl}\ndata: {t: x}\n",
+            ),
+            (
+                "cluster.yaml",
+                "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: shared}\nspec: {provider: {fake: {data: []}}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: dev, labels: {team: a}}\n",
+            ),
+            ("dev/kustomization.yaml", "namespace: dev\nresources: []\n"),
+            (
+                "bad.yaml",
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: x, namespace: dev}\nspec: {data: 3}\n",
+            ),
+        ]);
+        let external: Vec<String> = repository
+            .external
+            .iter()
+            .map(|s| s.target.to_string())
+            .collect();
+        assert_eq!(
+            external,
+            ["dev/api-secret"],
+            "the target's name, the kustomization's namespace"
+        );
+        assert!(repository.declared.iter().any(|d| d.name == "api-secret"));
+        let stores: Vec<String> = repository
+            .stores
+            .iter()
+            .map(|s| s.key.to_string())
+            .collect();
+        assert_eq!(
+            stores,
+            ["ClusterSecretStore shared", "SecretStore dev/fake"]
+        );
+        assert_eq!(
+            repository.config_maps[0].metadata.namespace.as_deref(),
+            Some("dev")
+        );
+        assert_eq!(repository.namespaces.len(), 1);
+        let problems: Vec<String> = repository
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[0].contains("bad.yaml:1: not a valid ExternalSecret"),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].contains("SecretStore dev/fake is declared twice"),
+            "{problems:#?}"
+        );
     }
 }

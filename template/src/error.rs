@@ -4,7 +4,7 @@
 
 use std::num::ParseIntError;
 
-use gtmpl_value::{FuncError, Value};
+use crate::value::{FuncError, Value};
 use thiserror::Error;
 
 use crate::Limits;
@@ -95,6 +95,7 @@ pub fn kind(value: &Value) -> &'static str {
         Value::Nil => "nil",
         Value::Bool(_) => "a boolean",
         Value::String(_) => "text",
+        Value::Bytes(_) => "binary data",
         Value::Number(_) => "a number",
         Value::Array(_) => "a list",
         Value::Map(_) | Value::Object(_) => "a map",

@@ -4,10 +4,48 @@ use std::fmt;
 use crate::error::{PrintError, kind};
 use crate::printf::{FormatParams, params_to_chars};
 
-use gtmpl_value::Value;
+use crate::value::Value;
 
 /// Print a verb like golang's printf.
-pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintError> {
+pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<Vec<u8>, PrintError> {
+    match val {
+        Value::Bytes(bytes) => print_bytes(p, typ, bytes),
+        _ => print_text(p, typ, val).map(String::into_bytes),
+    }
+}
+
+/// The string verbs of a byte string: `%s` and `%v` write its bytes, truncated to the
+/// precision and padded to the width in runes, each byte that is not UTF-8 counting as one,
+/// as in Go.
+fn print_bytes(p: &FormatParams, typ: char, bytes: &[u8]) -> Result<Vec<u8>, PrintError> {
+    match typ {
+        's' | 'v' => {
+            let mut runes: Vec<&[u8]> = Vec::new();
+            for chunk in bytes.utf8_chunks() {
+                let valid = chunk.valid();
+                runes.extend(valid.char_indices().map(|(i, c)| &valid.as_bytes()[i..i + c.len_utf8()]));
+                runes.extend(chunk.invalid().chunks(1));
+            }
+            runes.truncate(p.precision.unwrap_or(usize::MAX));
+            let padding = vec![b' '; p.width.saturating_sub(runes.len())];
+            let body = runes.concat();
+            Ok(if p.minus { [body, padding] } else { [padding, body] }.concat())
+        }
+        'x' => Ok(printf_x(p, Hexer(bytes)).into_bytes()),
+        'X' => Ok(printf_xx(p, Hexer(bytes)).into_bytes()),
+        'q' => {
+            let mut quoted = String::new();
+            for chunk in bytes.utf8_chunks() {
+                quoted.extend(chunk.valid().chars().map(|c| c.escape_default().to_string()));
+                quoted.extend(chunk.invalid().iter().map(|b| format!("\\x{b:02x}")));
+            }
+            Ok(printf_generic(p, quoted).into_bytes())
+        }
+        _ => Err(PrintError::UnableToFormat("binary data", typ)),
+    }
+}
+
+fn print_text(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintError> {
     match *val {
         Value::Number(ref n) if n.as_u64().is_some() => {
             print_integer(p, typ, n.as_u64().unwrap(), val)
@@ -30,8 +68,8 @@ pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintEr
         }),
         Value::String(ref s) => Ok(match typ {
             's' | 'v' => printf_generic(p, s),
-            'x' => printf_x(p, Hexer::from(s.as_str())),
-            'X' => printf_xx(p, Hexer::from(s.as_str())),
+            'x' => printf_x(p, Hexer(s.as_bytes())),
+            'X' => printf_xx(p, Hexer(s.as_bytes())),
             'q' => {
                 let s = s
                     .chars()
@@ -300,20 +338,12 @@ fn escape_char(c: char) -> String {
     s
 }
 
-struct Hexer<'a> {
-    s: &'a str,
-}
-
-impl<'a> From<&'a str> for Hexer<'a> {
-    fn from(s: &'a str) -> Self {
-        Hexer { s }
-    }
-}
+struct Hexer<'a>(&'a [u8]);
 
 impl<'a> fmt::UpperHex for Hexer<'a> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for u in self.s.as_bytes() {
-            write!(f, "{:X}", u)?
+        for u in self.0 {
+            write!(f, "{u:02X}")?
         }
         Ok(())
     }
@@ -321,8 +351,8 @@ impl<'a> fmt::UpperHex for Hexer<'a> {
 
 impl<'a> fmt::LowerHex for Hexer<'a> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for u in self.s.as_bytes() {
-            write!(f, "{:x}", u)?
+        for u in self.0 {
+            write!(f, "{u:02x}")?
         }
         Ok(())
     }

@@ -193,7 +193,9 @@ mod tests {
             render_one("{{ keys . | join \",\" }}").unwrap(),
             "api-key,keystore,password,username"
         );
-        let msg = render_one("{{ .keystore | upper }}").unwrap_err().to_string();
+        let msg = render_one("{{ .keystore | upper }}")
+            .unwrap_err()
+            .to_string();
         assert!(
             msg.contains("upper: argument 1 is binary data, not UTF-8 text"),
             "{msg}"
@@ -216,7 +218,10 @@ mod tests {
             ("p12".to_string(), SecretBytes::from(bundle.to_vec())),
         ]);
         let templates = BTreeMap::from([
-            ("key".to_string(), "{{ .bundle | b64dec | pkcs12key }}".to_string()),
+            (
+                "key".to_string(),
+                "{{ .bundle | b64dec | pkcs12key }}".to_string(),
+            ),
             ("certs".to_string(), "{{ .p12 | pkcs12cert }}".to_string()),
             ("raw".to_string(), "{{ .bundle | b64dec }}".to_string()),
         ]);
@@ -225,7 +230,11 @@ mod tests {
             ..Options::default()
         };
         let rendered = render_templates(OBJECT, &templates, &values, &options).unwrap();
-        assert!(rendered["key"].expose().starts_with(b"-----BEGIN PRIVATE KEY-----\n"));
+        assert!(
+            rendered["key"]
+                .expose()
+                .starts_with(b"-----BEGIN PRIVATE KEY-----\n")
+        );
         let certs = std::str::from_utf8(rendered["certs"].expose()).unwrap();
         assert_eq!(certs.matches("-----BEGIN CERTIFICATE-----\n").count(), 3);
         assert_eq!(rendered["raw"].expose(), bundle);

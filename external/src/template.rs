@@ -311,8 +311,14 @@ mod tests {
         let template = ExternalSecretTemplate {
             type_: Some("kubernetes.io/tls".into()),
             data: BTreeMap::from([
-                ("tls.crt".into(), "{{ .bundle | b64dec | pkcs12cert }}".into()),
-                ("tls.key".into(), "{{ .bundle | b64dec | pkcs12key }}".into()),
+                (
+                    "tls.crt".into(),
+                    "{{ .bundle | b64dec | pkcs12cert }}".into(),
+                ),
+                (
+                    "tls.key".into(),
+                    "{{ .bundle | b64dec | pkcs12key }}".into(),
+                ),
                 (
                     "ca.crt".into(),
                     "{{ .bundle | b64dec | pkcs12cert | filterCertChain \"root\" }}".into(),
@@ -340,10 +346,7 @@ mod tests {
     #[test]
     fn binary_values_are_templated_and_reach_data_byte_for_byte() {
         let bundle = include_bytes!("../../template/testdata/pki/nopass.p12");
-        let data = BTreeMap::from([(
-            "keystore".to_string(),
-            SecretBytes::from(bundle.to_vec()),
-        )]);
+        let data = BTreeMap::from([("keystore".to_string(), SecretBytes::from(bundle.to_vec()))]);
         let template = ExternalSecretTemplate {
             data: BTreeMap::from([
                 ("tls.crt".into(), "{{ .keystore | pkcs12cert }}".into()),

@@ -46,9 +46,9 @@ use std::time::Duration;
 
 pub use error::{ExecError, InvalidDelimiters, ParseError, kind};
 pub use funcs::BUILTINS;
-pub use value::{Func, FuncError, Function, Number, Value};
 pub use lexer::MAX_PAREN_DEPTH;
 pub use parse::MAX_BLOCK_DEPTH;
+pub use value::{Func, FuncError, Function, Number, Value};
 
 /// How much work one execution may do. Past either limit it stops with
 /// [`ExecError::BudgetExceeded`]; the clock is read as steps are counted.

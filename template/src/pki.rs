@@ -6,9 +6,9 @@
 
 use std::borrow::Cow;
 
+use crate::value::{Func, FuncError, Value};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use crate::value::{Func, FuncError, Value};
 use p12_keystore::{
     Certificate, KeyStore, KeyStoreEntry, Pkcs12Archive, PrivateKey, PrivateKeyChain,
 };
@@ -718,7 +718,11 @@ mod tests {
             &[("b", &bundle!("nopass.p12"))],
         )
         .unwrap();
-        assert_eq!(certs, chain(), "PEM as Go writes it, one block after the other");
+        assert_eq!(
+            certs,
+            chain(),
+            "PEM as Go writes it, one block after the other"
+        );
         let certs = render(
             "{{ pkcs12certPass .p (b64dec .b) }}",
             &[("p", "test-only"), ("b", &bundle!("pass.p12"))],

@@ -23,20 +23,34 @@ fn print_bytes(p: &FormatParams, typ: char, bytes: &[u8]) -> Result<Vec<u8>, Pri
             let mut runes: Vec<&[u8]> = Vec::new();
             for chunk in bytes.utf8_chunks() {
                 let valid = chunk.valid();
-                runes.extend(valid.char_indices().map(|(i, c)| &valid.as_bytes()[i..i + c.len_utf8()]));
+                runes.extend(
+                    valid
+                        .char_indices()
+                        .map(|(i, c)| &valid.as_bytes()[i..i + c.len_utf8()]),
+                );
                 runes.extend(chunk.invalid().chunks(1));
             }
             runes.truncate(p.precision.unwrap_or(usize::MAX));
             let padding = vec![b' '; p.width.saturating_sub(runes.len())];
             let body = runes.concat();
-            Ok(if p.minus { [body, padding] } else { [padding, body] }.concat())
+            Ok(if p.minus {
+                [body, padding]
+            } else {
+                [padding, body]
+            }
+            .concat())
         }
         'x' => Ok(printf_x(p, Hexer(bytes)).into_bytes()),
         'X' => Ok(printf_xx(p, Hexer(bytes)).into_bytes()),
         'q' => {
             let mut quoted = String::new();
             for chunk in bytes.utf8_chunks() {
-                quoted.extend(chunk.valid().chars().map(|c| c.escape_default().to_string()));
+                quoted.extend(
+                    chunk
+                        .valid()
+                        .chars()
+                        .map(|c| c.escape_default().to_string()),
+                );
                 quoted.extend(chunk.invalid().iter().map(|b| format!("\\x{b:02x}")));
             }
             Ok(printf_generic(p, quoted).into_bytes())

@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::value::{Func, FuncError, Value};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use crate::value::{Func, FuncError, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::kind;
@@ -434,7 +434,9 @@ fn sort_alpha(args: &[Value]) -> Result<Value, FuncError> {
         .map(Cow::into_owned)
         .collect();
     items.sort();
-    Ok(Value::Array(items.into_iter().map(Value::from_bytes).collect()))
+    Ok(Value::Array(
+        items.into_iter().map(Value::from_bytes).collect(),
+    ))
 }
 
 /// JSON as Go's `encoding/json` writes it: map keys sorted, and `<`, `>`, `&`, U+2028 and
@@ -554,12 +556,18 @@ mod tests {
         assert_eq!(output("{{ .bin }}", "").unwrap(), bin);
         assert_eq!(output("{{ .bin | b64enc }}", "").unwrap(), b"/wD+");
         assert_eq!(output("{{ .bin | b64enc | b64dec }}", "").unwrap(), bin);
-        assert_eq!(output("a{{ print .bin 1 }}", "").unwrap(), b"a\xff\x00\xfe1");
+        assert_eq!(
+            output("a{{ print .bin 1 }}", "").unwrap(),
+            b"a\xff\x00\xfe1"
+        );
         assert_eq!(
             output("{{ printf \"<%s|%x|%5.2s>\" .bin .bin .bin }}", "").unwrap(),
             b"<\xff\x00\xfe|ff00fe|   \xff\x00>"
         );
-        assert_eq!(output("{{ .bin | quote }}", "").unwrap(), br#""\xff\x00\xfe""#);
+        assert_eq!(
+            output("{{ .bin | quote }}", "").unwrap(),
+            br#""\xff\x00\xfe""#
+        );
         let text = "{{ len .bin }} {{ eq .bin (b64dec .s) }} {{ eq .bin \"x\" }} {{ lt .s .bin }}";
         assert_eq!(output(text, "/wD+").unwrap(), b"3 true false true");
         assert_eq!(
@@ -571,12 +579,20 @@ mod tests {
 
     #[test]
     fn text_functions_refuse_binary_strings_by_name() {
-        for function in ["upper", "trim", "title", "indent 2", "trunc 1", "contains \"a\""] {
+        for function in [
+            "upper",
+            "trim",
+            "title",
+            "indent 2",
+            "trunc 1",
+            "contains \"a\"",
+        ] {
             let text = format!("{{{{ .bin | {function} }}}}");
             let msg = output(&text, "").unwrap_err();
             let name = function.split(' ').next().unwrap();
             assert!(
-                msg.contains(&format!("{name}: argument")) && msg.contains("is binary data, not UTF-8 text"),
+                msg.contains(&format!("{name}: argument"))
+                    && msg.contains("is binary data, not UTF-8 text"),
                 "{msg}"
             );
         }

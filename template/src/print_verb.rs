@@ -3,6 +3,7 @@ use std::fmt;
 
 use crate::error::{PrintError, kind};
 use crate::printf::{FormatParams, params_to_chars};
+use crate::sprig::go_quote;
 
 use crate::value::Value;
 
@@ -42,19 +43,7 @@ fn print_bytes(p: &FormatParams, typ: char, bytes: &[u8]) -> Result<Vec<u8>, Pri
         }
         'x' => Ok(printf_x(p, Hexer(bytes)).into_bytes()),
         'X' => Ok(printf_xx(p, Hexer(bytes)).into_bytes()),
-        'q' => {
-            let mut quoted = String::new();
-            for chunk in bytes.utf8_chunks() {
-                quoted.extend(
-                    chunk
-                        .valid()
-                        .chars()
-                        .map(|c| c.escape_default().to_string()),
-                );
-                quoted.extend(chunk.invalid().iter().map(|b| format!("\\x{b:02x}")));
-            }
-            Ok(printf_generic(p, quoted).into_bytes())
-        }
+        'q' => Ok(printf_generic(p, go_quote(bytes)).into_bytes()),
         _ => Err(PrintError::UnableToFormat("binary data", typ)),
     }
 }
@@ -84,13 +73,7 @@ fn print_text(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintE
             's' | 'v' => printf_generic(p, s),
             'x' => printf_x(p, Hexer(s.as_bytes())),
             'X' => printf_xx(p, Hexer(s.as_bytes())),
-            'q' => {
-                let s = s
-                    .chars()
-                    .map(|c| c.escape_default().to_string())
-                    .collect::<String>();
-                printf_generic(p, s)
-            }
+            'q' => printf_generic(p, go_quote(s.as_bytes())),
             _ => return Err(PrintError::UnableToFormat(kind(val), typ)),
         }),
         Value::Array(ref a) => Ok(match typ {

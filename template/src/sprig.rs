@@ -290,7 +290,7 @@ fn is_missing(value: &Value) -> bool {
 
 /// Go's `%q`: double quotes with backslash escapes for quotes, backslashes, control
 /// characters and bytes that are not UTF-8.
-fn go_quote(s: &[u8]) -> String {
+pub(crate) fn go_quote(s: &[u8]) -> String {
     let mut quoted = String::with_capacity(s.len() + 2);
     quoted.push('"');
     for chunk in s.utf8_chunks() {
@@ -567,6 +567,10 @@ mod tests {
         assert_eq!(
             output("{{ .bin | quote }}", "").unwrap(),
             br#""\xff\x00\xfe""#
+        );
+        assert_eq!(
+            output("{{ printf \"%q %q\" .bin .s }}", "a\"é").unwrap(),
+            r#""\xff\x00\xfe" "a\"é""#.as_bytes()
         );
         let text = "{{ len .bin }} {{ eq .bin (b64dec .s) }} {{ eq .bin \"x\" }} {{ lt .s .bin }}";
         assert_eq!(output(text, "/wD+").unwrap(), b"3 true false true");

@@ -4,10 +4,10 @@
 
 use std::num::ParseIntError;
 
-use crate::value::{FuncError, Value};
 use thiserror::Error;
 
 use crate::Limits;
+use crate::value::{FuncError, Value};
 
 /// A template that cannot be parsed; the message quotes only the template's text.
 #[derive(Error, Debug)]

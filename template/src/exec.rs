@@ -8,12 +8,11 @@ use std::cell::Cell;
 use std::io::Write;
 use std::time::Instant;
 
-use crate::value::{Func, Value};
-
 use crate::error::{ExecError, kind};
 use crate::funcs;
 use crate::node::*;
 use crate::utils::is_true;
+use crate::value::{Func, Value};
 use crate::{MissingKey, Template};
 
 struct Variable<'a> {

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::value::{Func, FuncError, Value};
-
 use crate::pki::go_pem;
 use crate::sprig::{exactly, fail, json_of, texts};
+use crate::value::{Func, FuncError, Value};
 
 /// The functions, by name.
 pub const FUNCTIONS: &[(&str, Func)] = &[

@@ -4,12 +4,12 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use crate::value::{Func, FuncError, Value};
 use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
 
 use crate::error::kind;
 use crate::printf::sprintf;
 use crate::utils::is_true;
+use crate::value::{Func, FuncError, Value};
 
 const QUERY_ENCODE: &AsciiSet = &CONTROLS
     .add(b' ')

@@ -3,7 +3,6 @@ use std::fmt::{Display, Formatter};
 use crate::error::NodeError;
 use crate::lexer::ItemType;
 use crate::utils::unquote_char;
-
 use crate::value::Value;
 
 macro_rules! nodes {

@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 
-use crate::value::{Func, FuncError, Value};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use p12_keystore::{
@@ -20,6 +19,7 @@ use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 use zeroize::Zeroizing;
 
 use crate::sprig::{bytes, exactly, fail, text, texts};
+use crate::value::{Func, FuncError, Value};
 
 /// The functions, by name.
 pub const FUNCTIONS: &[(&str, Func)] = &[

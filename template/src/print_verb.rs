@@ -4,7 +4,6 @@ use std::fmt;
 use crate::error::{PrintError, kind};
 use crate::printf::{FormatParams, params_to_chars};
 use crate::sprig::go_quote;
-
 use crate::value::Value;
 
 /// Print a verb like golang's printf.

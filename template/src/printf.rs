@@ -1,9 +1,8 @@
 use std::char;
 
-use crate::value::Value;
-
 use crate::error::PrintError;
 use crate::print_verb::print;
+use crate::value::Value;
 
 /// Go's `fmt.Sprintf`, with widths and precisions kept to three digits: padding to
 /// whatever is asked would let `%0999999999d` allocate a gigabyte. Bytes, since `%s` of a

@@ -5,12 +5,12 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::value::{Func, FuncError, Value};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 use crate::error::kind;
+use crate::value::{Func, FuncError, Value};
 
 /// Most bytes `repeat`, `indent` and `nindent` may produce or pad to: a function must not
 /// make its caller allocate without bound.

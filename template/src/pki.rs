@@ -165,8 +165,8 @@ fn read_bundle(function: &'static str, der: &[u8], password: &str) -> Result<Bun
     })
 }
 
-/// Whether `text` is base64 (with line breaks or not) of DER, which starts with a SEQUENCE:
-/// a bundle given as upstream would not read it, for a better error.
+/// Whether `text` is base64 of DER (which starts with a SEQUENCE), with or without line
+/// breaks: upstream does not read a bundle given so either, but the error can say what to do.
 fn is_base64_of_der(text: &[u8]) -> bool {
     let compact: Vec<u8> = text
         .iter()

@@ -15,13 +15,14 @@ use crate::ApiError;
 const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
 /// Renders each template of `templates` over `values`, as upstream does: `.key` and
-/// `index . "key"` are a value as text, and Go's builtins and common sprig functions apply.
-/// Each template runs under the default budget of `sealsync_template::Limits`.
+/// `index . "key"` are a value as a Go string, and Go's builtins and common sprig functions
+/// apply. Each template runs under the default budget of `sealsync_template::Limits`.
 ///
-/// Values that are not UTF-8 text are left out of what templates see, and a template that
-/// names one is refused: Go would pass the raw bytes through, which a `String` cannot, and
-/// a lossy copy would corrupt the Secret silently. Errors name `object` and the template's
-/// key, never a value (the template crate's errors describe values by kind only).
+/// A value that is not UTF-8 text is a byte string, as in Go: printed, it is written byte
+/// for byte, and functions that read bytes (`b64enc`, `sha256sum`, `pkcs12key`) take it;
+/// ones that need text fail naming themselves. The output is bytes too. Errors name
+/// `object` and the template's key, never a value (the template crate's errors describe
+/// values by kind only).
 pub fn render_template_data(
     object: &str,
     templates: &BTreeMap<String, String>,
@@ -51,11 +52,11 @@ pub fn render_templates(
     if templates.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let (context, binary_keys) = context_of(values);
+    let context = context_of(values);
     templates
         .iter()
         .map(|(key, text)| {
-            render(text, &context, &binary_keys, options)
+            render(text, &context, options)
                 .map(|rendered| (key.clone(), rendered))
                 .map_err(|problem| ApiError::Template {
                     object: object.to_string(),
@@ -66,30 +67,17 @@ pub fn render_templates(
         .collect()
 }
 
-/// The templates' `.`: a map of key to text, and the keys left out for not being UTF-8.
-/// The executor clones the copies as it runs, so they cannot be wiped; the rendered
-/// output can.
-fn context_of(values: &BTreeMap<String, SecretBytes>) -> (Value, Vec<&str>) {
-    let mut map = HashMap::with_capacity(values.len());
-    let mut binary_keys = Vec::new();
-    for (key, value) in values {
-        match std::str::from_utf8(value.expose()) {
-            Ok(text) => {
-                map.insert(key.clone(), Value::String(text.to_owned()));
-            }
-            Err(_) => binary_keys.push(key.as_str()),
-        }
-    }
-    (Value::Map(map), binary_keys)
+/// The templates' `.`: a map of key to string, text or bytes. The executor clones the
+/// copies as it runs, so they cannot be wiped; the rendered output can.
+fn context_of(values: &BTreeMap<String, SecretBytes>) -> Value {
+    let map: HashMap<String, Value> = values
+        .iter()
+        .map(|(key, value)| (key.clone(), Value::from_bytes(value.expose().to_vec())))
+        .collect();
+    Value::Map(map)
 }
 
-fn render(
-    text: &str,
-    context: &Value,
-    binary_keys: &[&str],
-    options: &Options,
-) -> Result<SecretBytes, String> {
-    check_binary_keys(text, binary_keys)?;
+fn render(text: &str, context: &Value, options: &Options) -> Result<SecretBytes, String> {
     let template = Template::parse(text, options.clone()).map_err(|e| e.to_string())?;
     let mut rendered = Output::default();
     template
@@ -125,29 +113,6 @@ impl io::Write for Output {
     }
 }
 
-/// Refuses a template that names a value left out for not being UTF-8.
-fn check_binary_keys(text: &str, binary_keys: &[&str]) -> Result<(), String> {
-    match binary_keys.iter().find(|key| names_key(text, key)) {
-        Some(key) => Err(format!(
-            "it uses key {key:?}, whose value is not UTF-8 text; templates can only use text values"
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Whether `text` mentions `key` as a field (`.key`) or a quoted name (`"key"`). Erring
-/// towards yes only turns a would-be `<no value>` into an error.
-fn names_key(text: &str, key: &str) -> bool {
-    text.match_indices(key).any(|(at, _)| {
-        let after = text[at + key.len()..].chars().next();
-        match text[..at].chars().next_back() {
-            Some('.') => !after.is_some_and(|c| c.is_alphanumeric() || c == '_'),
-            Some(quote @ ('"' | '`')) => after == Some(quote),
-            _ => false,
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,10 +131,14 @@ mod tests {
         ])
     }
 
-    fn render_one(text: &str) -> Result<String, ApiError> {
+    fn render_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
         let templates = BTreeMap::from([("out".to_string(), text.to_string())]);
         let rendered = render_template_data(OBJECT, &templates, &values())?;
-        Ok(String::from_utf8(rendered["out"].expose().to_vec()).unwrap())
+        Ok(rendered["out"].expose().to_vec())
+    }
+
+    fn render_one(text: &str) -> Result<String, ApiError> {
+        render_bytes(text).map(|out| String::from_utf8(out).unwrap())
     }
 
     #[test]
@@ -204,28 +173,80 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_values_are_refused_where_named_and_harmless_elsewhere() {
-        for text in ["{{ .keystore }}", "{{ index . \"keystore\" | b64enc }}"] {
-            let msg = render_one(text).unwrap_err().to_string();
-            assert!(
-                msg.contains("key \"keystore\", whose value is not UTF-8"),
-                "{msg}"
-            );
-        }
-        assert_eq!(render_one("{{ .username }}").unwrap(), "admin");
+    fn binary_values_are_go_strings_of_their_bytes() {
+        let keystore = [0xfe, 0xed, 0xfe, 0xed];
+        assert_eq!(render_bytes("{{ .keystore }}").unwrap(), keystore);
+        assert_eq!(
+            render_bytes("{{ index . \"keystore\" | b64enc | b64dec }}").unwrap(),
+            keystore
+        );
+        assert_eq!(
+            render_one("{{ index . \"keystore\" | b64enc }}").unwrap(),
+            "/u3+7Q=="
+        );
+        assert_eq!(
+            render_bytes("{{ .keystore }}-{{ .username }}").unwrap(),
+            b"\xfe\xed\xfe\xed-admin"
+        );
+        assert_eq!(render_one("{{ len .keystore }}").unwrap(), "4");
         assert_eq!(
             render_one("{{ keys . | join \",\" }}").unwrap(),
-            "api-key,password,username"
+            "api-key,keystore,password,username"
         );
+        let msg = render_one("{{ .keystore | upper }}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("upper: argument 1 is binary data, not UTF-8 text"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn b64dec_of_a_bundle_feeds_the_pkcs12_functions() {
+        use base64::Engine as _;
+        let bundle = include_bytes!("../../template/testdata/pki/nopass.p12");
+        let values = BTreeMap::from([
+            (
+                "bundle".to_string(),
+                SecretBytes::from(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(bundle)
+                        .into_bytes(),
+                ),
+            ),
+            ("p12".to_string(), SecretBytes::from(bundle.to_vec())),
+        ]);
+        let templates = BTreeMap::from([
+            (
+                "key".to_string(),
+                "{{ .bundle | b64dec | pkcs12key }}".to_string(),
+            ),
+            ("certs".to_string(), "{{ .p12 | pkcs12cert }}".to_string()),
+            ("raw".to_string(), "{{ .bundle | b64dec }}".to_string()),
+        ]);
+        let options = Options {
+            functions: Functions::sprig().with(sealsync_template::pki::FUNCTIONS),
+            ..Options::default()
+        };
+        let rendered = render_templates(OBJECT, &templates, &values, &options).unwrap();
+        assert!(
+            rendered["key"]
+                .expose()
+                .starts_with(b"-----BEGIN PRIVATE KEY-----\n")
+        );
+        let certs = std::str::from_utf8(rendered["certs"].expose()).unwrap();
+        assert_eq!(certs.matches("-----BEGIN CERTIFICATE-----\n").count(), 3);
+        assert_eq!(rendered["raw"].expose(), bundle);
     }
 
     #[test]
     fn ranging_over_all_values_visits_keys_in_order() {
         let text = "{{ range $k, $v := . }}{{ $k }}={{ $v }};{{ end }}";
-        let sorted = "api-key=k-123;password=hunter2;username=admin;";
-        assert_eq!(render_one(text).unwrap(), sorted);
+        let sorted = b"api-key=k-123;keystore=\xfe\xed\xfe\xed;password=hunter2;username=admin;";
+        assert_eq!(render_bytes(text).unwrap(), sorted);
         let text = "{{ range $k := keys . }}{{ $k }}={{ index $ $k }};{{ end }}";
-        assert_eq!(render_one(text).unwrap(), sorted);
+        assert_eq!(render_bytes(text).unwrap(), sorted);
     }
 
     /// Nested ranges that write nothing never reach the output cap; the budget stops them.
@@ -318,6 +339,7 @@ mod tests {
             "{{ template \"x\" .password }}",
             "{{ .password | nosuchfunction }}",
             "{{ .password ",
+            "{{ .keystore | upper }}",
         ];
         for text in failing {
             let err = render_one(text).expect_err(text);

@@ -311,11 +311,17 @@ mod tests {
         let template = ExternalSecretTemplate {
             type_: Some("kubernetes.io/tls".into()),
             data: BTreeMap::from([
-                ("tls.crt".into(), "{{ .bundle | pkcs12cert }}".into()),
-                ("tls.key".into(), "{{ .bundle | pkcs12key }}".into()),
+                (
+                    "tls.crt".into(),
+                    "{{ .bundle | b64dec | pkcs12cert }}".into(),
+                ),
+                (
+                    "tls.key".into(),
+                    "{{ .bundle | b64dec | pkcs12key }}".into(),
+                ),
                 (
                     "ca.crt".into(),
-                    "{{ .bundle | pkcs12cert | filterCertChain \"root\" }}".into(),
+                    "{{ .bundle | b64dec | pkcs12cert | filterCertChain \"root\" }}".into(),
                 ),
             ]),
             ..ExternalSecretTemplate::default()
@@ -331,6 +337,42 @@ mod tests {
         assert_eq!(
             text(&secret, "ca.crt").matches("BEGIN CERTIFICATE").count(),
             1
+        );
+    }
+
+    /// A binary remote value (AWS `SecretBinary`, `decodingStrategy: Base64`) is a Go
+    /// string of its bytes: the pkcs12 functions read it, and printed as it is it reaches
+    /// the Secret's data unchanged; only labels and annotations must be text.
+    #[test]
+    fn binary_values_are_templated_and_reach_data_byte_for_byte() {
+        let bundle = include_bytes!("../../template/testdata/pki/nopass.p12");
+        let data = BTreeMap::from([("keystore".to_string(), SecretBytes::from(bundle.to_vec()))]);
+        let template = ExternalSecretTemplate {
+            data: BTreeMap::from([
+                ("tls.crt".into(), "{{ .keystore | pkcs12cert }}".into()),
+                ("keystore.p12".into(), "{{ .keystore }}".into()),
+            ]),
+            ..ExternalSecretTemplate::default()
+        };
+        let secret = desired_secret(&es(Some(template)), data.clone(), &[]).unwrap();
+        assert_eq!(
+            text(&secret, "tls.crt")
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            3
+        );
+        assert_eq!(secret.data["keystore.p12"].expose(), bundle);
+        let template = ExternalSecretTemplate {
+            metadata: Some(TemplateMetadata {
+                annotations: BTreeMap::from([("raw".into(), "{{ .keystore }}".into())]),
+                ..TemplateMetadata::default()
+            }),
+            ..ExternalSecretTemplate::default()
+        };
+        let error = desired_secret(&es(Some(template)), data, &[]).unwrap_err();
+        assert!(
+            error.contains("annotation \"raw\" did not render UTF-8 text"),
+            "{error}"
         );
     }
 }

@@ -4,10 +4,10 @@
 
 use std::num::ParseIntError;
 
-use gtmpl_value::{FuncError, Value};
 use thiserror::Error;
 
 use crate::Limits;
+use crate::value::{FuncError, Value};
 
 /// A template that cannot be parsed; the message quotes only the template's text.
 #[derive(Error, Debug)]
@@ -95,6 +95,7 @@ pub fn kind(value: &Value) -> &'static str {
         Value::Nil => "nil",
         Value::Bool(_) => "a boolean",
         Value::String(_) => "text",
+        Value::Bytes(_) => "binary data",
         Value::Number(_) => "a number",
         Value::Array(_) => "a list",
         Value::Map(_) | Value::Object(_) => "a map",

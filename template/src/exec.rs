@@ -8,12 +8,11 @@ use std::cell::Cell;
 use std::io::Write;
 use std::time::Instant;
 
-use gtmpl_value::{Func, Value};
-
 use crate::error::{ExecError, kind};
 use crate::funcs;
 use crate::node::*;
 use crate::utils::is_true;
+use crate::value::{Func, Value};
 use crate::{MissingKey, Template};
 
 struct Variable<'a> {
@@ -97,8 +96,11 @@ impl<W: Write> State<'_, W> {
         match node {
             Nodes::Action(n) => {
                 let val = self.eval_pipeline(ctx, &n.pipe)?;
-                if n.pipe.decl.is_empty() {
-                    write!(self.writer, "{val}")?;
+                match val {
+                    _ if !n.pipe.decl.is_empty() => {}
+                    // Go writes a string's bytes as they are, text or not.
+                    Value::Bytes(bytes) => self.writer.write_all(&bytes)?,
+                    val => write!(self.writer, "{val}")?,
                 }
                 Ok(())
             }

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use gtmpl_value::{Func, FuncError, Value};
-
+use crate::pki::go_pem;
 use crate::sprig::{exactly, fail, json_of, texts};
+use crate::value::{Func, FuncError, Value};
 
 /// The functions, by name.
 pub const FUNCTIONS: &[(&str, Func)] = &[
@@ -51,13 +51,24 @@ fn value_of(json: serde_json::Value) -> Value {
     }
 }
 
-/// The PEM blocks of one type (e.g. `CERTIFICATE`) of a PEM bundle, in order.
+/// The PEM blocks of one type (e.g. `CERTIFICATE`, in any case, as upstream) of a PEM
+/// bundle, in order, with `\n` line endings (as Go writes PEM).
 fn filter_pem(args: &[Value]) -> Result<Value, FuncError> {
     let [kind, bundle] = texts::<2>("filterPEM", args)?;
     let blocks = pem::parse_many(bundle.as_bytes())
         .map_err(|_| fail("filterPEM", "argument 2 is not PEM"))?;
-    let kept: Vec<pem::Pem> = blocks.into_iter().filter(|b| b.tag() == kind).collect();
-    Ok(pem::encode_many(&kept).into())
+    let kept: Vec<pem::Pem> = blocks
+        .into_iter()
+        .filter(|b| same_ignoring_case(b.tag(), &kind))
+        .collect();
+    Ok(go_pem(&kept).into())
+}
+
+/// Go's `strings.EqualFold` for the simple case folding PEM types need.
+fn same_ignoring_case(a: &str, b: &str) -> bool {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
 }
 
 #[cfg(test)]
@@ -65,8 +76,15 @@ pub(crate) mod tests {
     use super::*;
     use crate::{Functions, Options, Template};
 
-    /// Renders `text` with the sprig set and all of upstream ESO's own functions.
+    /// Renders `text` over text values with the sprig set and all of upstream ESO's own
+    /// functions.
     pub(crate) fn render(text: &str, data: &[(&str, &str)]) -> Result<String, String> {
+        let data: Vec<_> = data.iter().map(|&(k, v)| (k, Value::from(v))).collect();
+        render_values(text, &data)
+    }
+
+    /// [`render`] over any values.
+    pub(crate) fn render_values(text: &str, data: &[(&str, Value)]) -> Result<String, String> {
         let options = Options {
             functions: Functions::sprig()
                 .with(FUNCTIONS)
@@ -76,7 +94,7 @@ pub(crate) mod tests {
         let template = Template::parse(text, options).map_err(|e| e.to_string())?;
         let context = Value::Map(
             data.iter()
-                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         );
         template.render(&context).map_err(|e| e.to_string())
@@ -102,13 +120,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn filter_pem_keeps_the_blocks_of_one_type() {
+    fn filter_pem_keeps_the_blocks_of_one_type_in_any_case_with_lf_endings() {
         let cert = pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3]));
         let key = pem::encode(&pem::Pem::new("PRIVATE KEY", vec![4, 5, 6]));
-        let bundle = format!("{key}{cert}");
+        assert!(cert.contains("\r\n"), "the input has CRLF endings");
+        let bundle = format!("{cert}{key}{cert}");
+        let lf = "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n";
+        for kind in ["CERTIFICATE", "certificate", "Certificate"] {
+            let text = format!("{{{{ filterPEM \"{kind}\" .b }}}}");
+            assert_eq!(render(&text, &[("b", &bundle)]).unwrap(), lf.repeat(2));
+        }
         assert_eq!(
-            render("{{ filterPEM \"CERTIFICATE\" .b }}", &[("b", &bundle)]).unwrap(),
-            pem::encode_many(&[pem::Pem::new("CERTIFICATE", vec![1, 2, 3])])
+            render("{{ filterPEM \"PUBLIC KEY\" .b }}", &[("b", &bundle)]).unwrap(),
+            ""
         );
     }
 }

@@ -1,14 +1,15 @@
 //! Go's builtin template functions. `and` and `or` evaluate all their arguments, as Go
 //! did before 1.18. Errors describe arguments by kind, never by value.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use gtmpl_value::{Func, FuncError, Value};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
 
 use crate::error::kind;
 use crate::printf::sprintf;
 use crate::utils::is_true;
+use crate::value::{Func, FuncError, Value};
 
 const QUERY_ENCODE: &AsciiSet = &CONTROLS
     .add(b' ')
@@ -70,13 +71,14 @@ fn not(args: &[Value]) -> Result<Value, FuncError> {
     }
 }
 
-/// The length of text (in bytes, as in Go), a list or a map.
+/// The length of a string (in bytes, as in Go), a list or a map.
 fn len(args: &[Value]) -> Result<Value, FuncError> {
     let [arg] = args else {
         return Err(FuncError::ExactlyXArgs("len".into(), 1));
     };
     let len = match arg {
         Value::String(s) => s.len(),
+        Value::Bytes(b) => b.len(),
         Value::Array(a) => a.len(),
         Value::Object(o) | Value::Map(o) => o.len(),
         other => return Err(generic(format!("len of {}", kind(other)))),
@@ -96,47 +98,41 @@ fn call(args: &[Value]) -> Result<Value, FuncError> {
     }
 }
 
-/// Go's `fmt.Sprint`: spaces between operands when neither is text.
+/// Go's `fmt.Sprint`: spaces between operands when neither is a string.
 fn print(args: &[Value]) -> Result<Value, FuncError> {
-    let mut s = String::new();
-    let mut previous_was_text = true;
+    let mut out = Vec::new();
+    let mut previous_was_string = true;
     for val in args {
-        match val {
-            Value::String(v) => {
-                s.push_str(v);
-                previous_was_text = true;
-            }
-            other => {
-                if !previous_was_text {
-                    s.push(' ');
-                }
-                s.push_str(&other.to_string());
-                previous_was_text = false;
-            }
+        let is_string = val.as_bytes().is_some();
+        if !is_string && !previous_was_string {
+            out.push(b' ');
         }
+        out.extend_from_slice(&printed(val));
+        previous_was_string = is_string;
     }
-    Ok(Value::from(s))
+    Ok(Value::from_bytes(out))
 }
 
 /// Go's `fmt.Sprintln`: spaces between all operands and a newline at the end.
 fn println(args: &[Value]) -> Result<Value, FuncError> {
-    let mut s = args
-        .iter()
-        .map(|arg| match arg {
-            Value::String(v) => v.clone(),
-            other => other.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    s.push('\n');
-    Ok(Value::from(s))
+    let mut out = args.iter().map(printed).collect::<Vec<_>>().join(&b' ');
+    out.push(b'\n');
+    Ok(Value::from_bytes(out))
+}
+
+/// A value as `print` writes it: a string's bytes as they are.
+fn printed(val: &Value) -> Cow<'_, [u8]> {
+    match val.as_bytes() {
+        Some(bytes) => Cow::Borrowed(bytes),
+        None => Cow::Owned(val.to_string().into_bytes()),
+    }
 }
 
 pub fn printf(args: &[Value]) -> Result<Value, FuncError> {
     match args {
         [] => Err(FuncError::AtLeastXArgs("printf".into(), 1)),
         [Value::String(format), rest @ ..] => sprintf(format, rest)
-            .map(Value::from)
+            .map(Value::from_bytes)
             .map_err(|e| generic(format!("printf: {e}"))),
         [other, ..] => Err(generic(format!(
             "printf: the format must be text, not {}",
@@ -172,6 +168,8 @@ fn get_item<'a>(collection: &'a Value, key: &Value) -> Result<&'a Value, FuncErr
             .and_then(|i| a.get(usize::try_from(i).ok()?))
             .ok_or_else(|| generic("index out of range".into())),
         (Value::Map(o), Value::String(s)) => Ok(o.get(s).unwrap_or(&Value::NoValue)),
+        // Keys are text: no byte string is one.
+        (Value::Map(_), Value::Bytes(_)) => Ok(&Value::NoValue),
         (Value::Object(o), Value::String(s)) => o
             .get(s)
             .ok_or_else(|| generic("index of a missing field".into())),
@@ -184,15 +182,15 @@ fn get_item<'a>(collection: &'a Value, key: &Value) -> Result<&'a Value, FuncErr
 }
 
 fn urlquery(args: &[Value]) -> Result<Value, FuncError> {
-    match args {
-        [Value::String(s)] => Ok(Value::from(
-            utf8_percent_encode(s, QUERY_ENCODE).to_string(),
-        )),
-        [other] => Err(generic(format!(
-            "urlquery of {}: the argument must be text",
-            kind(other)
+    let [arg] = args else {
+        return Err(FuncError::ExactlyXArgs("urlquery".into(), 1));
+    };
+    match arg.as_bytes() {
+        Some(bytes) => Ok(Value::from(percent_encode(bytes, QUERY_ENCODE).to_string())),
+        None => Err(generic(format!(
+            "urlquery of {}: the argument must be a string",
+            kind(arg)
         ))),
-        _ => Err(FuncError::ExactlyXArgs("urlquery".into(), 1)),
     }
 }
 
@@ -259,7 +257,9 @@ fn cmp(left: &Value, right: &Value) -> Option<Ordering> {
             as_f64(l)?.partial_cmp(&as_f64(r)?)
         }
         (Value::Bool(l), Value::Bool(r)) => Some(l.cmp(r)),
-        (Value::String(l), Value::String(r)) => Some(l.cmp(r)),
+        (Value::String(_) | Value::Bytes(_), Value::String(_) | Value::Bytes(_)) => {
+            Some(left.as_bytes()?.cmp(right.as_bytes()?))
+        }
         _ => None,
     }
 }
@@ -268,7 +268,7 @@ fn cmp(left: &Value, right: &Value) -> Option<Ordering> {
     clippy::cast_precision_loss,
     reason = "Go compares mixed numbers as floats"
 )]
-fn as_f64(n: &gtmpl_value::Number) -> Option<f64> {
+fn as_f64(n: &crate::value::Number) -> Option<f64> {
     n.as_f64()
         .or_else(|| n.as_i64().map(|i| i as f64))
         .or_else(|| n.as_u64().map(|u| u as f64))

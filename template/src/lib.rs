@@ -3,7 +3,10 @@
 //!
 //! This crate is a fork of [gtmpl](https://github.com/fiji-flo/gtmpl-rust) 0.7.1 by
 //! Florian Dieminger, MIT licensed (see `LICENSE-gtmpl`), which has had no release since
-//! 2021. Values are still [`gtmpl_value`]'s. What changed:
+//! 2021. What changed:
+//! - [`Value`] has the kinds of [`gtmpl_value`]'s, and byte strings ([`Value::Bytes`]): Go
+//!   strings hold any bytes, so binary data and `b64dec` of it pass through to the output
+//!   unchanged;
 //! - execution counts steps (nodes, commands, arguments, fields, function calls, range
 //!   iterations) and stops with [`ExecError::BudgetExceeded`] past [`Limits`];
 //! - options: [`Delimiters`], [`MissingKey`] and the [`Functions`] a template may call;
@@ -35,6 +38,7 @@ mod print_verb;
 mod printf;
 pub mod sprig;
 mod utils;
+mod value;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,9 +46,9 @@ use std::time::Duration;
 
 pub use error::{ExecError, InvalidDelimiters, ParseError, kind};
 pub use funcs::BUILTINS;
-pub use gtmpl_value::{Func, FuncError, Value};
 pub use lexer::MAX_PAREN_DEPTH;
 pub use parse::MAX_BLOCK_DEPTH;
+pub use value::{Func, FuncError, Function, Number, Value};
 
 /// How much work one execution may do. Past either limit it stops with
 /// [`ExecError::BudgetExceeded`]; the clock is read as steps are counted.
@@ -185,11 +189,11 @@ impl Template {
         exec::execute(self, writer, data)
     }
 
-    /// The template's output for `data` as text.
+    /// The template's output for `data` as text, bytes that are not UTF-8 (from
+    /// [`Value::Bytes`]) replaced by U+FFFD; [`Template::execute`] writes them as they are.
     pub fn render(&self, data: &Value) -> Result<String, ExecError> {
         let mut out = Vec::new();
         self.execute(&mut out, data)?;
-        // Text nodes and values are all `str`; only a caller's writer could differ.
         Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()))
     }
 }

@@ -3,8 +3,7 @@ use std::fmt::{Display, Formatter};
 use crate::error::NodeError;
 use crate::lexer::ItemType;
 use crate::utils::unquote_char;
-
-use gtmpl_value::Value;
+use crate::value::Value;
 
 macro_rules! nodes {
     ($($node:ident, $name:ident),*) => {

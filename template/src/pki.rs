@@ -1,13 +1,13 @@
 //! ExternalSecret template functions for keys and certificates: PKCS#12 bundles both ways,
 //! certificate chains and JWKs as PEM. Errors name the function, never a value.
 //!
-//! Template values are text, so a PKCS#12 bundle goes in and comes out as base64.
+//! As upstream, the reading functions take a bundle as the file's bytes (a binary value, or
+//! `b64dec` of base64 text) and the writing ones give it as base64.
 
 use std::borrow::Cow;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use gtmpl_value::{Func, FuncError, Value};
 use p12_keystore::{
     Certificate, KeyStore, KeyStoreEntry, Pkcs12Archive, PrivateKey, PrivateKeyChain,
 };
@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 use zeroize::Zeroizing;
 
-use crate::sprig::{fail, texts};
+use crate::sprig::{bytes, exactly, fail, text, texts};
+use crate::value::{Func, FuncError, Value};
 
 /// The functions, by name.
 pub const FUNCTIONS: &[(&str, Func)] = &[
@@ -80,41 +81,41 @@ fn read_args<'a>(
     function: &'static str,
     args: &'a [Value],
     with_password: bool,
-) -> Result<(Cow<'a, str>, Cow<'a, str>), FuncError> {
+) -> Result<(Cow<'a, [u8]>, Cow<'a, str>), FuncError> {
     if with_password {
-        let [password, bundle] = texts::<2>(function, args)?;
-        Ok((bundle, password))
+        exactly(function, args, 2)?;
+        Ok((bytes(function, args, 1)?, text(function, args, 0)?))
     } else {
-        let [bundle] = texts::<1>(function, args)?;
-        Ok((bundle, Cow::Borrowed("")))
+        exactly(function, args, 1)?;
+        Ok((bytes(function, args, 0)?, Cow::Borrowed("")))
     }
 }
 
 /// The one private key, the first certificate (the leaf) and the other certificates of a
-/// base64 PKCS#12 bundle, in the bundle's order.
+/// PKCS#12 bundle, in the bundle's order.
 struct Bundle {
     key: Zeroizing<Vec<u8>>,
     certs: Vec<Vec<u8>>,
 }
 
-fn read_bundle(function: &'static str, base64: &str, password: &str) -> Result<Bundle, FuncError> {
-    let compact: String = base64
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let der = Zeroizing::new(
-        STANDARD
-            .decode(compact.as_bytes())
-            .map_err(|_| fail(function, "the bundle is not base64 (of a PKCS#12 file)"))?,
-    );
+/// Reads the bundle `der`, the bytes of a PKCS#12 file.
+fn read_bundle(function: &'static str, der: &[u8], password: &str) -> Result<Bundle, FuncError> {
     if der.len() > MAX_BUNDLE_BYTES {
         return Err(fail(
             function,
             format!("the bundle is larger than {MAX_BUNDLE_BYTES} bytes"),
         ));
     }
-    let derivations =
-        key_derivations(&der).map_err(|_| fail(function, "the bundle is not a PKCS#12 file"))?;
+    let derivations = key_derivations(der).map_err(|_| {
+        if is_base64_of_der(der) {
+            fail(
+                function,
+                "the bundle is base64 text: decode it to the PKCS#12 file's bytes first (b64dec)",
+            )
+        } else {
+            fail(function, "the bundle is not a PKCS#12 file")
+        }
+    })?;
     if derivations.len() > MAX_DERIVATIONS {
         return Err(fail(
             function,
@@ -132,7 +133,7 @@ fn read_bundle(function: &'static str, base64: &str, password: &str) -> Result<B
             ),
         ));
     }
-    let archive = Pkcs12Archive::from_pkcs12(&der, password).map_err(|_| {
+    let archive = Pkcs12Archive::from_pkcs12(der, password).map_err(|_| {
         fail(
             function,
             "cannot open the PKCS#12 bundle (wrong password, or an unsupported or damaged file)",
@@ -164,6 +165,20 @@ fn read_bundle(function: &'static str, base64: &str, password: &str) -> Result<B
     })
 }
 
+/// Whether `text` is base64 of DER (which starts with a SEQUENCE), with or without line
+/// breaks: upstream does not read a bundle given so either, but the error can say what to do.
+fn is_base64_of_der(text: &[u8]) -> bool {
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    STANDARD
+        .decode(compact)
+        .map(Zeroizing::new)
+        .is_ok_and(|der| der.first() == Some(&0x30))
+}
+
 /// The bundle's private key as PKCS#8 PEM (`PRIVATE KEY`).
 fn bundle_key(function: &'static str, args: &[Value], with_password: bool) -> Fail {
     let (bundle, password) = read_args(function, args, with_password)?;
@@ -188,7 +203,14 @@ fn certs_pem(ders: Vec<Vec<u8>>) -> String {
         .into_iter()
         .map(|d| pem::Pem::new("CERTIFICATE", d))
         .collect();
-    pem::encode_many(&blocks).replace("\r\n", "\n")
+    go_pem(&blocks)
+}
+
+/// PEM blocks one after the other with `\n` line endings, as Go's `pem.Encode` writes them
+/// (`pem::encode_many` puts a blank line between blocks).
+pub(crate) fn go_pem(blocks: &[pem::Pem]) -> String {
+    let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    blocks.iter().map(|b| pem::encode_config(b, lf)).collect()
 }
 
 /// The iterations of each password-based key derivation a bundle asks for before it is
@@ -634,13 +656,14 @@ fn jwk_private_key_pem(args: &[Value]) -> Fail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::tests::render;
+    use crate::formats::tests::{render, render_values};
 
     macro_rules! fixture {
         ($name:literal) => {
             include_str!(concat!("../testdata/pki/", $name))
         };
     }
+    /// A bundle as base64 text, as a Secret or a provider's string value would hold it.
     macro_rules! bundle {
         ($name:literal) => {
             STANDARD.encode(include_bytes!(concat!("../testdata/pki/", $name)))
@@ -668,7 +691,11 @@ mod tests {
     #[test]
     fn pkcs12key_gives_the_pkcs8_key_of_bundles_with_and_without_a_password() {
         let expected = ders(fixture!("leaf.key"));
-        let nopass = render("{{ .b | pkcs12key }}", &[("b", &bundle!("nopass.p12"))]).unwrap();
+        let nopass = render(
+            "{{ .b | b64dec | pkcs12key }}",
+            &[("b", &bundle!("nopass.p12"))],
+        )
+        .unwrap();
         assert_eq!(ders(&nopass), expected);
         assert!(
             nopass.starts_with("-----BEGIN PRIVATE KEY-----\n"),
@@ -676,7 +703,7 @@ mod tests {
         );
         for name in [bundle!("pass.p12"), bundle!("legacy.p12")] {
             let key = render(
-                "{{ pkcs12keyPass .p .b }}",
+                "{{ .b | b64dec | pkcs12keyPass .p }}",
                 &[("p", "test-only"), ("b", &name)],
             )
             .unwrap();
@@ -686,10 +713,18 @@ mod tests {
 
     #[test]
     fn pkcs12cert_gives_the_chain_from_leaf_to_root() {
-        let certs = render("{{ .b | pkcs12cert }}", &[("b", &bundle!("nopass.p12"))]).unwrap();
-        assert_eq!(ders(&certs), ders(&chain()));
         let certs = render(
-            "{{ pkcs12certPass .p .b }}",
+            "{{ .b | b64dec | pkcs12cert }}",
+            &[("b", &bundle!("nopass.p12"))],
+        )
+        .unwrap();
+        assert_eq!(
+            certs,
+            chain(),
+            "PEM as Go writes it, one block after the other"
+        );
+        let certs = render(
+            "{{ pkcs12certPass .p (b64dec .b) }}",
             &[("p", "test-only"), ("b", &bundle!("pass.p12"))],
         )
         .unwrap();
@@ -700,7 +735,7 @@ mod tests {
     fn pkcs12_errors_name_the_function_and_no_value() {
         let bundle = bundle!("pass.p12");
         let error = render(
-            "{{ pkcs12keyPass .p .b }}",
+            "{{ pkcs12keyPass .p (b64dec .b) }}",
             &[("p", "wrong-guess"), ("b", &bundle)],
         )
         .unwrap_err();
@@ -715,14 +750,31 @@ mod tests {
             error.contains("pkcs12cert") && error.contains("not a PKCS#12"),
             "{error}"
         );
-        let error = render("{{ .b | pkcs12key }}", &[("b", "%%%")]).unwrap_err();
-        assert!(error.contains("not base64"), "{error}");
+        // Upstream reads the file's bytes only; base64 text gets a hint.
+        let error = render("{{ .b | pkcs12key }}", &[("b", &bundle)]).unwrap_err();
+        assert!(
+            error.contains("pkcs12key: the bundle is base64 text") && error.contains("b64dec"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_binary_value_is_read_as_the_bundle_it_is() {
+        let data = [(
+            "b",
+            Value::from_bytes(include_bytes!("../testdata/pki/nopass.p12").to_vec()),
+        )];
+        assert!(matches!(data[0].1, Value::Bytes(_)));
+        let certs = render_values("{{ .b | pkcs12cert }}", &data).unwrap();
+        assert_eq!(ders(&certs), ders(&chain()));
+        let key = render_values("{{ pkcs12key .b }}", &data).unwrap();
+        assert_eq!(ders(&key), ders(fixture!("leaf.key")));
     }
 
     #[test]
     fn bundles_asking_for_too_much_work_are_refused_before_decryption() {
         let error = render(
-            "{{ pkcs12keyPass .p .b }}",
+            "{{ pkcs12keyPass .p (b64dec .b) }}",
             &[("p", "test-only"), ("b", &bundle!("costly.p12"))],
         )
         .unwrap_err();
@@ -736,16 +788,17 @@ mod tests {
     fn pem_to_pkcs12_round_trips_with_each_key_format() {
         for key in [fixture!("leaf.key"), fixture!("leaf.sec1.pem")] {
             let data = [("c", fixture!("leaf.crt")), ("k", key)];
-            let key_back = render("{{ pemToPkcs12 .c .k | pkcs12key }}", &data).unwrap();
+            let key_back = render("{{ pemToPkcs12 .c .k | b64dec | pkcs12key }}", &data).unwrap();
             assert_eq!(ders(&key_back), ders(fixture!("leaf.key")));
-            let certs_back = render("{{ pemToPkcs12 .c .k | pkcs12cert }}", &data).unwrap();
+            let certs_back =
+                render("{{ pemToPkcs12 .c .k | b64dec | pkcs12cert }}", &data).unwrap();
             assert_eq!(ders(&certs_back), ders(fixture!("leaf.crt")));
         }
         // Only the first certificate goes in, without `full`.
         let chain = chain();
         let data = [("c", chain.as_str()), ("k", fixture!("leaf.key"))];
         let certs = render(
-            "{{ pemToPkcs12Pass .c .k \"pw\" | pkcs12certPass \"pw\" }}",
+            "{{ pemToPkcs12Pass .c .k \"pw\" | b64dec | pkcs12certPass \"pw\" }}",
             &data,
         )
         .unwrap();
@@ -760,10 +813,11 @@ mod tests {
             ("fullPemToPkcs12 .c .k", ""),
             ("fullPemToPkcs12Pass .c .k \"pw\"", "pw"),
         ] {
-            let read = format!("{{{{ {template} | pkcs12certPass \"{password}\" }}}}");
+            let read = format!("{{{{ {template} | b64dec | pkcs12certPass \"{password}\" }}}}");
             assert_eq!(ders(&render(&read, &data).unwrap()), ders(&chain));
         }
-        assert!(render("{{ fullPemToPkcs12Pass .c .k \"pw\" | pkcs12cert }}", &data).is_err());
+        let wrong = "{{ fullPemToPkcs12Pass .c .k \"pw\" | b64dec | pkcs12cert }}";
+        assert!(render(wrong, &data).unwrap_err().contains("password"));
     }
 
     #[test]
@@ -773,7 +827,7 @@ mod tests {
             ("c", fixture!("leaf.crt")),
             ("k", fixture!("rsa.pkcs1.pem")),
         ];
-        let key = render("{{ pemToPkcs12 .c .k | pkcs12key }}", &data).unwrap();
+        let key = render("{{ pemToPkcs12 .c .k | b64dec | pkcs12key }}", &data).unwrap();
         assert_eq!(ders(&key), ders(fixture!("rsa.key")));
     }
 

@@ -3,11 +3,51 @@ use std::fmt;
 
 use crate::error::{PrintError, kind};
 use crate::printf::{FormatParams, params_to_chars};
-
-use gtmpl_value::Value;
+use crate::sprig::go_quote;
+use crate::value::Value;
 
 /// Print a verb like golang's printf.
-pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintError> {
+pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<Vec<u8>, PrintError> {
+    match val {
+        Value::Bytes(bytes) => print_bytes(p, typ, bytes),
+        _ => print_text(p, typ, val).map(String::into_bytes),
+    }
+}
+
+/// The string verbs of a byte string: `%s` and `%v` write its bytes, truncated to the
+/// precision and padded to the width in runes, each byte that is not UTF-8 counting as one,
+/// as in Go.
+fn print_bytes(p: &FormatParams, typ: char, bytes: &[u8]) -> Result<Vec<u8>, PrintError> {
+    match typ {
+        's' | 'v' => {
+            let mut runes: Vec<&[u8]> = Vec::new();
+            for chunk in bytes.utf8_chunks() {
+                let valid = chunk.valid();
+                runes.extend(
+                    valid
+                        .char_indices()
+                        .map(|(i, c)| &valid.as_bytes()[i..i + c.len_utf8()]),
+                );
+                runes.extend(chunk.invalid().chunks(1));
+            }
+            runes.truncate(p.precision.unwrap_or(usize::MAX));
+            let padding = vec![b' '; p.width.saturating_sub(runes.len())];
+            let body = runes.concat();
+            Ok(if p.minus {
+                [body, padding]
+            } else {
+                [padding, body]
+            }
+            .concat())
+        }
+        'x' => Ok(printf_x(p, Hexer(bytes)).into_bytes()),
+        'X' => Ok(printf_xx(p, Hexer(bytes)).into_bytes()),
+        'q' => Ok(printf_generic(p, go_quote(bytes)).into_bytes()),
+        _ => Err(PrintError::UnableToFormat("binary data", typ)),
+    }
+}
+
+fn print_text(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintError> {
     match *val {
         Value::Number(ref n) if n.as_u64().is_some() => {
             print_integer(p, typ, n.as_u64().unwrap(), val)
@@ -30,15 +70,9 @@ pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<String, PrintEr
         }),
         Value::String(ref s) => Ok(match typ {
             's' | 'v' => printf_generic(p, s),
-            'x' => printf_x(p, Hexer::from(s.as_str())),
-            'X' => printf_xx(p, Hexer::from(s.as_str())),
-            'q' => {
-                let s = s
-                    .chars()
-                    .map(|c| c.escape_default().to_string())
-                    .collect::<String>();
-                printf_generic(p, s)
-            }
+            'x' => printf_x(p, Hexer(s.as_bytes())),
+            'X' => printf_xx(p, Hexer(s.as_bytes())),
+            'q' => printf_generic(p, go_quote(s.as_bytes())),
             _ => return Err(PrintError::UnableToFormat(kind(val), typ)),
         }),
         Value::Array(ref a) => Ok(match typ {
@@ -300,20 +334,12 @@ fn escape_char(c: char) -> String {
     s
 }
 
-struct Hexer<'a> {
-    s: &'a str,
-}
-
-impl<'a> From<&'a str> for Hexer<'a> {
-    fn from(s: &'a str) -> Self {
-        Hexer { s }
-    }
-}
+struct Hexer<'a>(&'a [u8]);
 
 impl<'a> fmt::UpperHex for Hexer<'a> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for u in self.s.as_bytes() {
-            write!(f, "{:X}", u)?
+        for u in self.0 {
+            write!(f, "{u:02X}")?
         }
         Ok(())
     }
@@ -321,8 +347,8 @@ impl<'a> fmt::UpperHex for Hexer<'a> {
 
 impl<'a> fmt::LowerHex for Hexer<'a> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for u in self.s.as_bytes() {
-            write!(f, "{:x}", u)?
+        for u in self.0 {
+            write!(f, "{u:02x}")?
         }
         Ok(())
     }

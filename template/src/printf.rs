@@ -1,29 +1,36 @@
 use std::char;
 
-use gtmpl_value::{FromValue, Value};
-
 use crate::error::PrintError;
 use crate::print_verb::print;
+use crate::value::Value;
 
 /// Go's `fmt.Sprintf`, with widths and precisions kept to three digits: padding to
-/// whatever is asked would let `%0999999999d` allocate a gigabyte.
-pub fn sprintf(s: &str, args: &[Value]) -> Result<String, PrintError> {
+/// whatever is asked would let `%0999999999d` allocate a gigabyte. Bytes, since `%s` of a
+/// byte string writes its bytes.
+pub fn sprintf(s: &str, args: &[Value]) -> Result<Vec<u8>, PrintError> {
     if s.split('%').skip(1).any(is_too_wide) {
         return Err(PrintError::TooWide);
     }
     let tokens = tokenize(s)?;
-    let mut fmt = String::new();
+    let mut fmt = Vec::new();
     let mut i = 0;
     let mut index = 0;
     for t in tokens {
-        fmt.push_str(&s[i..t.start].replace("%%", "%"));
+        fmt.extend_from_slice(s[i..t.start].replace("%%", "%").as_bytes());
         let (s, idx) = process_verb(&s[t.start + 1..t.end], t.typ, args, index)?;
-        fmt.push_str(&s);
+        fmt.extend_from_slice(&s);
         index = idx;
         i = t.end + 1;
     }
-    fmt.push_str(&s[i..].replace("%%", "%"));
+    fmt.extend_from_slice(s[i..].replace("%%", "%").as_bytes());
     Ok(fmt)
+}
+
+fn as_int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
 }
 
 /// Whether the verb after a `%` has a width or precision over three digits, or one taken
@@ -62,7 +69,7 @@ fn process_verb(
     typ: char,
     args: &[Value],
     mut index: usize,
-) -> Result<(String, usize), PrintError> {
+) -> Result<(Vec<u8>, usize), PrintError> {
     let mut params = FormatParams::default();
     let mut complex = false;
     let mut pos = 0;
@@ -99,7 +106,7 @@ fn process_verb(
                 index += 1;
                 i
             });
-            if let Some(width) = args.get(arg_num).and_then(i64::from_value) {
+            if let Some(width) = args.get(arg_num).and_then(as_int) {
                 if width < 0 {
                     params.minus = true;
                     // Golang does not pad with zeros to the right.
@@ -135,7 +142,7 @@ fn process_verb(
                     index += 1;
                     i
                 });
-                if let Some(prec) = args.get(arg_num).and_then(i64::from_value) {
+                if let Some(prec) = args.get(arg_num).and_then(as_int) {
                     if prec < 0 {
                         params.precision = None;
                     }
@@ -249,12 +256,12 @@ mod test {
     fn test_sprinttf_to_format() {
         let s = sprintf("foo%v2000", &["bar".into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"foobar2000");
 
         let s = sprintf("%+0v", &[1.into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"+1");
     }
 
@@ -262,12 +269,12 @@ mod test {
     fn test_sprintf_fancy() {
         let s = sprintf("%+-#10c", &[10000.into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"✐         ");
 
         let s = sprintf("%+-#10q", &[10000.into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"'\u2710'  ");
     }
 
@@ -275,12 +282,12 @@ mod test {
     fn test_sprintf_string_to_hex() {
         let s = sprintf("%x", &["foobar2000".into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"666f6f62617232303030");
 
         let s = sprintf("%X", &["foobar2000".into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"666F6F62617232303030");
     }
 
@@ -288,7 +295,7 @@ mod test {
     fn test_sprintf_string_prec() {
         let s = sprintf("%.6s", &["foobar2000".into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"foobar");
     }
 
@@ -296,7 +303,7 @@ mod test {
     fn test_sprintf_index() {
         let s = sprintf("%[1]v %v", &["foo".into(), "bar".into(), 2000.into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"foo bar");
 
         let s = sprintf(
@@ -304,7 +311,7 @@ mod test {
             &["!".into(), "wtf".into(), "golang".into()],
         );
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"wtf golang! wtf!");
     }
 
@@ -312,17 +319,17 @@ mod test {
     fn test_sprintf_number() {
         let s = sprintf("foobar%d", &[2000.into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"foobar2000");
 
         let s = sprintf("%+0d", &[1.into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"+1");
 
         let s = sprintf("%+0b", &[5.into()]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"+101");
     }
 
@@ -331,13 +338,13 @@ mod test {
         let values: Vec<Value> = vec!["hello".into(), "world".into()];
         let s = sprintf("foo %v", &[Value::Array(values)]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"foo [hello world]");
 
         let values: Vec<Value> = vec![42.into(), 100.into()];
         let s = sprintf("foo %v", &[Value::Array(values)]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"foo [42 100]");
     }
 
@@ -348,7 +355,7 @@ mod test {
         values.insert("number".into(), 42.into());
         let s = sprintf("foo %v", &[Value::Map(values)]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         // The print order is unpredictable, we can't write
         // a straight comparison
         assert!(s == "foo map[number:42 hello:world]" || s == "foo map[hello:world number:42]");
@@ -357,7 +364,7 @@ mod test {
         values.insert("float".into(), 4.2.into());
         let s = sprintf("%v", &[Value::Map(values)]);
         assert!(s.is_ok());
-        let s = s.unwrap();
+        let s = String::from_utf8(s.unwrap()).unwrap();
         assert_eq!(s, r"map[float:4.2]");
     }
 

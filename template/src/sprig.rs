@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gtmpl_value::{Func, FuncError, Value};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroize;
 
 use crate::error::kind;
+use crate::value::{Func, FuncError, Value};
 
 /// Most bytes `repeat`, `indent` and `nindent` may produce or pad to: a function must not
 /// make its caller allocate without bound.
@@ -77,14 +76,42 @@ pub(crate) fn exactly(
 }
 
 /// Argument `i` as text; numbers and booleans are printed as Go would print them.
-fn text<'a>(
+pub(crate) fn text<'a>(
     function: &'static str,
     args: &'a [Value],
     i: usize,
 ) -> Result<Cow<'a, str>, FuncError> {
     match &args[i] {
         Value::String(s) => Ok(Cow::Borrowed(s)),
-        value @ (Value::Number(_) | Value::Bool(_)) => Ok(Cow::Owned(value.to_string())),
+        Value::Bytes(_) => Err(fail(
+            function,
+            format!("argument {} is binary data, not UTF-8 text", i + 1),
+        )),
+        other => printable(function, other, i).map(|s| Cow::Owned(s.into_owned())),
+    }
+}
+
+/// Argument `i` as a string's bytes, text or not; numbers and booleans are printed.
+pub(crate) fn bytes<'a>(
+    function: &'static str,
+    args: &'a [Value],
+    i: usize,
+) -> Result<Cow<'a, [u8]>, FuncError> {
+    match args[i].as_bytes() {
+        Some(bytes) => Ok(Cow::Borrowed(bytes)),
+        None => printable(function, &args[i], i).map(|s| Cow::Owned(s.into_owned().into_bytes())),
+    }
+}
+
+/// A number or boolean as Go prints it; any other value that is not a string is refused.
+fn printable<'a>(
+    function: &'static str,
+    value: &'a Value,
+    i: usize,
+) -> Result<Cow<'a, str>, FuncError> {
+    match value {
+        Value::String(s) => Ok(Cow::Borrowed(s)),
+        Value::Number(_) | Value::Bool(_) => Ok(Cow::Owned(value.to_string())),
         Value::NoValue | Value::Nil => Err(fail(
             function,
             format!("argument {} has no value (is the key missing?)", i + 1),
@@ -136,29 +163,24 @@ fn size(function: &'static str, args: &[Value], i: usize) -> Result<usize, FuncE
 }
 
 fn b64enc(args: &[Value]) -> Result<Value, FuncError> {
-    let [s] = texts("b64enc", args)?;
-    Ok(STANDARD.encode(s.as_bytes()).into())
+    exactly("b64enc", args, 1)?;
+    Ok(STANDARD.encode(bytes("b64enc", args, 0)?).into())
 }
 
+/// The decoded bytes, text or not (a PKCS#12 bundle for `pkcs12key`, say), as Go's string.
 /// Unlike sprig, which returns the decoder's error text as the result, invalid input fails:
 /// an error message must not end up in a Secret.
 fn b64dec(args: &[Value]) -> Result<Value, FuncError> {
-    let [s] = texts("b64dec", args)?;
-    let bytes = STANDARD
-        .decode(s.as_bytes())
+    exactly("b64dec", args, 1)?;
+    let decoded = STANDARD
+        .decode(bytes("b64dec", args, 0)?)
         .map_err(|_| fail("b64dec", "the argument is not valid base64"))?;
-    String::from_utf8(bytes).map(Value::from).map_err(|e| {
-        e.into_bytes().zeroize();
-        fail(
-            "b64dec",
-            "the decoded bytes are not UTF-8 text (the pkcs12 functions take a bundle as base64: drop b64dec)",
-        )
-    })
+    Ok(Value::from_bytes(decoded))
 }
 
 fn sha256sum(args: &[Value]) -> Result<Value, FuncError> {
-    let [s] = texts("sha256sum", args)?;
-    let digest = Sha256::digest(s.as_bytes());
+    exactly("sha256sum", args, 1)?;
+    let digest = Sha256::digest(bytes("sha256sum", args, 0)?);
     Ok(digest
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -237,7 +259,7 @@ fn has_suffix(args: &[Value]) -> Result<Value, FuncError> {
 
 /// Each argument Go-quoted, separated by spaces; missing values are skipped, as in sprig.
 fn quote(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(present_texts(args)
+    Ok(present_strings(args)
         .map(|s| go_quote(&s))
         .collect::<Vec<_>>()
         .join(" ")
@@ -245,20 +267,20 @@ fn quote(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn squote(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(present_texts(args)
-        .map(|s| format!("'{s}'"))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .into())
+    let quoted: Vec<Vec<u8>> = present_strings(args)
+        .map(|s| [b"'".as_slice(), &s, b"'"].concat())
+        .collect();
+    Ok(Value::from_bytes(quoted.join(&b' ')))
 }
 
-fn present_texts(values: &[Value]) -> impl Iterator<Item = Cow<'_, str>> {
+/// The values that are present, as the bytes Go prints of them.
+fn present_strings(values: &[Value]) -> impl Iterator<Item = Cow<'_, [u8]>> {
     values
         .iter()
         .filter(|v| !is_missing(v))
-        .map(|value| match value {
-            Value::String(s) => Cow::Borrowed(s.as_str()),
-            other => Cow::Owned(other.to_string()),
+        .map(|value| match value.as_bytes() {
+            Some(bytes) => Cow::Borrowed(bytes),
+            None => Cow::Owned(value.to_string().into_bytes()),
         })
 }
 
@@ -266,27 +288,32 @@ fn is_missing(value: &Value) -> bool {
     matches!(value, Value::NoValue | Value::Nil)
 }
 
-/// Go's `%q`: double quotes with backslash escapes for quotes, backslashes and control
-/// characters.
-fn go_quote(s: &str) -> String {
+/// Go's `%q`: double quotes with backslash escapes for quotes, backslashes, control
+/// characters and bytes that are not UTF-8.
+pub(crate) fn go_quote(s: &[u8]) -> String {
     let mut quoted = String::with_capacity(s.len() + 2);
     quoted.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            '\u{7}' => quoted.push_str("\\a"),
-            '\u{8}' => quoted.push_str("\\b"),
-            '\u{c}' => quoted.push_str("\\f"),
-            '\u{b}' => quoted.push_str("\\v"),
-            c if c.is_control() && (c as u32) < 0x80 => {
-                quoted.push_str(&format!("\\x{:02x}", c as u32))
+    for chunk in s.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => quoted.push_str("\\\""),
+                '\\' => quoted.push_str("\\\\"),
+                '\n' => quoted.push_str("\\n"),
+                '\r' => quoted.push_str("\\r"),
+                '\t' => quoted.push_str("\\t"),
+                '\u{7}' => quoted.push_str("\\a"),
+                '\u{8}' => quoted.push_str("\\b"),
+                '\u{c}' => quoted.push_str("\\f"),
+                '\u{b}' => quoted.push_str("\\v"),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    quoted.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+                c => quoted.push(c),
             }
-            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
-            c => quoted.push(c),
+        }
+        for byte in chunk.invalid() {
+            quoted.push_str(&format!("\\x{byte:02x}"));
         }
     }
     quoted.push('"');
@@ -312,6 +339,7 @@ fn is_empty(value: &Value) -> bool {
         Value::NoValue | Value::Nil => true,
         Value::Bool(b) => !b,
         Value::String(s) => s.is_empty(),
+        Value::Bytes(b) => b.is_empty(),
         Value::Number(n) => {
             n.as_i64() == Some(0) || n.as_u64() == Some(0) || n.as_f64() == Some(0.0)
         }
@@ -369,14 +397,14 @@ fn repeat(args: &[Value]) -> Result<Value, FuncError> {
 /// `join SEP LIST`; a single value counts as a list of one, missing items are skipped.
 fn join(args: &[Value]) -> Result<Value, FuncError> {
     exactly("join", args, 2)?;
-    let separator = text("join", args, 0)?;
-    Ok(list_texts(&args[1]).join(&*separator).into())
+    let separator = bytes("join", args, 0)?;
+    Ok(Value::from_bytes(list_strings(&args[1]).join(&*separator)))
 }
 
-fn list_texts(value: &Value) -> Vec<Cow<'_, str>> {
+fn list_strings(value: &Value) -> Vec<Cow<'_, [u8]>> {
     match value {
-        Value::Array(items) => present_texts(items).collect(),
-        other => present_texts(std::slice::from_ref(other)).collect(),
+        Value::Array(items) => present_strings(items).collect(),
+        other => present_strings(std::slice::from_ref(other)).collect(),
     }
 }
 
@@ -401,12 +429,14 @@ fn keys(args: &[Value]) -> Result<Value, FuncError> {
 
 fn sort_alpha(args: &[Value]) -> Result<Value, FuncError> {
     exactly("sortAlpha", args, 1)?;
-    let mut items: Vec<String> = list_texts(&args[0])
+    let mut items: Vec<Vec<u8>> = list_strings(&args[0])
         .into_iter()
         .map(Cow::into_owned)
         .collect();
     items.sort();
-    Ok(items.into())
+    Ok(Value::Array(
+        items.into_iter().map(Value::from_bytes).collect(),
+    ))
 }
 
 /// JSON as Go's `encoding/json` writes it: map keys sorted, and `<`, `>`, `&`, U+2028 and
@@ -434,6 +464,15 @@ pub(crate) fn json_of(value: &Value) -> Result<serde_json::Value, FuncError> {
         Value::NoValue | Value::Nil => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::String(s) => Json::String(s.clone()),
+        // Go writes each byte that is not UTF-8 as U+FFFD.
+        Value::Bytes(b) => Json::String(
+            b.utf8_chunks()
+                .flat_map(|chunk| {
+                    let invalid = chunk.invalid().iter().map(|_| '\u{fffd}');
+                    chunk.valid().chars().chain(invalid)
+                })
+                .collect(),
+        ),
         Value::Number(n) => n
             .as_i64()
             .map(Json::from)
@@ -486,15 +525,81 @@ mod tests {
         assert_eq!(ok("{{ .s | b64dec }}", "aHVudGVyMg=="), "hunter2");
         assert_eq!(ok("{{ .s | b64enc | b64dec }}", "añ€"), "añ€");
         assert!(render("{{ .s | b64dec }}", "not base64!").is_err());
-        assert!(
-            render("{{ .s | b64dec }}", "/w==")
-                .unwrap_err()
-                .contains("not UTF-8")
-        );
         assert_eq!(
             ok("{{ sha256sum .s }}", "abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// The raw output of `text` over `{"bin": 0xff 0x00 0xfe, "s": S}`.
+    fn output(text: &str, s: &str) -> Result<Vec<u8>, String> {
+        let options = crate::Options {
+            functions: crate::Functions::sprig(),
+            ..Default::default()
+        };
+        let template = crate::Template::parse(text, options).map_err(|e| e.to_string())?;
+        let context = Value::Map(HashMap::from([
+            ("bin".to_string(), Value::from_bytes(vec![0xff, 0x00, 0xfe])),
+            ("s".to_string(), Value::from(s)),
+        ]));
+        let mut out = Vec::new();
+        template
+            .execute(&mut out, &context)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn binary_strings_pass_through_as_go_strings_do() {
+        let bin = [0xffu8, 0x00, 0xfe];
+        assert_eq!(output("{{ .s | b64dec }}", "/wD+").unwrap(), bin);
+        assert_eq!(output("{{ .bin }}", "").unwrap(), bin);
+        assert_eq!(output("{{ .bin | b64enc }}", "").unwrap(), b"/wD+");
+        assert_eq!(output("{{ .bin | b64enc | b64dec }}", "").unwrap(), bin);
+        assert_eq!(
+            output("a{{ print .bin 1 }}", "").unwrap(),
+            b"a\xff\x00\xfe1"
+        );
+        assert_eq!(
+            output("{{ printf \"<%s|%x|%5.2s>\" .bin .bin .bin }}", "").unwrap(),
+            b"<\xff\x00\xfe|ff00fe|   \xff\x00>"
+        );
+        assert_eq!(
+            output("{{ .bin | quote }}", "").unwrap(),
+            br#""\xff\x00\xfe""#
+        );
+        assert_eq!(
+            output("{{ printf \"%q %q\" .bin .s }}", "a\"é").unwrap(),
+            r#""\xff\x00\xfe" "a\"é""#.as_bytes()
+        );
+        let text = "{{ len .bin }} {{ eq .bin (b64dec .s) }} {{ eq .bin \"x\" }} {{ lt .s .bin }}";
+        assert_eq!(output(text, "/wD+").unwrap(), b"3 true false true");
+        assert_eq!(
+            output("{{ .bin | sha256sum | trunc 8 }} {{ toJson .bin }}", "").unwrap(),
+            "af9ceddc \"\u{fffd}\\u0000\u{fffd}\"".as_bytes()
+        );
+        assert_eq!(output("{{ if .bin }}yes{{ end }}", "").unwrap(), b"yes");
+    }
+
+    #[test]
+    fn text_functions_refuse_binary_strings_by_name() {
+        for function in [
+            "upper",
+            "trim",
+            "title",
+            "indent 2",
+            "trunc 1",
+            "contains \"a\"",
+        ] {
+            let text = format!("{{{{ .bin | {function} }}}}");
+            let msg = output(&text, "").unwrap_err();
+            let name = function.split(' ').next().unwrap();
+            assert!(
+                msg.contains(&format!("{name}: argument"))
+                    && msg.contains("is binary data, not UTF-8 text"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

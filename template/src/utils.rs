@@ -1,4 +1,4 @@
-use gtmpl_value::Value;
+use crate::value::Value;
 
 /// The one character of a character constant such as `'a'` or `'\n'`.
 pub fn unquote_char(s: &str) -> Option<char> {
@@ -40,6 +40,7 @@ pub fn is_true(val: &Value) -> bool {
     match val {
         Value::Bool(b) => *b,
         Value::String(s) => !s.is_empty(),
+        Value::Bytes(b) => !b.is_empty(),
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) | Value::Map(o) => !o.is_empty(),
         Value::Function(_) => true,

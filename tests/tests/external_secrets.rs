@@ -1116,6 +1116,17 @@ fn corpus() -> Vec<(&'static str, Value)> {
                 } } }),
         ),
         (
+            "pkcs12-bundles",
+            json!({ "secretStoreRef": { "name": "aws" },
+                "data": [data("b", json!({ "key": "app/p12" })),
+                         data("raw", json!({ "key": "app/p12-binary" }))],
+                "target": { "template": { "data": {
+                    "tls.crt": "{{ .b | b64dec | pkcs12cert }}",
+                    "chain.crt": "{{ .raw | pkcs12cert }}",
+                    "keystore.p12": "{{ .raw }}",
+                } } } }),
+        ),
+        (
             "yaml-functions",
             json!({ "secretStoreRef": { "name": "aws" },
                 "dataFrom": [{ "extract": { "key": "app/db" } }],
@@ -1273,6 +1284,20 @@ async fn sealsync_writes_the_secrets_upstream_eso_writes_and_takes_them_over_unc
     aws.create_secret()
         .name("app/encoded")
         .secret_string("aGVsbG8gd29ybGQ=")
+        .send()
+        .await?;
+    let p12 = include_bytes!("../../template/testdata/pki/nopass.p12");
+    aws.create_secret()
+        .name("app/p12")
+        .secret_string(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            p12,
+        ))
+        .send()
+        .await?;
+    aws.create_secret()
+        .name("app/p12-binary")
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(p12.to_vec()))
         .send()
         .await?;
     vaultrs::kv2::set(

@@ -139,7 +139,7 @@ fn fake_secrets(fake: &FakeProvider) -> Vec<FakeSecret> {
         .map(|d| FakeSecret {
             key: d.key.clone(),
             version: d.version.clone().unwrap_or_default(),
-            value: SecretBytes::from(d.value.as_deref().unwrap_or_default().as_bytes()),
+            value: SecretBytes::from(d.value.as_bytes()),
         })
         .collect()
 }

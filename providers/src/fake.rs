@@ -89,6 +89,8 @@ impl SecretProvider for Fake {
         })
     }
 
+    /// By name only, as upstream (path and tags are not looked at): each matching key at
+    /// its highest version.
     async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
         let invalid = |reason: String| ProviderError {
             kind: ErrorKind::Invalid,
@@ -97,26 +99,28 @@ impl SecretProvider for Fake {
             key: find.name.clone().unwrap_or_default(),
             reason,
         };
-        if !find.tags.is_empty() {
-            return Err(invalid(
-                "the fake provider has no tags: find by name".into(),
-            ));
-        }
         let name = find
             .name
             .as_deref()
             .map(Regex::new)
             .transpose()
             .map_err(|e| invalid(format!("invalid name regexp: {e}")))?
-            .ok_or_else(|| invalid("find needs a name regexp".into()))?;
-        let prefix = find.path.as_deref().unwrap_or_default();
-        Ok(self
-            .secrets
-            .iter()
-            .filter(|((key, version), _)| {
-                version.is_empty() && key.starts_with(prefix) && name.is_match(key)
-            })
-            .map(|((key, _), value)| (key.clone(), value.clone()))
+            .ok_or_else(|| invalid("the fake provider finds by name only".into()))?;
+        let mut latest: BTreeMap<String, (&str, SecretBytes)> = BTreeMap::new();
+        for ((key, version), value) in &self.secrets {
+            if !name.is_match(key) {
+                continue;
+            }
+            if latest
+                .get(key)
+                .is_none_or(|(newest, _)| *newest < version.as_str())
+            {
+                latest.insert(key.clone(), (version, value.clone()));
+            }
+        }
+        Ok(latest
+            .into_iter()
+            .map(|(key, (_, value))| (key, value))
             .collect())
     }
 
@@ -183,25 +187,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn finds_by_name_under_a_path_and_refuses_tags() {
+    async fn finds_by_name_at_the_highest_version() {
         let fake = fake();
         let found = fake
             .find(&Find {
-                path: Some("/app".into()),
-                name: Some("^/.*".into()),
+                path: Some("/ignored".into()),
+                name: Some("^/app/".into()),
                 tags: BTreeMap::new(),
             })
             .await
             .unwrap();
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["/app/db", "/app/flag"]);
         assert_eq!(
-            found.keys().collect::<Vec<_>>(),
-            ["/app/db", "/app/flag"],
-            "one entry per key, at its unversioned value"
+            text(&found["/app/db"]),
+            r#"{"user":"old"}"#,
+            "v1 > unversioned"
         );
-        let tags = Find {
+        let tags_only = Find {
             tags: BTreeMap::from([("team".into(), "a".into())]),
             ..Find::default()
         };
-        assert_eq!(fake.find(&tags).await.unwrap_err().kind, ErrorKind::Invalid);
+        assert_eq!(
+            fake.find(&tags_only).await.unwrap_err().kind,
+            ErrorKind::Invalid
+        );
     }
 }

@@ -122,8 +122,7 @@ pub struct FakeProvider {
 #[serde(rename_all = "camelCase")]
 pub struct FakeProviderData {
     pub key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
+    pub value: String,
     /// A version only `remoteRef.version` reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,

@@ -141,6 +141,10 @@ impl RepoJob {
         let mut rendered = generate_all(&*generators.sealed, &repository.sealed, progress).await;
         rendered.extend(generate_all(&*generators.external, &repository.external, progress).await);
         progress.finish_and_clear();
+        rendered.sort_by(|a, b| match (a, b) {
+            (Ok((a, _)), Ok((b, _))) => a.cmp(b),
+            _ => a.is_ok().cmp(&b.is_ok()),
+        });
         let mut secrets = Vec::new();
         let mut failures = Vec::new();
         for generated in rendered {

@@ -579,7 +579,29 @@ fn ec_point(
     Ok([&[4u8][..], &x, &y].concat())
 }
 
-/// A public JWK (RSA or EC) as a PKIX PEM `PUBLIC KEY`.
+/// The 32 bytes of an Ed25519 JWK's member (`x`, the public key; `d`, the seed).
+fn ed25519_member(
+    function: &'static str,
+    jwk: &serde_json::Value,
+    name: &str,
+) -> Result<Zeroizing<Vec<u8>>, FuncError> {
+    if jwk.get("crv").and_then(serde_json::Value::as_str) != Some("Ed25519") {
+        return Err(fail(
+            function,
+            "the OKP JWK's curve is not supported (Ed25519)",
+        ));
+    }
+    let bytes = member(function, jwk, name)?;
+    if bytes.len() != 32 {
+        return Err(fail(
+            function,
+            format!("the JWK's {name:?} member is not 32 bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A public JWK (RSA, EC or Ed25519) as a PKIX PEM `PUBLIC KEY`.
 fn jwk_public_key_pem(args: &[Value]) -> Fail {
     const F: &str = "jwkPublicKeyPem";
     let [text] = texts::<1>(F, args)?;
@@ -603,12 +625,30 @@ fn jwk_public_key_pem(args: &[Value]) -> Fail {
                 .map_err(|_| fail(F, "cannot encode the public key"))?;
             der.as_ref().to_vec()
         }
-        _ => return Err(fail(F, "the JWK's key type is not supported (RSA or EC)")),
+        "OKP" => {
+            use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+            let x = ed25519_member(F, &jwk, "x")?;
+            let key = aws_lc_rs::signature::ParsedPublicKey::new(
+                &aws_lc_rs::signature::ED25519,
+                x.as_slice(),
+            )
+            .map_err(|_| fail(F, "the JWK is not a valid Ed25519 public key"))?;
+            let der: PublicKeyX509Der = key
+                .as_der()
+                .map_err(|_| fail(F, "cannot encode the public key"))?;
+            der.as_ref().to_vec()
+        }
+        _ => {
+            return Err(fail(
+                F,
+                "the JWK's key type is not supported (RSA, EC or OKP)",
+            ));
+        }
     };
     Ok(pem_text("PUBLIC KEY", der).into())
 }
 
-/// A private JWK (RSA with its primes, or EC) as a PKCS#8 PEM `PRIVATE KEY`.
+/// A private JWK (RSA with its primes, EC or Ed25519) as a PKCS#8 PEM `PRIVATE KEY`.
 fn jwk_private_key_pem(args: &[Value]) -> Fail {
     const F: &str = "jwkPrivateKeyPem";
     let [text] = texts::<1>(F, args)?;
@@ -648,7 +688,22 @@ fn jwk_private_key_pem(args: &[Value]) -> Fail {
                 .as_ref()
                 .to_vec()
         }
-        _ => return Err(fail(F, "the JWK's key type is not supported (RSA or EC)")),
+        "OKP" => {
+            let (seed, x) = (ed25519_member(F, &jwk, "d")?, ed25519_member(F, &jwk, "x")?);
+            // PKCS#8 v1, without the public key, as Go writes it.
+            aws_lc_rs::signature::Ed25519KeyPair::from_seed_and_public_key(&seed, &x)
+                .map_err(|_| fail(F, "the JWK is not a valid Ed25519 private key"))?
+                .to_pkcs8v1()
+                .map_err(|_| fail(F, "cannot encode the private key"))?
+                .as_ref()
+                .to_vec()
+        }
+        _ => {
+            return Err(fail(
+                F,
+                "the JWK's key type is not supported (RSA, EC or OKP)",
+            ));
+        }
     };
     Ok(pem_text("PRIVATE KEY", der).into())
 }
@@ -939,6 +994,18 @@ mod tests {
                 fixture!("leaf.key"),
                 "PRIVATE",
             ),
+            (
+                "jwkPublicKeyPem",
+                fixture!("ed25519.pub.jwk"),
+                fixture!("ed25519.pub.pem"),
+                "PUBLIC",
+            ),
+            (
+                "jwkPrivateKeyPem",
+                fixture!("ed25519.jwk"),
+                fixture!("ed25519.key"),
+                "PRIVATE",
+            ),
         ] {
             let out = render(&format!("{{{{ {function} .j }}}}"), &[("j", jwk)]).unwrap();
             assert!(
@@ -962,6 +1029,16 @@ mod tests {
             (
                 "jwkPublicKeyPem",
                 r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#,
+                "not 32 bytes",
+            ),
+            (
+                "jwkPublicKeyPem",
+                r#"{"kty":"OKP","crv":"X448","x":"AAAA"}"#,
+                "not supported (Ed25519)",
+            ),
+            (
+                "jwkPublicKeyPem",
+                r#"{"kty":"oct","k":"AAAA"}"#,
                 "not supported",
             ),
             (

@@ -51,3 +51,16 @@ ecpriv = dict(ecpub, d=b(ec.private_value, 32))
 for name, jwk in [("rsa.pub", pub), ("rsa", priv), ("ec.pub", ecpub), ("ec", ecpriv)]:
     json.dump(jwk, open(name + ".jwk", "w"))
 PY
+# An Ed25519 key (JWK kty OKP) and its PKCS#8 and PKIX PEMs.
+openssl genpkey -algorithm ed25519 -out ed25519.key
+openssl pkey -in ed25519.key -pubout -out ed25519.pub.pem
+python3 - <<'PY'
+import base64, json
+from cryptography.hazmat.primitives import serialization as s
+key = s.load_pem_private_key(open("ed25519.key", "rb").read(), None)
+b = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+x = key.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)
+d = key.private_bytes(s.Encoding.Raw, s.PrivateFormat.Raw, s.NoEncryption())
+json.dump({"kty": "OKP", "crv": "Ed25519", "x": b(x)}, open("ed25519.pub.jwk", "w"))
+json.dump({"kty": "OKP", "crv": "Ed25519", "x": b(x), "d": b(d)}, open("ed25519.jwk", "w"))
+PY

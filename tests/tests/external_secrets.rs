@@ -1127,6 +1127,20 @@ fn corpus() -> Vec<(&'static str, Value)> {
                 } } } }),
         ),
         (
+            "jwk-keys",
+            json!({ "secretStoreRef": { "name": "aws" },
+                "data": [data("ed", json!({ "key": "app/jwk-ed25519" })),
+                         data("edpub", json!({ "key": "app/jwk-ed25519-public" })),
+                         data("rsapub", json!({ "key": "app/jwk-rsa-public" })),
+                         data("ecpub", json!({ "key": "app/jwk-ec-public" }))],
+                "target": { "template": { "data": {
+                    "ed.key": "{{ .ed | jwkPrivateKeyPem }}",
+                    "ed.pub": "{{ .edpub | jwkPublicKeyPem }}",
+                    "rsa.pub": "{{ .rsapub | jwkPublicKeyPem }}",
+                    "ec.pub": "{{ .ecpub | jwkPublicKeyPem }}",
+                } } } }),
+        ),
+        (
             "yaml-functions",
             json!({ "secretStoreRef": { "name": "aws" },
                 "dataFrom": [{ "extract": { "key": "app/db" } }],
@@ -1295,6 +1309,30 @@ async fn sealsync_writes_the_secrets_upstream_eso_writes_and_takes_them_over_unc
         ))
         .send()
         .await?;
+    for (name, jwk) in [
+        (
+            "app/jwk-ed25519",
+            include_str!("../../template/testdata/pki/ed25519.jwk"),
+        ),
+        (
+            "app/jwk-ed25519-public",
+            include_str!("../../template/testdata/pki/ed25519.pub.jwk"),
+        ),
+        (
+            "app/jwk-rsa-public",
+            include_str!("../../template/testdata/pki/rsa.pub.jwk"),
+        ),
+        (
+            "app/jwk-ec-public",
+            include_str!("../../template/testdata/pki/ec.pub.jwk"),
+        ),
+    ] {
+        aws.create_secret()
+            .name(name)
+            .secret_string(jwk)
+            .send()
+            .await?;
+    }
     aws.create_secret()
         .name("app/p12-binary")
         .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(p12.to_vec()))

@@ -1,6 +1,7 @@
 //! The controller's HTTP API on upstream's paths and codes: `GET /healthz`,
 //! `GET /v1/cert.pem`, `POST /v1/verify` (200 opens, 409 does not; rate limited per
-//! client), `POST /v1/rotate` (re-sealed to the newest key); sealsync's `GET /v1/keys` (the
+//! client), `POST /v1/rotate` (re-sealed to the newest key), both bounded in the RSA work
+//! they do at once; sealsync's `GET /v1/keys` (the
 //! key Secrets' public facts); and `/metrics` on its own port.
 //! Bodies are untrusted: their size and value count are capped before any RSA work.
 
@@ -22,6 +23,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use prometheus_client::registry::Registry;
 use sealsync_api::{KeyList, SealedSecret, check_value_count, parse_json, reencrypt, unseal};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::generator::check_data_form;
 use crate::keys::KeyStore;
@@ -39,12 +41,19 @@ const MAX_LISTED_KEYS: usize = 1000;
 /// Most client addresses the `/v1/verify` rate limiter keeps state for.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
 
+/// Requests of `/v1/verify` and `/v1/rotate` doing RSA work at once, per core (each may be
+/// thousands of decryptions). More get 429 at once, which clients retry, rather than
+/// queueing without bound on the blocking pool: a flood of rotations, which the per-client
+/// rate limit of verifications does not cover, cannot pile up work.
+const RSA_REQUESTS_PER_CORE: usize = 2;
+
 /// What the API handlers share.
 #[derive(Debug)]
 pub struct ApiState {
     keys: Arc<KeyStore>,
     metrics: ControllerMetrics,
     verify_limit: ClientLimiter,
+    rsa_slots: Arc<Semaphore>,
     accept_deprecated_data: bool,
 }
 
@@ -65,8 +74,23 @@ impl ApiState {
                 Quota::per_second(rate).allow_burst(burst),
                 DefaultClock::default(),
             ),
+            rsa_slots: Arc::new(Semaphore::new(
+                RSA_REQUESTS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             accept_deprecated_data,
         }
+    }
+
+    /// A slot for one request's RSA work, or the 429 that says to retry.
+    fn rsa_slot(&self) -> Result<OwnedSemaphorePermit, Response> {
+        self.rsa_slots.clone().try_acquire_owned().map_err(|_| {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "busy: too many verifications and rotations at once; retry\n",
+            )
+                .into_response()
+        })
     }
 }
 
@@ -206,8 +230,16 @@ async fn verify(
         Ok(sealed) => sealed,
         Err(refusal) => return refusal.into_response(),
     };
+    let slot = match state.rsa_slot() {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     let keys = state.keys.current();
-    let opened = tokio::task::spawn_blocking(move || unseal(&sealed, &keys.keyring).is_ok()).await;
+    let opened = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        unseal(&sealed, &keys.keyring).is_ok()
+    })
+    .await;
     match opened {
         Ok(true) => StatusCode::OK.into_response(),
         Ok(false) => StatusCode::CONFLICT.into_response(),
@@ -220,8 +252,13 @@ async fn rotate(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         Ok(sealed) => sealed,
         Err(refusal) => return refusal.into_response(),
     };
+    let slot = match state.rsa_slot() {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     let keys = state.keys.current();
     let resealed = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let newest = keys
             .newest
             .as_ref()
@@ -388,6 +425,43 @@ mod tests {
             assert_eq!(status, StatusCode::CONFLICT, "{path}");
             assert!(!body.contains("deprecated"), "{path}: {body}");
         }
+    }
+
+    #[tokio::test]
+    async fn rsa_work_beyond_the_slots_is_refused_at_once_with_retry_after() {
+        let state = keyless(true);
+        let slots = state.rsa_slots.available_permits();
+        assert!(slots >= RSA_REQUESTS_PER_CORE);
+        let taken = state
+            .rsa_slots
+            .clone()
+            .try_acquire_many_owned(u32::try_from(slots).unwrap())
+            .unwrap();
+        let state = Arc::new(state);
+        let send = |path: &str| {
+            let request = Request::post(path)
+                .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))))
+                .body(Body::from(sealed_secret_json(r#"{"k":"AgBx"}"#)))
+                .unwrap();
+            api_router(state.clone()).oneshot(request)
+        };
+        for path in ["/v1/verify", "/v1/rotate"] {
+            let response = send(path).await.unwrap();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+        drop(taken);
+        let response = send("/v1/verify").await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CONFLICT,
+            "a free slot: opened, by no key"
+        );
+        assert_eq!(
+            state.rsa_slots.available_permits(),
+            slots,
+            "slots are given back"
+        );
     }
 
     fn limiter(clock: &FakeRelativeClock) -> ClientLimiter<FakeRelativeClock> {

@@ -33,17 +33,20 @@ impl std::fmt::Debug for Lookups {
 }
 
 /// What a local sync knows: the repository's ConfigMaps and Namespaces, and the user's
-/// Vault token.
+/// Vault token and server.
 #[derive(Debug, Default)]
 pub struct Local {
     config_maps: HashMap<(String, String), ConfigMap>,
     namespace_labels: HashMap<String, BTreeMap<String, String>>,
     vault_token: Option<SecretBytes>,
+    /// `VAULT_ADDR`: the only server the token is sent to.
+    vault_addr: Option<String>,
 }
 
 impl Local {
     /// The lookups of a repository declaring `config_maps` and `namespaces`. The Vault
-    /// token is `VAULT_TOKEN`, else the file `vault login` writes (`~/.vault-token`).
+    /// token is `VAULT_TOKEN`, else the file `vault login` writes (`~/.vault-token`), for
+    /// the server `VAULT_ADDR`.
     pub fn new(config_maps: Vec<ConfigMap>, namespaces: Vec<Namespace>) -> Self {
         let vault_token = std::env::var("VAULT_TOKEN")
             .ok()
@@ -67,16 +70,30 @@ impl Local {
                 .map(|ns| (ns.name_any(), ns.labels().clone()))
                 .collect(),
             vault_token,
+            vault_addr: std::env::var("VAULT_ADDR").ok().filter(|a| !a.is_empty()),
         }
     }
 
-    /// The token Vault stores sign in with on a local sync.
-    pub fn vault_token(&self) -> Result<SecretBytes, String> {
-        self.vault_token.clone().ok_or_else(|| {
+    /// The token a Vault store at `server` signs in with on a local sync. A repository
+    /// names the server, so the token goes only to the one the user set (`VAULT_ADDR`):
+    /// a store pointing elsewhere cannot collect it.
+    pub fn vault_token(&self, server: &str) -> Result<SecretBytes, String> {
+        let token = self.vault_token.clone().ok_or(
             "no Vault token: set VAULT_TOKEN or sign in with `vault login` (a local sync uses \
-             your token, not the store's auth)"
-                .into()
-        })
+             your token, not the store's auth)",
+        )?;
+        let same = |a: &str| a.trim_end_matches('/') == server.trim_end_matches('/');
+        match &self.vault_addr {
+            Some(addr) if same(addr) => Ok(token),
+            Some(addr) => Err(format!(
+                "the store's server {server} is not VAULT_ADDR ({addr}): a local sync sends \
+                 your Vault token to VAULT_ADDR only; set VAULT_ADDR={server} if you trust it"
+            )),
+            None => Err(format!(
+                "VAULT_ADDR is not set: a local sync sends your Vault token to VAULT_ADDR only; \
+                 set VAULT_ADDR={server} if you trust that server"
+            )),
+        }
     }
 }
 

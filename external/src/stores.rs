@@ -466,7 +466,11 @@ impl Reader<'_> {
         };
         let local = self.lookups.local();
         let auth = if let Some(local) = local {
-            VaultAuth::Token(local.vault_token().map_err(|e| self.invalid(e))?)
+            VaultAuth::Token(
+                local
+                    .vault_token(&vault.server)
+                    .map_err(|e| self.invalid(e))?,
+            )
         } else if let Some(token) = &spec.token_secret_ref {
             VaultAuth::Token(self.secret_value(token).await?)
         } else if let Some(approle) = &spec.app_role {

@@ -837,7 +837,11 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         home_env,
     ];
-    let everything = [&aws_env[..], &[("VAULT_TOKEN", Vault::ROOT_TOKEN)]].concat();
+    let vault_env = [
+        ("VAULT_ADDR", vault.address()),
+        ("VAULT_TOKEN", Vault::ROOT_TOKEN),
+    ];
+    let everything = [&aws_env[..], &vault_env].concat();
     let shows_no_value = |run: &Run| {
         let all = run.stdout() + &run.stderr();
         for value in PROVIDER_VALUES {
@@ -883,8 +887,23 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
         "read from Vault with VAULT_TOKEN, the template from the repository's ConfigMap"
     );
 
-    // No Vault token: that ExternalSecret fails and its Secret stays as it was.
+    // The token goes to VAULT_ADDR only, never to a server the repository names.
     let before = fs::read(out.join("shop/db.yaml")).unwrap();
+    let elsewhere = [
+        &aws_env[..],
+        &[vault_env[1], ("VAULT_ADDR", "https://127.0.0.1:1")],
+    ]
+    .concat();
+    let run = sealsync_with(&args, &path_without_kustomize(), &elsewhere);
+    let report = run.json();
+    let message = report["secrets"][1]["message"].as_str().unwrap();
+    assert!(
+        message.contains("is not VAULT_ADDR (https://127.0.0.1:1): a local sync sends your Vault token to VAULT_ADDR only"),
+        "{message}"
+    );
+    assert!(!run.stdout().contains(Vault::ROOT_TOKEN) && !run.stderr().contains(Vault::ROOT_TOKEN));
+
+    // No Vault token: that ExternalSecret fails and its Secret stays as it was.
     let run = sealsync_with(&args, &path_without_kustomize(), &aws_env);
     shows_no_value(&run);
     let report = run.json();
@@ -899,7 +918,8 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
 
     // `vault login`'s token file serves as well.
     fs::write(home.path().join(".vault-token"), Vault::ROOT_TOKEN).unwrap();
-    let run = sealsync_with(&args, &path_without_kustomize(), &aws_env);
+    let with_file = [&aws_env[..], &vault_env[..1]].concat();
+    let run = sealsync_with(&args, &path_without_kustomize(), &with_file);
     assert_eq!(
         run.json()["secrets"][1]["action"],
         "unchanged",

@@ -81,17 +81,20 @@ impl ApiState {
         }
     }
 
-    /// A slot for one request's RSA work, or the 429 that says to retry.
-    fn rsa_slot(&self) -> Result<OwnedSemaphorePermit, Response> {
-        self.rsa_slots.clone().try_acquire_owned().map_err(|_| {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
-                "busy: too many verifications and rotations at once; retry\n",
-            )
-                .into_response()
-        })
+    /// A slot for one request's RSA work, if one is free.
+    fn rsa_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.rsa_slots.clone().try_acquire_owned().ok()
     }
+}
+
+/// The answer when no RSA slot is free: retry.
+fn busy() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "1")],
+        "busy: too many verifications and rotations at once; retry\n",
+    )
+        .into_response()
 }
 
 /// A per-address rate limiter with bounded state: at [`MAX_TRACKED_CLIENTS`] addresses, those
@@ -230,9 +233,8 @@ async fn verify(
         Ok(sealed) => sealed,
         Err(refusal) => return refusal.into_response(),
     };
-    let slot = match state.rsa_slot() {
-        Ok(slot) => slot,
-        Err(busy) => return busy,
+    let Some(slot) = state.rsa_slot() else {
+        return busy();
     };
     let keys = state.keys.current();
     let opened = tokio::task::spawn_blocking(move || {
@@ -252,9 +254,8 @@ async fn rotate(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         Ok(sealed) => sealed,
         Err(refusal) => return refusal.into_response(),
     };
-    let slot = match state.rsa_slot() {
-        Ok(slot) => slot,
-        Err(busy) => return busy,
+    let Some(slot) = state.rsa_slot() else {
+        return busy();
     };
     let keys = state.keys.current();
     let resealed = tokio::task::spawn_blocking(move || {

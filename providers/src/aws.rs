@@ -16,7 +16,7 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use regex::Regex;
 use sealsync_crypto::SecretBytes;
 
-use crate::value::lookup;
+use crate::value::property;
 use crate::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
 
 const PROVIDER: &str = "AWS Secrets Manager";
@@ -311,11 +311,12 @@ impl SecretProvider for SecretsManager {
         payload: &SecretBytes,
         reference: &RemoteRef,
     ) -> Result<SecretBytes, ProviderError> {
-        let Some(property) = reference.property.as_deref() else {
-            return Ok(payload.clone());
-        };
         // A dotted property names a literal key first, then a path.
-        lookup(payload.expose(), property, property.contains('.')).ok_or_else(|| ProviderError {
+        let dotted = reference
+            .property
+            .as_deref()
+            .is_some_and(|p| p.contains('.'));
+        property(payload, reference, dotted).map_err(|property| ProviderError {
             kind: ErrorKind::NotFound,
             provider: PROVIDER,
             operation: "GetSecretValue",

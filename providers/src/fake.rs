@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use regex::Regex;
 
-use crate::value::at_path;
+use crate::value::property;
 use crate::{ErrorKind, Find, ProviderError, RemoteRef, SecretBytes, SecretProvider};
 
 const PROVIDER: &str = "Fake";
@@ -77,10 +77,8 @@ impl SecretProvider for Fake {
         payload: &SecretBytes,
         reference: &RemoteRef,
     ) -> Result<SecretBytes, ProviderError> {
-        let Some(property) = reference.property.as_deref() else {
-            return Ok(payload.clone());
-        };
-        at_path(payload.expose(), property).ok_or_else(|| {
+        // A gjson path, as upstream.
+        property(payload, reference, false).map_err(|property| {
             Self::not_found(
                 "GetSecret",
                 &reference.key,

@@ -9,6 +9,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use sealsync_crypto::SecretBytes;
 use serde_json::value::RawValue;
 
+use crate::RemoteRef;
+
 /// How a fetched value is decoded before it is written (`decodingStrategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecodingStrategy {
@@ -118,6 +120,19 @@ pub(crate) fn lookup(payload: &[u8], property: &str, literal_first: bool) -> Opt
         .then(|| at_path(payload, &literal_key_path(property)))
         .flatten()
         .or_else(|| at_path(payload, property))
+}
+
+/// The property `reference` names of `payload` (all of it without one), looked up as
+/// [`lookup`] does; the property, when the payload has none such.
+pub(crate) fn property<'a>(
+    payload: &SecretBytes,
+    reference: &'a RemoteRef,
+    literal_first: bool,
+) -> Result<SecretBytes, &'a str> {
+    match reference.property.as_deref() {
+        None => Ok(payload.clone()),
+        Some(property) => lookup(payload.expose(), property, literal_first).ok_or(property),
+    }
 }
 
 /// A gjson path naming the one top-level key `key`, special characters escaped (`a.b`

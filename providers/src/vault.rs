@@ -10,7 +10,7 @@ use tokio::sync::RwLock;
 use vaultrs::client::{Client, Identity, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::value::lookup;
+use crate::value::property;
 use crate::{ErrorKind, Find, ProviderError, RemoteRef, SecretProvider};
 
 const PROVIDER: &str = "Vault";
@@ -245,11 +245,8 @@ impl SecretProvider for Vault {
         payload: &SecretBytes,
         reference: &RemoteRef,
     ) -> Result<SecretBytes, ProviderError> {
-        let Some(property) = reference.property.as_deref() else {
-            return Ok(payload.clone());
-        };
         // An exact top-level key wins, then a path.
-        lookup(payload.expose(), property, true).ok_or_else(|| ProviderError {
+        property(payload, reference, true).map_err(|property| ProviderError {
             kind: ErrorKind::NotFound,
             provider: PROVIDER,
             operation: "read",

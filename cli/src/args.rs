@@ -62,8 +62,9 @@ enum Command {
     #[command(after_help = REPO_EXAMPLES)]
     Diff(RepoArgs),
     /// Sync a config repository into the local store: the Secrets its SealedSecrets and
-    /// ExternalSecrets make are written (one 0600 manifest per Secret, atomically), and the Secrets an earlier sync
-    /// of the same PATH wrote that the repository no longer declares are pruned.
+    /// ExternalSecrets make are written (one 0600 manifest per Secret, atomically), and the
+    /// Secrets an earlier sync of the same PATH wrote that the repository no longer declares
+    /// are pruned.
     ///
     /// Prints a report (-o json for scripts) and exits non-zero when anything failed; the
     /// rest is synced. See docs/sync.md.

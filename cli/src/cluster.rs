@@ -291,8 +291,9 @@ impl Controller {
         }
     }
 
-    /// One request through the service proxy, retried while the controller's rate limit
-    /// (on `/v1/verify`, 2 per second by default) answers 429.
+    /// One request through the service proxy, retried while the controller answers 429
+    /// (its rate limit on `/v1/verify`, 2 per second by default, or no free slot for the RSA
+    /// work of `/v1/verify` and `/v1/rotate`).
     fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Result<String, kube::Error> {
         self.runtime.block_on(async {
             let mut pause = Duration::from_millis(500);

@@ -2,17 +2,16 @@
 //! or a `templateFrom` names, the labels of Namespaces (for cluster stores' conditions),
 //! service-account tokens. The controller reads them from the API server; `sealsync sync`
 //! on a laptop reads ConfigMaps and Namespaces from the repository, and signs in to the
-//! providers with the user's own credentials instead of the Secrets a store names.
+//! providers with the user's own credentials instead of the Secrets a store names (what it
+//! finds in the environment is the caller's to give).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use sealsync_crypto::SecretBytes;
-use zeroize::Zeroizing;
 
 /// Where a sync looks things up.
 #[derive(Clone)]
@@ -33,33 +32,29 @@ impl std::fmt::Debug for Lookups {
 }
 
 /// What a local sync knows: the repository's ConfigMaps and Namespaces, and the user's
-/// Vault token and server.
+/// Vault login.
 #[derive(Debug, Default)]
 pub struct Local {
     config_maps: HashMap<(String, String), ConfigMap>,
     namespace_labels: HashMap<String, BTreeMap<String, String>>,
-    vault_token: Option<SecretBytes>,
-    /// `VAULT_ADDR`: the only server the token is sent to.
-    vault_addr: Option<String>,
+    vault: VaultLogin,
+}
+
+/// The user's Vault login (as the `vault` CLI's environment gives it).
+#[derive(Debug, Default)]
+pub struct VaultLogin {
+    pub token: Option<SecretBytes>,
+    /// The only server the token is sent to (`VAULT_ADDR`).
+    pub address: Option<String>,
+    /// The CA bundle that server's certificate chains to (`VAULT_CACERT`); the system's
+    /// roots without one.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Local {
-    /// The lookups of a repository declaring `config_maps` and `namespaces`. The Vault
-    /// token is `VAULT_TOKEN`, else the file `vault login` writes (`~/.vault-token`), for
-    /// the server `VAULT_ADDR`.
-    pub fn new(config_maps: Vec<ConfigMap>, namespaces: Vec<Namespace>) -> Self {
-        let vault_token = std::env::var("VAULT_TOKEN")
-            .ok()
-            .map(Zeroizing::new)
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| SecretBytes::from(t.trim().as_bytes()))
-            .or_else(|| {
-                let home = std::env::var_os("HOME")?;
-                let text = std::fs::read(Path::new(&home).join(".vault-token")).ok()?;
-                let token = SecretBytes::from(text);
-                let trimmed = token.expose().trim_ascii();
-                (!trimmed.is_empty()).then(|| SecretBytes::from(trimmed))
-            });
+    /// The lookups of a repository declaring `config_maps` and `namespaces`, signing in to
+    /// Vault with `vault`.
+    pub fn new(config_maps: Vec<ConfigMap>, namespaces: Vec<Namespace>, vault: VaultLogin) -> Self {
         Self {
             config_maps: config_maps
                 .into_iter()
@@ -69,8 +64,7 @@ impl Local {
                 .into_iter()
                 .map(|ns| (ns.name_any(), ns.labels().clone()))
                 .collect(),
-            vault_token,
-            vault_addr: std::env::var("VAULT_ADDR").ok().filter(|a| !a.is_empty()),
+            vault,
         }
     }
 
@@ -78,12 +72,12 @@ impl Local {
     /// names the server, so the token goes only to the one the user set (`VAULT_ADDR`):
     /// a store pointing elsewhere cannot collect it.
     pub fn vault_token(&self, server: &str) -> Result<SecretBytes, String> {
-        let token = self.vault_token.clone().ok_or(
+        let token = self.vault.token.clone().ok_or(
             "no Vault token: set VAULT_TOKEN or sign in with `vault login` (a local sync uses \
              your token, not the store's auth)",
         )?;
         let same = |a: &str| a.trim_end_matches('/') == server.trim_end_matches('/');
-        match &self.vault_addr {
+        match &self.vault.address {
             Some(addr) if same(addr) => Ok(token),
             Some(addr) => Err(format!(
                 "the store's server {server} is not VAULT_ADDR ({addr}): a local sync sends \
@@ -94,6 +88,11 @@ impl Local {
                  set VAULT_ADDR={server} if you trust that server"
             )),
         }
+    }
+
+    /// The CA bundle of the user's Vault: never the store's, which the repository chose.
+    pub fn vault_ca(&self) -> Option<Vec<u8>> {
+        self.vault.ca_pem.clone()
     }
 }
 
@@ -138,8 +137,8 @@ impl Lookups {
         }
     }
 
-    /// The labels of Namespace `name` (none for a Namespace the repository does not
-    /// declare).
+    /// The labels of Namespace `name`: for one the repository does not declare, only the
+    /// `kubernetes.io/metadata.name` label the API server gives every Namespace.
     pub async fn namespace_labels(&self, name: &str) -> Result<BTreeMap<String, String>, String> {
         match self {
             Lookups::Cluster(client) => Api::<Namespace>::all(client.clone())
@@ -147,11 +146,15 @@ impl Lookups {
                 .await
                 .map(|ns| ns.labels().clone())
                 .map_err(|e| e.to_string()),
-            Lookups::Local(local) => Ok(local
-                .namespace_labels
-                .get(name)
-                .cloned()
-                .unwrap_or_default()),
+            Lookups::Local(local) => {
+                let mut labels = local
+                    .namespace_labels
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default();
+                labels.insert("kubernetes.io/metadata.name".into(), name.into());
+                Ok(labels)
+            }
         }
     }
 }

@@ -565,14 +565,15 @@ impl Reader<'_> {
             }
             None => None,
         };
-        let ca_pem = match (&vault.ca_bundle, &vault.ca_provider) {
-            (Some(bundle), _) => Some(
+        let ca_pem = match (local, &vault.ca_bundle, &vault.ca_provider) {
+            (Some(local), _, _) => local.vault_ca(),
+            (None, Some(bundle), _) => Some(
                 STANDARD
                     .decode(bundle.trim())
                     .map_err(|_| self.invalid("caBundle is not base64"))?,
             ),
-            (None, Some(provider)) => Some(self.ca_from(provider).await?),
-            (None, None) => None,
+            (None, None, Some(provider)) => Some(self.ca_from(provider).await?),
+            (None, None, None) => None,
         };
         Ok(VaultConfig {
             server: vault.server.clone(),

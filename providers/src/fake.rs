@@ -20,16 +20,22 @@ pub struct FakeSecret {
     pub value: SecretBytes,
 }
 
-/// A fake store's secrets, by key and version.
+/// A fake store's secrets, by key and version (a pair, where upstream joins them into one
+/// string, so that key `a1` and key `a` at version `1` stay apart).
 #[derive(Debug, Default)]
 pub struct Fake {
     secrets: HashMap<(String, String), SecretBytes>,
+    /// Whether an entry has an empty key or value, which upstream's validation refuses.
+    has_empty: bool,
 }
 
 impl Fake {
     /// The store of `secrets`; a later entry of the same key and version wins, as upstream.
     pub fn new(secrets: Vec<FakeSecret>) -> Self {
         Self {
+            has_empty: secrets
+                .iter()
+                .any(|s| s.key.is_empty() || s.value.expose().is_empty()),
             secrets: secrets
                 .into_iter()
                 .map(|s| ((s.key, s.version), s.value))
@@ -49,16 +55,9 @@ impl Fake {
 }
 
 impl SecretProvider for Fake {
+    /// The value, also for `metadataPolicy: Fetch`: the fake provider has no metadata and
+    /// upstream's ignores the policy.
     async fn read(&self, reference: &RemoteRef) -> Result<SecretBytes, ProviderError> {
-        if reference.metadata {
-            return Err(ProviderError {
-                kind: ErrorKind::Invalid,
-                provider: PROVIDER,
-                operation: "GetSecret",
-                key: reference.key.clone(),
-                reason: "the fake provider has no metadata".into(),
-            });
-        }
         let version = reference.version.clone().unwrap_or_default();
         self.secrets
             .get(&(reference.key.clone(), version))
@@ -123,6 +122,15 @@ impl SecretProvider for Fake {
     }
 
     async fn validate(&self) -> Result<(), ProviderError> {
+        if self.has_empty {
+            return Err(ProviderError {
+                kind: ErrorKind::Invalid,
+                provider: PROVIDER,
+                operation: "validate",
+                key: String::new(),
+                reason: "every data entry needs a key and a value".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -182,6 +190,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(no_property.kind, ErrorKind::NotFound);
         assert!(!no_property.to_string().contains("p1"), "{no_property}");
+    }
+
+    #[tokio::test]
+    async fn entries_without_a_key_or_value_fail_validation() {
+        assert!(fake().validate().await.is_ok());
+        let empty = Fake::new(vec![FakeSecret {
+            key: "k".into(),
+            ..FakeSecret::default()
+        }]);
+        assert_eq!(empty.validate().await.unwrap_err().kind, ErrorKind::Invalid);
     }
 
     #[tokio::test]

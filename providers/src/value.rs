@@ -113,26 +113,23 @@ pub(crate) fn at_path(payload: &[u8], path: &str) -> Option<SecretBytes> {
     })
 }
 
-/// `property` of `payload`: the literal (escaped) key first when `literal_first`, then
-/// the property as a gjson path.
-pub(crate) fn lookup(payload: &[u8], property: &str, literal_first: bool) -> Option<SecretBytes> {
-    literal_first
-        .then(|| at_path(payload, &literal_key_path(property)))
-        .flatten()
-        .or_else(|| at_path(payload, property))
-}
-
-/// The property `reference` names of `payload` (all of it without one), looked up as
-/// [`lookup`] does; the property, when the payload has none such.
+/// The property `reference` names of `payload` (all of it without one): the literal
+/// (escaped) key first when `literal_first`, then the property as a gjson path; the
+/// property, when the payload has none such.
 pub(crate) fn property<'a>(
     payload: &SecretBytes,
     reference: &'a RemoteRef,
     literal_first: bool,
 ) -> Result<SecretBytes, &'a str> {
-    match reference.property.as_deref() {
-        None => Ok(payload.clone()),
-        Some(property) => lookup(payload.expose(), property, literal_first).ok_or(property),
-    }
+    let Some(property) = reference.property.as_deref() else {
+        return Ok(payload.clone());
+    };
+    let payload = payload.expose();
+    literal_first
+        .then(|| at_path(payload, &literal_key_path(property)))
+        .flatten()
+        .or_else(|| at_path(payload, property))
+        .ok_or(property)
 }
 
 /// A gjson path naming the one top-level key `key`, special characters escaped (`a.b`

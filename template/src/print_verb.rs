@@ -20,19 +20,28 @@ pub fn print(p: &FormatParams, typ: char, val: &Value) -> Result<Vec<u8>, PrintE
 fn print_bytes(p: &FormatParams, typ: char, bytes: &[u8]) -> Result<Vec<u8>, PrintError> {
     match typ {
         's' | 'v' => {
-            let mut runes: Vec<&[u8]> = Vec::new();
-            for chunk in bytes.utf8_chunks() {
-                let valid = chunk.valid();
-                runes.extend(
-                    valid
-                        .char_indices()
-                        .map(|(i, c)| &valid.as_bytes()[i..i + c.len_utf8()]),
-                );
-                runes.extend(chunk.invalid().chunks(1));
+            if p.width == 0 && p.precision.is_none() {
+                return Ok(bytes.to_vec());
             }
-            runes.truncate(p.precision.unwrap_or(usize::MAX));
-            let padding = vec![b' '; p.width.saturating_sub(runes.len())];
-            let body = runes.concat();
+            // The first `precision` runes: their length in bytes, and how many there are.
+            let limit = p.precision.unwrap_or(usize::MAX);
+            let (mut end, mut runes) = (0, 0);
+            'runes: for chunk in bytes.utf8_chunks() {
+                let lengths = chunk
+                    .valid()
+                    .chars()
+                    .map(char::len_utf8)
+                    .chain(chunk.invalid().iter().map(|_| 1));
+                for length in lengths {
+                    if runes == limit {
+                        break 'runes;
+                    }
+                    end += length;
+                    runes += 1;
+                }
+            }
+            let padding = vec![b' '; p.width.saturating_sub(runes)];
+            let body = bytes[..end].to_vec();
             Ok(if p.minus {
                 [body, padding]
             } else {

@@ -788,6 +788,16 @@ spec:
   data:
   - secretKey: k
     remoteRef: {key: shop/api}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: temp, namespace: shop}
+spec:
+  secretStoreRef: {name: aws}
+  target: {deletionPolicy: Delete}
+  data:
+  - secretKey: k
+    remoteRef: {key: shop/temp, property: k}
 "#;
 
 /// Values of [`PROVIDER_REPO`]'s remote secrets.
@@ -802,6 +812,13 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
             .create_secret()
             .name("shop/api")
             .secret_string(format!(r#"{{"token":"{}"}}"#, PROVIDER_VALUES[0]))
+            .send()
+            .await
+            .unwrap();
+        moto.client()
+            .create_secret()
+            .name("shop/temp")
+            .secret_string(r#"{"k":"v"}"#)
             .send()
             .await
             .unwrap();
@@ -859,6 +876,7 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
             ("shop/api", "created"),
             ("shop/db", "created"),
             ("shop/lost", "failed"),
+            ("shop/temp", "created"),
         ]),
         "{report:#}"
     );
@@ -886,6 +904,42 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
         )),
         "read from Vault with VAULT_TOKEN, the template from the repository's ConfigMap"
     );
+
+    // Its remote secret gone, deletionPolicy Delete: the Secret is deleted, and said so.
+    runtime.block_on(async {
+        moto.client()
+            .delete_secret()
+            .secret_id("shop/temp")
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .unwrap();
+    });
+    let run = sealsync_with(&args, &path_without_kustomize(), &everything);
+    assert_eq!(
+        run.json()["secrets"][3]["action"],
+        "deleted",
+        "{}",
+        run.stdout()
+    );
+    assert!(!out.join("shop/temp.yaml").exists());
+
+    // A SealedSecret and no key: reported, and the ExternalSecrets still synced.
+    fs::write(
+        repo.path().join("sealed.yaml"),
+        sealed("shop", "sealed-one", &[("k", "v")]),
+    )
+    .unwrap();
+    let run = sealsync_with(&args, &path_without_kustomize(), &everything);
+    let report = run.json();
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SealedSecret shop/sealed-one not opened: no private key"),
+        "{report:#}"
+    );
+    assert_eq!(report["secrets"][0]["action"], "unchanged", "{report:#}");
 
     // The token goes to VAULT_ADDR only, never to a server the repository names.
     let before = fs::read(out.join("shop/db.yaml")).unwrap();

@@ -319,6 +319,15 @@ impl Repository {
         T: DeserializeOwned + Resource,
     {
         let (mut object, name) = self.parse::<T>(document, context, kind)?;
+        // What a cluster wrote into an exported manifest is not the repository's: a
+        // status or generation kept would pass an old sync off as current.
+        let meta = object.meta_mut();
+        (
+            meta.uid,
+            meta.resource_version,
+            meta.generation,
+            meta.managed_fields,
+        ) = (None, None, None, None);
         let namespace = context.namespace_of(object.meta().namespace.clone());
         let Some(namespace) = namespace else {
             self.problem(
@@ -335,10 +344,12 @@ impl Repository {
     }
 
     fn sealed_secret(&mut self, document: &Node, context: &FileContext<'_>) {
-        let Some((sealed, target)) = self.object::<SealedSecret>(document, context, "SealedSecret")
+        let Some((mut sealed, target)) =
+            self.object::<SealedSecret>(document, context, "SealedSecret")
         else {
             return;
         };
+        sealed.status = None;
         self.declared.push(target.clone());
         self.sealed.push(Declared {
             source: sealed,
@@ -349,10 +360,12 @@ impl Repository {
     }
 
     fn external_secret(&mut self, document: &Node, context: &FileContext<'_>) {
-        let Some((es, object)) = self.object::<ExternalSecret>(document, context, "ExternalSecret")
+        let Some((mut es, object)) =
+            self.object::<ExternalSecret>(document, context, "ExternalSecret")
         else {
             return;
         };
+        es.status = None;
         let target = SecretRef {
             name: es
                 .spec

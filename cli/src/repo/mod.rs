@@ -17,17 +17,19 @@ use futures::StreamExt;
 use indicatif::ProgressBar;
 use kube::Resource;
 use sealsync_controller::{MANAGED, PATCH, SealedSecretGenerator, UnsealOptions};
+use sealsync_crypto::SecretBytes;
 use sealsync_engine::policy::Consent;
 use sealsync_engine::target::{LocalDirTarget, SecretTarget};
 use sealsync_engine::{Desired, Generator, SecretRef, Syncer};
-use sealsync_external::lookups::{Local, Lookups};
+use sealsync_external::lookups::{Local, Lookups, VaultLogin};
 use sealsync_external::stores::Stores;
 use sealsync_external::{EsoMetrics, ExternalSecretGenerator};
+use zeroize::Zeroizing;
 
 use crate::files::{Sensitivity, load_keyring, write_output};
 use crate::reencrypt_all::{count, progress_bar};
 use manifests::{Declared, Problem, Repository};
-use report::{Action, Report, Row};
+use report::{Action, Metadata, Report, Row};
 use source::Checkout;
 use store::{FIELD_MANAGER, ObservedStore};
 
@@ -94,6 +96,7 @@ impl Generators {
         let lookups = Lookups::Local(Arc::new(Local::new(
             std::mem::take(&mut repository.config_maps),
             std::mem::take(&mut repository.namespaces),
+            vault_login()?,
         )));
         let external = ExternalSecretGenerator::new(
             lookups,
@@ -115,12 +118,19 @@ impl RepoJob {
             None => Checkout::directory(&self.path)?,
         };
         let mut repository = manifests::read(&checkout, self.namespace.as_deref());
-        if !repository.sealed.is_empty() && self.private_keys.is_empty() {
-            bail!(
-                "{} SealedSecrets to open and no private key: pass --private-key FILE (PEM, key \
-                 Secret or backup List) with the keys they were sealed with",
-                repository.sealed.len()
-            );
+        if self.private_keys.is_empty() {
+            // Still declared (never pruned); the ExternalSecrets go on.
+            for source in std::mem::take(&mut repository.sealed) {
+                repository.problems.push(Problem {
+                    file: source.file,
+                    line: Some(source.line),
+                    message: format!(
+                        "SealedSecret {} not opened: no private key; pass --private-key FILE \
+                         (PEM, key Secret or backup List) with the keys it was sealed with",
+                        source.target
+                    ),
+                });
+            }
         }
         let generators = Generators::new(&self.private_keys, &mut repository)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -138,20 +148,32 @@ impl RepoJob {
     /// standard error.
     async fn render(&self, generators: &Generators, repository: &Repository) -> anyhow::Result<()> {
         let progress = &progress_bar(repository.sources(), "Secrets");
-        let mut rendered = generate_all(&*generators.sealed, &repository.sealed, progress).await;
-        rendered.extend(generate_all(&*generators.external, &repository.external, progress).await);
+        let sealed = generate_all(&*generators.sealed, &repository.sealed, progress).await;
+        let external = generate_all(&*generators.external, &repository.external, progress).await;
         progress.finish_and_clear();
-        rendered.sort_by(|a, b| match (a, b) {
+        let mut rendered: Vec<_> = sealed
+            .into_iter()
+            .map(|generated| (generated, Metadata::Plain))
+            .chain(
+                external
+                    .into_iter()
+                    .map(|generated| (generated, Metadata::FromValues)),
+            )
+            .collect();
+        rendered.sort_by(|(a, _), (b, _)| match (a, b) {
             (Ok((a, _)), Ok((b, _))) => a.cmp(b),
             _ => a.is_ok().cmp(&b.is_ok()),
         });
         let mut secrets = Vec::new();
         let mut failures = Vec::new();
-        for generated in rendered {
+        for (generated, metadata) in rendered {
             match generated {
-                Ok((target, Desired::Secret(secret))) => {
-                    secrets.push(report::secret_manifest(target, &secret, self.show_values));
-                }
+                Ok((target, Desired::Secret(secret))) => secrets.push(report::secret_manifest(
+                    target,
+                    &secret,
+                    metadata,
+                    self.show_values,
+                )),
                 Ok((_, Desired::Absent)) => {}
                 Err(problem) => failures.push(problem),
             }
@@ -317,6 +339,31 @@ impl RepoJob {
             Sensitivity::Public
         }
     }
+}
+
+/// The user's Vault login from the `vault` CLI's environment: `VAULT_TOKEN` (else the file
+/// `vault login` writes, `~/.vault-token`), `VAULT_ADDR`, `VAULT_CACERT`.
+fn vault_login() -> anyhow::Result<VaultLogin> {
+    let token = match std::env::var("VAULT_TOKEN").map(Zeroizing::new) {
+        Ok(token) if !token.trim().is_empty() => Some(SecretBytes::from(token.trim().as_bytes())),
+        _ => std::env::var_os("HOME")
+            .and_then(|home| std::fs::read(Path::new(&home).join(".vault-token")).ok())
+            .map(SecretBytes::from)
+            .map(|file| SecretBytes::from(file.expose().trim_ascii()))
+            .filter(|token| !token.expose().is_empty()),
+    };
+    let ca_pem =
+        match std::env::var_os("VAULT_CACERT").filter(|p| !p.is_empty()) {
+            Some(path) => Some(std::fs::read(&path).with_context(|| {
+                format!("cannot read VAULT_CACERT {}", Path::new(&path).display())
+            })?),
+            None => None,
+        };
+    Ok(VaultLogin {
+        token,
+        address: std::env::var("VAULT_ADDR").ok().filter(|a| !a.is_empty()),
+        ca_pem,
+    })
 }
 
 /// The Secret of each source (as many at once as there are cores), or the problem that

@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sealsync_api::{Format, to_document};
-use sealsync_engine::{DesiredSecret, Outcome, SecretRef};
+use sealsync_engine::{AppliedAction, DesiredSecret, Outcome, SecretRef};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
@@ -21,6 +21,9 @@ pub enum Action {
     Updated,
     Unchanged,
     Pruned,
+    /// Deleted because its source wants none (an ExternalSecret's remote secrets gone,
+    /// `deletionPolicy: Delete`).
+    Deleted,
     /// The Secret in the store is not this sync's; it was left alone.
     Refused,
     Failed,
@@ -32,7 +35,7 @@ impl Action {
             Self::Created => '+',
             Self::Updated => '~',
             Self::Unchanged => '=',
-            Self::Pruned => '-',
+            Self::Pruned | Self::Deleted => '-',
             Self::Refused | Self::Failed => '!',
         }
     }
@@ -43,6 +46,7 @@ impl Action {
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
             Self::Pruned => "pruned",
+            Self::Deleted => "deleted",
             Self::Refused => "refused",
             Self::Failed => "failed",
         }
@@ -87,6 +91,10 @@ impl Row {
         change: Option<Change>,
     ) -> Self {
         let (action, message) = match outcome {
+            Outcome::Applied {
+                action: AppliedAction::Deleted,
+                ..
+            } => (Action::Deleted, None),
             Outcome::Applied { .. } => match &change {
                 Some(change) if change.modified && change.existed => (Action::Updated, None),
                 Some(change) if change.modified => (Action::Created, None),
@@ -188,15 +196,19 @@ impl Report {
             text.push_str("Nothing pruned: some files could not be read (see the problems).\n");
         }
         let n = |action| self.secrets.iter().filter(|r| r.action == action).count();
+        // `deleted` only when some are: most repositories have no deletionPolicy Delete.
+        let deleted = Some(Action::Deleted).filter(|&deleted| n(deleted) > 0);
         let counts = [
             Action::Created,
             Action::Updated,
             Action::Unchanged,
             Action::Pruned,
-            Action::Refused,
-            Action::Failed,
         ]
+        .into_iter()
+        .chain(deleted)
+        .chain([Action::Refused, Action::Failed])
         .map(|action| format!("{} {}", n(action), action.word()))
+        .collect::<Vec<_>>()
         .join(", ");
         let revision = self
             .revision
@@ -219,17 +231,56 @@ impl Report {
     }
 }
 
+/// Where a rendered Secret's labels and annotations come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// The repository's own text (a SealedSecret's template): printed.
+    Plain,
+    /// Possibly the secret values (an ExternalSecret's templates can put them there, and
+    /// its data-hash annotation is an unkeyed hash of them): redacted but ESO's two
+    /// bookkeeping labels, unless values are shown.
+    FromValues,
+}
+
+/// Labels that never hold a value: ESO's managed marker and its hash of the
+/// ExternalSecret's name.
+const PLAIN_LABELS: [&str; 2] = [
+    "reconcile.external-secrets.io/managed",
+    "reconcile.external-secrets.io/created-by",
+];
+
 /// A Secret as `render` prints it: values base64-encoded with `show_values`, else replaced
-/// by their length.
-pub fn secret_manifest(target: &SecretRef, secret: &DesiredSecret, show_values: bool) -> Value {
+/// by their length (as `metadata` says, label and annotation values too).
+pub fn secret_manifest(
+    target: &SecretRef,
+    secret: &DesiredSecret,
+    metadata_from: Metadata,
+    show_values: bool,
+) -> Value {
+    let shown = |map: &std::collections::BTreeMap<String, String>| -> Value {
+        map.iter()
+            .map(|(key, value)| {
+                let plain = show_values
+                    || metadata_from == Metadata::Plain
+                    || PLAIN_LABELS.contains(&key.as_str());
+                let value = if plain {
+                    value.clone()
+                } else {
+                    format!("(redacted, {} bytes)", value.len())
+                };
+                (key.clone(), Value::String(value))
+            })
+            .collect::<Map<String, Value>>()
+            .into()
+    };
     let mut metadata = Map::new();
     metadata.insert("name".into(), json!(target.name));
     metadata.insert("namespace".into(), json!(target.namespace));
     if !secret.labels.is_empty() {
-        metadata.insert("labels".into(), json!(secret.labels));
+        metadata.insert("labels".into(), shown(&secret.labels));
     }
     if !secret.annotations.is_empty() {
-        metadata.insert("annotations".into(), json!(secret.annotations));
+        metadata.insert("annotations".into(), shown(&secret.annotations));
     }
     let data: Map<String, Value> = secret
         .data
@@ -284,10 +335,43 @@ mod tests {
             .into(),
             ..DesiredSecret::default()
         };
-        let redacted = secret_manifest(&target, &secret, false);
+        let redacted = secret_manifest(&target, &secret, Metadata::Plain, false);
         assert_eq!(redacted["data"]["password"], "(redacted, 7 bytes)");
-        let shown = secret_manifest(&target, &secret, true);
+        let shown = secret_manifest(&target, &secret, Metadata::Plain, true);
         assert_eq!(shown["data"]["password"], "aHVudGVyMg==");
         assert_eq!(shown["metadata"]["namespace"], "app");
+    }
+
+    #[test]
+    fn labels_and_annotations_of_external_secrets_are_redacted_unless_asked() {
+        let target = SecretRef {
+            namespace: "app".into(),
+            name: "db".into(),
+        };
+        let secret = DesiredSecret {
+            labels: [
+                (PLAIN_LABELS[0].to_string(), "true".to_string()),
+                ("password".to_string(), "hunter2".to_string()),
+            ]
+            .into(),
+            annotations: [(
+                "reconcile.external-secrets.io/data-hash".to_string(),
+                "0123abcd".to_string(),
+            )]
+            .into(),
+            ..DesiredSecret::default()
+        };
+        let redacted = secret_manifest(&target, &secret, Metadata::FromValues, false);
+        let metadata = &redacted["metadata"];
+        assert_eq!(metadata["labels"][PLAIN_LABELS[0]], "true");
+        assert_eq!(metadata["labels"]["password"], "(redacted, 7 bytes)");
+        assert_eq!(
+            metadata["annotations"]["reconcile.external-secrets.io/data-hash"],
+            "(redacted, 8 bytes)"
+        );
+        let plain = secret_manifest(&target, &secret, Metadata::Plain, false);
+        assert_eq!(plain["metadata"]["labels"]["password"], "hunter2");
+        let shown = secret_manifest(&target, &secret, Metadata::FromValues, true);
+        assert_eq!(shown["metadata"]["labels"]["password"], "hunter2");
     }
 }

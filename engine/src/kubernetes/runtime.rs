@@ -117,7 +117,14 @@ struct Context<G: Generator> {
     /// an outcome changes, its status is current, even when the watch's copy of the source
     /// does not show it yet (a status made from that copy would undo it).
     reported: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
+    /// UIDs of sources forgotten (deleted), so that a reconcile of one still in flight
+    /// then does not leave its metrics behind; at most [`MAX_FORGOTTEN`], the oldest
+    /// dropped all at once (a reconcile lasts far less than that many deletions).
+    forgotten: std::sync::Mutex<HashSet<String>>,
 }
+
+/// Most UIDs [`Context::forgotten`] keeps.
+const MAX_FORGOTTEN: usize = 4096;
 
 /// A reconcile that did not converge; the object is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +256,7 @@ impl Runtime {
             )),
             leadership: self.config.leadership.clone(),
             reported: Default::default(),
+            forgotten: Default::default(),
             metrics,
             config,
         });
@@ -679,6 +687,13 @@ fn forget_unlisted<G: Generator>(
 
 /// `source` is gone: what was kept about it goes too.
 fn forget<G: Generator>(context: &Context<G>, source: &G::Source) {
+    if let Some(uid) = &source.meta().uid {
+        let mut forgotten = context.forgotten.lock().expect("forgotten lock");
+        if forgotten.len() >= MAX_FORGOTTEN {
+            forgotten.clear();
+        }
+        forgotten.insert(uid.clone());
+    }
     context.syncer.forget(source);
     let key = object_key(source);
     context.reported.lock().expect("reported lock").remove(&key);
@@ -858,6 +873,19 @@ where
     let status = (!current)
         .then(|| context.syncer.generator().status(source, outcome))
         .flatten();
+    // Deleted while this reconcile ran: the status just made (its metrics with it) is of
+    // an object that is gone.
+    let gone = source.meta().uid.as_ref().is_some_and(|uid| {
+        context
+            .forgotten
+            .lock()
+            .expect("forgotten lock")
+            .contains(uid)
+    });
+    if gone {
+        forget(context, source);
+        return;
+    }
     let status_changed = status.is_some();
     let written = match status {
         Some(status) => match context.reporter.write_status(source, status).await {

@@ -55,16 +55,17 @@ enum Command {
     /// controller would. Nothing is written.
     #[command(after_help = REPO_EXAMPLES)]
     Render(RepoArgs),
-    /// Show what `sealsync sync` would change in the local store: Secrets created, updated,
-    /// pruned, and their keys added, changed or removed (values as hashes, never plaintext).
+    /// Show what `sealsync sync` would change in the local store (or, with --cluster, in a
+    /// cluster): Secrets created, updated, pruned, and their keys added, changed or removed
+    /// (values as hashes, never plaintext).
     ///
-    /// Like `kubectl diff`, but against the local store; nothing is written.
+    /// Like `kubectl diff`; nothing is written.
     #[command(after_help = REPO_EXAMPLES)]
     Diff(RepoArgs),
     /// Sync a config repository into the local store: the Secrets its SealedSecrets and
     /// ExternalSecrets make are written (one 0600 manifest per Secret, atomically), and the
     /// Secrets an earlier sync of the same PATH wrote that the repository no longer declares
-    /// are pruned.
+    /// are pruned. With --cluster, the same into a cluster, with server-side apply.
     ///
     /// Prints a report (-o json for scripts) and exits non-zero when anything failed; the
     /// rest is synced. See docs/sync.md.
@@ -292,7 +293,8 @@ struct AuditArgs {
 const REPO_EXAMPLES: &str = "Examples:
   sealsync render overlays/prod -k key.pem              # kustomize build, then open
   sealsync diff . -k backup.yaml --out /tmp/store        # what a sync would change
-  sealsync sync . --revision main -k key.pem -o json    # committed files at main";
+  sealsync sync . --revision main -k key.pem -o json    # committed files at main
+  sealsync diff overlays/dev -k key.pem --cluster       # against the current context's cluster";
 
 #[derive(Debug, Args)]
 struct RepoArgs {
@@ -315,6 +317,17 @@ struct RepoArgs {
     /// $XDG_DATA_HOME/sealsync/store, else ~/.local/share/sealsync/store).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Diff against, or sync into, the cluster of the kubeconfig context instead of the
+    /// local store: Secrets written with server-side apply through the controller's apply
+    /// path, and pruned only where an earlier sync of the same PATH wrote them.
+    #[arg(long, conflicts_with = "out")]
+    cluster: bool,
+    /// Kubeconfig file, with --cluster (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context, with --cluster (default: the current context).
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    context: Option<String>,
     /// Print Secret values (render only; base64, as in a Secret manifest).
     #[arg(long)]
     show_values: bool,
@@ -335,6 +348,9 @@ impl RepoArgs {
         if self.show_values && mode != crate::repo::Mode::Render {
             bail!("--show-values goes with render: diff and sync never print values");
         }
+        if self.cluster && mode == crate::repo::Mode::Render {
+            bail!("--cluster goes with diff and sync: render writes nowhere");
+        }
         Ok(crate::repo::RepoJob {
             mode,
             revision: self.revision.or(self.git.then(|| "HEAD".into())),
@@ -342,6 +358,10 @@ impl RepoArgs {
             namespace: self.namespace,
             private_keys: self.keys.private_keys,
             out: self.out,
+            cluster: self.cluster.then_some(KubeconfigChoice {
+                path: self.kubeconfig,
+                context: self.context,
+            }),
             show_values: self.show_values,
             json: matches!(self.format, RepoFormat::Json),
         })

@@ -55,6 +55,11 @@ impl KubeconfigChoice {
     }
 
     async fn client(&self) -> anyhow::Result<Client> {
+        Client::try_from(self.config().await?).context("cannot make a Kubernetes client")
+    }
+
+    /// The client configuration of the chosen context (in a pod: the service account's).
+    pub async fn config(&self) -> anyhow::Result<Config> {
         let mut config = match self.read()? {
             Some(kubeconfig) => {
                 let options = KubeConfigOptions {
@@ -73,7 +78,7 @@ impl KubeconfigChoice {
         // kube retries 503s for minutes by default: a controller that is down should fail
         // at once. The 429s of the controller's rate limit are retried in `Controller::call`.
         config.default_retry = false;
-        Client::try_from(config).context("cannot make a Kubernetes client")
+        Ok(config)
     }
 }
 

@@ -13,7 +13,8 @@ use sealsync_api::external::{
     CONDITION_READY, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretCondition,
     ExternalSecretDataFrom, ExternalSecretStatus, REASON_SECRET_DELETED, REASON_SECRET_MISSING,
     REASON_SECRET_SYNCED, REASON_SECRET_SYNCED_ERROR, RefreshPolicy, RemoteRef as EsRemoteRef,
-    STATUS_FALSE, STATUS_TRUE, SecretBinding, SecretStoreRef, StoreKind, TemplateScope,
+    STATUS_FALSE, STATUS_TRUE, SecretBinding, SecretStoreRef, StoreKind, TemplateRef,
+    TemplateScope,
 };
 use sealsync_api::parse_go_duration;
 use sealsync_crypto::SecretBytes;
@@ -536,6 +537,35 @@ impl Sync<'_> {
         Ok(data)
     }
 
+    /// The items of the `templateFrom` ConfigMap or Secret (`kind`) `reference`, `found`
+    /// by the lookups, each the text that `text` reads of its key.
+    fn template_items<T, E: std::fmt::Display>(
+        &self,
+        kind: &str,
+        reference: &TemplateRef,
+        found: Result<Option<T>, E>,
+        text: impl Fn(&T, &str) -> Option<String>,
+    ) -> Result<Vec<(String, String, TemplateScope)>, SyncError> {
+        let what = format!("templateFrom {kind} {}", reference.name);
+        let object = found
+            .map_err(|e| self.invalid(format!("{what}: {e}")))?
+            .ok_or_else(|| self.invalid(format!("{what} does not exist")))?;
+        reference
+            .items
+            .iter()
+            .map(|item| {
+                let value = text(&object, &item.key).ok_or_else(|| {
+                    self.invalid(format!("{what} has no text key {:?}", item.key))
+                })?;
+                Ok((
+                    item.key.clone(),
+                    value,
+                    item.template_as.unwrap_or(TemplateScope::Values),
+                ))
+            })
+            .collect()
+    }
+
     /// The `templateFrom` sources, their ConfigMaps and Secrets read.
     async fn template_sources(&self) -> Result<Vec<TemplateSource>, SyncError> {
         let Some(template) = self
@@ -560,51 +590,20 @@ impl Sync<'_> {
             }
             let lookups = &self.generator.lookups;
             if let Some(reference) = &from.config_map {
-                let what = format!("templateFrom ConfigMap {}", reference.name);
-                let map = lookups
-                    .config_map(&self.namespace, &reference.name)
-                    .await
-                    .map_err(|e| self.invalid(format!("{what}: {e}")))?
-                    .ok_or_else(|| self.invalid(format!("{what} does not exist")))?;
-                let data = map.data.unwrap_or_default();
-                for item in &reference.items {
-                    let text = data.get(&item.key).ok_or_else(|| {
-                        self.invalid(format!(
-                            "templateFrom ConfigMap {} has no key {:?}",
-                            reference.name, item.key
-                        ))
-                    })?;
-                    items.push((
-                        item.key.clone(),
-                        text.clone(),
-                        item.template_as.unwrap_or(TemplateScope::Values),
-                    ));
-                }
+                let found = lookups.config_map(&self.namespace, &reference.name).await;
+                items.extend(
+                    self.template_items("ConfigMap", reference, found, |map, key| {
+                        map.data.as_ref()?.get(key).cloned()
+                    })?,
+                );
             }
             if let Some(reference) = &from.secret {
-                let what = format!("templateFrom Secret {}", reference.name);
-                let secret = lookups
-                    .secret(&self.namespace, &reference.name)
-                    .await
-                    .map_err(|e| self.invalid(format!("{what}: {e}")))?
-                    .ok_or_else(|| self.invalid(format!("{what} does not exist")))?;
-                let data = secret.data.unwrap_or_default();
-                for item in &reference.items {
-                    let text = data
-                        .get(&item.key)
-                        .and_then(|v| String::from_utf8(v.0.clone()).ok())
-                        .ok_or_else(|| {
-                            self.invalid(format!(
-                                "templateFrom Secret {} has no text key {:?}",
-                                reference.name, item.key
-                            ))
-                        })?;
-                    items.push((
-                        item.key.clone(),
-                        text,
-                        item.template_as.unwrap_or(TemplateScope::Values),
-                    ));
-                }
+                let found = lookups.secret(&self.namespace, &reference.name).await;
+                items.extend(
+                    self.template_items("Secret", reference, found, |secret, key| {
+                        String::from_utf8(secret.data.as_ref()?.get(key)?.0.clone()).ok()
+                    })?,
+                );
             }
             sources.push(TemplateSource { into, items });
         }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -139,11 +140,24 @@ pub fn run_ok(command: &mut Command) -> std::process::Output {
     out
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// Ports the harness hands out: below Linux's ephemeral range (32768 and up), so an outgoing
+/// connection of any process never takes a port between `free_port` and the server's bind.
+const HARNESS_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago and that no other `free_port` call of
+/// this test binary returned: each call takes the next port of a sequence that starts at a
+/// place set by the process id, so parallel tests (and test binaries run one after another)
+/// do not race for the same port. The sequence steps by two because a server may also bind
+/// the port after its own (a Vault dev server's cluster listener does).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let slots = (HARNESS_PORTS.end - HARNESS_PORTS.start) / 2;
+    let start = std::process::id().wrapping_mul(397) % slots;
+    let port = |n: u32| HARNESS_PORTS.start + 2 * ((start + n) % slots);
+    (0..slots)
+        .map(|_| port(NEXT.fetch_add(1, Ordering::Relaxed)))
+        .filter_map(|port| u16::try_from(port).ok())
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
         .expect("the loopback interface has free ports")
 }
 

@@ -11,7 +11,11 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealsync_testkit::{Component, Moto, Vault, binary, project_binary};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use sealsync_testkit::{Component, Moto, TestCluster, Vault, binary, project_binary};
 use serde_json::Value;
 
 /// The made-up values sealed in the example repository.
@@ -993,4 +997,181 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
         "an outage deletes nothing"
     );
     assert_eq!(data("api")["token"], STANDARD.encode(PROVIDER_VALUES[0]));
+}
+
+/// `sync` and `diff` with `--cluster` against the harness's API server.
+fn sync_cluster(command: &str, source: &Path, cluster: &TestCluster) -> Run {
+    let key = demo_key();
+    let args = [
+        command,
+        source.to_str().unwrap(),
+        "-k",
+        key.to_str().unwrap(),
+        "--cluster",
+        "--kubeconfig",
+        cluster.kubeconfig().to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    let run = tokio::task::block_in_place(|| sealsync(&args, &path_with_kustomize()));
+    run.shows_no_value();
+    run
+}
+
+/// A Secret written by someone else (field manager `kubectl-create`).
+fn by_hand(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        string_data: Some([("password".to_string(), "by-hand".to_string())].into()),
+        ..Secret::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_writes_nothing() {
+    let cluster = TestCluster::start().await.unwrap();
+    let client = cluster.client();
+    for name in ["shop-dev", "shop-prod"] {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+    }
+    let dev: Api<Secret> = Api::namespaced(client.clone(), "shop-dev");
+    let prod: Api<Secret> = Api::namespaced(client.clone(), "shop-prod");
+    let hand = PostParams {
+        field_manager: Some("kubectl-create".into()),
+        ..PostParams::default()
+    };
+    // Someone else's Secret where the repository declares one, and one that carries the
+    // sync's label without being its.
+    prod.create(&hand, &by_hand("shop-prod", "db-credentials", &[]))
+        .await
+        .unwrap();
+    dev.create(
+        &hand,
+        &by_hand("shop-dev", "by-hand", &[("sealsync.dev/synced", "true")]),
+    )
+    .await
+    .unwrap();
+    let repo = example_repo();
+    let first = pairs(&[
+        ("shop-dev/db-credentials", "created"),
+        ("shop-dev/feature-flags", "created"),
+        ("shop-dev/payment-api-token", "created"),
+        ("shop-prod/db-credentials", "refused"),
+    ]);
+
+    let diff = sync_cluster("diff", repo.path(), &cluster);
+    assert!(!diff.succeeded(), "a refused Secret fails the run");
+    assert_eq!(actions(&diff.json()), first, "{}", diff.stderr());
+    assert!(
+        dev.get_opt("db-credentials").await.unwrap().is_none(),
+        "diff writes nothing"
+    );
+
+    let sync = sync_cluster("sync", repo.path(), &cluster);
+    assert!(!sync.succeeded());
+    assert_eq!(actions(&sync.json()), first, "sync did what diff said");
+    let written = dev.get("db-credentials").await.unwrap();
+    assert_eq!(
+        written.data.as_ref().unwrap()["password"].0,
+        b"demo-dev-db-password"
+    );
+    assert_eq!(written.labels()["sealsync.dev/synced"], "true");
+    let managers: Vec<_> = written
+        .managed_fields()
+        .iter()
+        .filter_map(|e| e.manager.as_deref())
+        .collect();
+    assert_eq!(managers, ["sealsync-sync/SealedSecret/db-credentials"]);
+    let kept = prod.get("db-credentials").await.unwrap();
+    assert_eq!(
+        kept.data.unwrap()["password"].0,
+        b"by-hand",
+        "refused: left alone"
+    );
+
+    // Without the other's Secret in the way, the rest is unchanged: nothing written again.
+    prod.delete("db-credentials", &Default::default())
+        .await
+        .unwrap();
+    let version = written.resource_version();
+    let sync = sync_cluster("sync", repo.path(), &cluster);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    assert_eq!(
+        actions(&sync.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/feature-flags", "unchanged"),
+            ("shop-dev/payment-api-token", "unchanged"),
+            ("shop-prod/db-credentials", "created"),
+        ])
+    );
+    assert_eq!(
+        dev.get("db-credentials").await.unwrap().resource_version(),
+        version
+    );
+
+    // A value changed and a Secret no longer declared: the diff says so and writes
+    // nothing; the sync updates and prunes, and leaves the labelled Secret not its own.
+    fs::write(
+        repo.path().join("overlays/dev/db-credentials.yaml"),
+        sealed(
+            "shop-dev",
+            "db-credentials",
+            &[("username", "shop"), ("password", "new-dev-secret")],
+        ),
+    )
+    .unwrap();
+    fs::remove_file(repo.path().join("overlays/dev/payment-api-token.yaml")).unwrap();
+    let second = pairs(&[
+        ("shop-dev/db-credentials", "updated"),
+        ("shop-dev/feature-flags", "unchanged"),
+        ("shop-dev/payment-api-token", "pruned"),
+        ("shop-prod/db-credentials", "unchanged"),
+    ]);
+    let diff = sync_cluster("diff", repo.path(), &cluster);
+    assert!(diff.succeeded(), "{}", diff.stderr());
+    assert!(!diff.stdout().contains("new-dev-secret"));
+    let report = diff.json();
+    assert_eq!(actions(&report), second);
+    let changed = &report["secrets"][0]["keys"]["changed"]["password"];
+    assert_ne!(changed[0], changed[1]);
+    assert_eq!(
+        dev.get("db-credentials").await.unwrap().resource_version(),
+        version,
+        "diff writes nothing"
+    );
+    assert!(dev.get_opt("payment-api-token").await.unwrap().is_some());
+
+    let sync = sync_cluster("sync", repo.path(), &cluster);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    assert_eq!(actions(&sync.json()), second);
+    assert_eq!(
+        dev.get("db-credentials").await.unwrap().data.unwrap()["password"].0,
+        b"new-dev-secret"
+    );
+    assert!(dev.get_opt("payment-api-token").await.unwrap().is_none());
+    assert!(
+        dev.get_opt("by-hand").await.unwrap().is_some(),
+        "not its own"
+    );
 }

@@ -261,6 +261,22 @@ impl Repository {
             ("", "ConfigMap") => {
                 if let Ok(mut map) = serde_json::from_value::<ConfigMap>(document.to_json()) {
                     map.metadata.namespace = context.namespace_of(map.metadata.namespace.take());
+                    let same = |other: &ConfigMap| {
+                        other.metadata.name == map.metadata.name
+                            && other.metadata.namespace == map.metadata.namespace
+                    };
+                    if self.config_maps.iter().any(same) {
+                        let name = map.metadata.name.unwrap_or_default();
+                        let namespace = map.metadata.namespace.unwrap_or_default();
+                        return self.problem(
+                            &context.shown,
+                            Some(document.line),
+                            format!(
+                                "ConfigMap {namespace}/{name} is declared twice: this one is \
+                                 ignored; keep one"
+                            ),
+                        );
+                    }
                     self.config_maps.push(map);
                 }
             }
@@ -653,6 +669,10 @@ mod tests {
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tpl}\ndata: {t: x}\n",
             ),
             (
+                "dev/cm2.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tpl}\ndata: {t: y}\n",
+            ),
+            (
                 "cluster.yaml",
                 "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: shared}\nspec: {provider: {fake: {data: []}}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: dev, labels: {team: a}}\n",
             ),
@@ -692,13 +712,22 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("dev/cm2.yaml:1: ConfigMap dev/tpl is declared twice")),
+            "{problems:#?}"
+        );
+        assert_eq!(repository.config_maps.len(), 1, "the first one counts");
         assert!(
             problems[0].contains("bad.yaml:1: not a valid ExternalSecret"),
             "{problems:#?}"
         );
         assert!(
-            problems[1].contains("SecretStore dev/fake is declared twice"),
+            problems
+                .iter()
+                .any(|p| p.contains("SecretStore dev/fake is declared twice")),
             "{problems:#?}"
         );
     }

@@ -2,6 +2,7 @@
 //! generators and the sync engine run on a config repository (a folder, or a Git
 //! revision), with the embedded local store as the target (docs/sync.md).
 
+mod cluster_store;
 mod manifests;
 mod report;
 mod source;
@@ -26,12 +27,14 @@ use sealsync_external::stores::Stores;
 use sealsync_external::{EsoMetrics, ExternalSecretGenerator};
 use zeroize::Zeroizing;
 
+use crate::cluster::KubeconfigChoice;
 use crate::files::{Sensitivity, load_keyring, write_output};
 use crate::reencrypt_all::{count, progress_bar};
+use cluster_store::ClusterStore;
 use manifests::{Declared, Problem, Repository};
 use report::{Action, Metadata, Report, Row};
 use source::Checkout;
-use store::{FIELD_MANAGER, ObservedStore};
+use store::{FIELD_MANAGER, Observable, ObservedStore, SYNC_SOURCE_ANNOTATION};
 
 /// What a repository command does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub struct RepoJob {
     pub private_keys: Vec<PathBuf>,
     /// The local store; `None`: [`default_store`].
     pub out: Option<PathBuf>,
+    /// Sync into (diff against) this kubeconfig's cluster instead of the local store.
+    pub cluster: Option<KubeconfigChoice>,
     pub show_values: bool,
     pub json: bool,
 }
@@ -89,6 +94,16 @@ impl Generators {
                 recreate_deleted: true,
             },
         );
+        // Read only when needed: an unreadable VAULT_CACERT fails no run without Vault.
+        let vault = if repository
+            .stores
+            .iter()
+            .any(|s| s.spec.provider.vault.is_some())
+        {
+            vault_login()?
+        } else {
+            VaultLogin::default()
+        };
         let stores = Stores::default();
         for store in std::mem::take(&mut repository.stores) {
             stores.put(store);
@@ -96,7 +111,7 @@ impl Generators {
         let lookups = Lookups::Local(Arc::new(Local::new(
             std::mem::take(&mut repository.config_maps),
             std::mem::take(&mut repository.namespaces),
-            vault_login()?,
+            vault,
         )));
         let external = ExternalSecretGenerator::new(
             lookups,
@@ -199,13 +214,26 @@ impl RepoJob {
         Ok(())
     }
 
-    /// Diff (into a scratch copy of the store) or sync, then prune and report.
+    /// Diff or sync into the local store (a diff into a scratch copy of it) or, with
+    /// `--cluster`, into the cluster (a diff writes nothing there).
     async fn sync(
         &self,
         generators: &Generators,
         repository: &Repository,
         checkout: &Checkout,
     ) -> anyhow::Result<()> {
+        if let Some(kubeconfig) = &self.cluster {
+            let config = kubeconfig.config().await?;
+            let name = config.cluster_url.to_string();
+            let client =
+                kube::Client::try_from(config).context("cannot make a Kubernetes client")?;
+            // What the guard reads: the sealed generator's consent, and whose sync it was.
+            let annotations = [MANAGED, PATCH, SYNC_SOURCE_ANNOTATION].map(String::from);
+            let store = ClusterStore::new(client, annotations, self.mode == Mode::Diff);
+            return self
+                .sync_into(generators, repository, checkout, store, name)
+                .await;
+        }
         let out = match &self.out {
             Some(out) => out.clone(),
             None => default_store()?,
@@ -224,10 +252,28 @@ impl RepoJob {
             _ => None,
         };
         let root = scratch.as_ref().map_or(out.as_path(), |dir| dir.path());
-        let store = Arc::new(ObservedStore::new(
-            LocalDirTarget::new(root),
-            &checkout.identity,
-        ));
+        let store = LocalDirTarget::new(root);
+        self.sync_into(
+            generators,
+            repository,
+            checkout,
+            store,
+            out.display().to_string(),
+        )
+        .await
+    }
+
+    /// Syncs the repository's sources into `target` (`name` in the report), prunes, and
+    /// reports.
+    async fn sync_into<T: Observable>(
+        &self,
+        generators: &Generators,
+        repository: &Repository,
+        checkout: &Checkout,
+        target: T,
+        name: String,
+    ) -> anyhow::Result<()> {
+        let store = Arc::new(ObservedStore::new(target, &checkout.identity));
         let sealed = Syncer::new(
             generators.sealed.clone(),
             store.clone(),
@@ -258,7 +304,7 @@ impl RepoJob {
                 }
                 Err(e) => {
                     problems.push(Problem {
-                        file: out.display().to_string(),
+                        file: name.clone(),
                         line: None,
                         message: format!("nothing pruned: {e}"),
                     });
@@ -275,7 +321,7 @@ impl RepoJob {
             },
             source: checkout.display(&self.path.display().to_string()),
             revision: self.revision.clone(),
-            store: out.display().to_string(),
+            store: name,
             secrets: rows,
             problems,
             skipped: repository.skipped.clone(),
@@ -306,14 +352,14 @@ impl RepoJob {
 
     /// Deletes the Secrets of the store that this source's syncs wrote and the repository
     /// no longer declares.
-    async fn prune(
+    async fn prune<T: Observable>(
         &self,
-        store: &ObservedStore,
+        store: &ObservedStore<T>,
         repository: &Repository,
     ) -> anyhow::Result<Vec<Row>> {
         let declared: BTreeSet<_> = repository.declared.iter().collect();
         let mut rows = Vec::new();
-        for secret in store.store.list()? {
+        for secret in store.store.synced().await? {
             if declared.contains(&secret) {
                 continue;
             }
@@ -400,8 +446,8 @@ async fn generate_all<'a, G: Generator>(
 }
 
 /// Syncs each source into the store: one report row per source.
-async fn sync_all<G: Generator>(
-    syncer: &Syncer<G, Arc<ObservedStore>>,
+async fn sync_all<G: Generator, T: Observable>(
+    syncer: &Syncer<G, Arc<ObservedStore<T>>>,
     sources: &[Declared<G::Source>],
     progress: &ProgressBar,
 ) -> Vec<Row> {

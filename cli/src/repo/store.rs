@@ -1,9 +1,10 @@
-//! The embedded local store ([`LocalDirTarget`]) as the engine's target, observed: each
-//! write and deletion is recorded as a change of keys (values only as keyed hashes), and
-//! each Secret written is marked with the source that wrote it, so that a later sync of
+//! The sync's target (the embedded local store, [`LocalDirTarget`], or a cluster), observed:
+//! each write and deletion is recorded as a change of keys (values only as keyed hashes),
+//! and each Secret written is marked with the source that wrote it, so that a later sync of
 //! that source prunes only its own.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Mutex;
 
 use sealsync_crypto::SecretBytes;
@@ -16,6 +17,8 @@ use sha2::{Digest, Sha256};
 /// Annotation of the Secrets a sync wrote: the source (folder or repository path) it
 /// synced.
 pub const SYNC_SOURCE_ANNOTATION: &str = "sealsync.dev/sync-source";
+/// Label of the Secrets a sync wrote, by which a cluster lists them for pruning.
+pub const SYNC_LABEL: &str = "sealsync.dev/synced";
 /// Base of the field managers of a sync's writes (`sealsync-sync/SealedSecret/<name>`).
 pub const FIELD_MANAGER: &str = "sealsync-sync";
 
@@ -96,18 +99,44 @@ impl ValueHasher {
     }
 }
 
-/// The local store, recording what is done to it.
+/// What the observed store reads of its target besides what the engine reads.
+pub trait Observable: SecretTarget {
+    /// The values of a Secret, if it exists.
+    fn values(
+        &self,
+        secret: &SecretRef,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, SecretBytes>>, Self::Error>> + Send;
+
+    /// The Secrets that some sync wrote (marked [`SYNC_LABEL`]), or, where listing is
+    /// cheap, all: the candidates for pruning.
+    fn synced(&self) -> impl Future<Output = anyhow::Result<Vec<SecretRef>>> + Send;
+}
+
+impl Observable for LocalDirTarget {
+    async fn values(
+        &self,
+        secret: &SecretRef,
+    ) -> Result<Option<BTreeMap<String, SecretBytes>>, LocalDirError> {
+        self.data(secret)
+    }
+
+    async fn synced(&self) -> anyhow::Result<Vec<SecretRef>> {
+        Ok(self.list()?)
+    }
+}
+
+/// The target, recording what is done to it.
 #[derive(Debug)]
-pub struct ObservedStore {
-    pub store: LocalDirTarget,
+pub struct ObservedStore<T> {
+    pub store: T,
     /// The source being synced ([`SYNC_SOURCE_ANNOTATION`]).
     source: String,
     hasher: ValueHasher,
     changes: Mutex<BTreeMap<SecretRef, Change>>,
 }
 
-impl ObservedStore {
-    pub fn new(store: LocalDirTarget, source: &str) -> Self {
+impl<T> ObservedStore<T> {
+    pub fn new(store: T, source: &str) -> Self {
         Self {
             store,
             source: source.into(),
@@ -145,15 +174,15 @@ impl ObservedStore {
     }
 }
 
-impl SecretTarget for ObservedStore {
-    type Error = LocalDirError;
+impl<T: Observable> SecretTarget for ObservedStore<T> {
+    type Error = T::Error;
 
-    async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, LocalDirError> {
+    async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, T::Error> {
         self.store.existing(secret).await
     }
 
-    async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, LocalDirError> {
-        let before = self.store.data(write.target)?;
+    async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, T::Error> {
+        let before = self.store.values(write.target).await?;
         let previous = self
             .store
             .existing(write.target)
@@ -163,6 +192,7 @@ impl SecretTarget for ObservedStore {
         secret
             .annotations
             .insert(SYNC_SOURCE_ANNOTATION.into(), self.source.clone());
+        secret.labels.insert(SYNC_LABEL.into(), "true".into());
         let version = self
             .store
             .apply(&SecretWrite {
@@ -170,7 +200,7 @@ impl SecretTarget for ObservedStore {
                 ..*write
             })
             .await?;
-        let after = self.store.data(write.target)?.unwrap_or_default();
+        let after = self.store.values(write.target).await?.unwrap_or_default();
         self.record(
             write.target,
             Change {
@@ -182,10 +212,10 @@ impl SecretTarget for ObservedStore {
         Ok(version)
     }
 
-    async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), LocalDirError> {
-        let before = self.store.data(secret)?.unwrap_or_default();
+    async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), T::Error> {
+        let before = self.store.values(secret).await?.unwrap_or_default();
         self.store.delete(secret, version).await?;
-        if self.store.data(secret)?.is_none() {
+        if self.store.values(secret).await?.is_none() {
             self.record(
                 secret,
                 Change {

@@ -234,6 +234,17 @@ pub struct KubeTargetError {
     source: kube::Error,
 }
 
+impl KubeTargetError {
+    /// To `action` (read, write, delete) `secret` failed with `source`.
+    pub fn new(action: &'static str, secret: &SecretRef, source: kube::Error) -> Self {
+        Self {
+            action,
+            secret: secret.clone(),
+            source,
+        }
+    }
+}
+
 impl ReasonedError for KubeTargetError {
     fn reason(&self) -> &'static str {
         "ErrUpdateFailed"
@@ -269,6 +280,35 @@ impl KubeTarget {
             client,
             cache,
             fallbacks,
+        }
+    }
+
+    /// A target outside a runtime, for a one-shot command (`sealsync sync --cluster`):
+    /// nothing is cached, so every [`SecretTarget::existing`] reads the API server, and
+    /// the guard sees the `annotations` named (consent, and whatever else the caller
+    /// checks) besides the managers and owners.
+    pub fn uncached(client: Client, annotations: impl IntoIterator<Item = String>) -> Self {
+        let cache = SecretCache::default();
+        cache
+            .rules
+            .write()
+            .expect("cache rules lock")
+            .consent
+            .extend(annotations);
+        Self::new(client, Arc::new(cache), Arc::default())
+    }
+
+    /// The Secret `current` (as the API server has it, with its managedFields; `None`
+    /// when there is none) as [`SecretTarget::apply`] of `write` would leave it, worked out
+    /// without writing: what a diff shows. The same reckoning as the update fallback's.
+    pub fn applied(
+        current: Option<serde_json::Value>,
+        write: &SecretWrite<'_>,
+    ) -> serde_json::Value {
+        match current {
+            Some(current) => as_applied(current, write),
+            None => serde_json::to_value(SecretObject::new(write, &write.secret.data))
+                .expect("a Secret serializes"),
         }
     }
 }
@@ -479,20 +519,12 @@ impl SecretTarget for KubeTarget {
         let meta = api
             .get_metadata_opt(&secret.name)
             .await
-            .map_err(|source| KubeTargetError {
-                action: "read",
-                secret: secret.clone(),
-                source,
-            })?;
+            .map_err(|source| KubeTargetError::new("read", secret, source))?;
         Ok(meta.map(|meta| self.cache.existing_from(&meta.metadata)))
     }
 
     async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, Self::Error> {
-        let failed = |source| KubeTargetError {
-            action: "write",
-            secret: write.target.clone(),
-            source,
-        };
+        let failed = |source| KubeTargetError::new("write", write.target, source);
         if self.fallbacks.refused(Preferred::SecretApply) {
             return self.update(write).await.map_err(failed);
         }
@@ -568,11 +600,7 @@ impl SecretTarget for KubeTarget {
         match api.delete(&secret.name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(source) => Err(KubeTargetError {
-                action: "delete",
-                secret: secret.clone(),
-                source,
-            }),
+            Err(source) => Err(KubeTargetError::new("delete", secret, source)),
         }
     }
 }

@@ -319,9 +319,18 @@ struct RepoArgs {
     out: Option<PathBuf>,
     /// Diff against, or sync into, the cluster of the kubeconfig context instead of the
     /// local store: Secrets written with server-side apply through the controller's apply
-    /// path, and pruned only where an earlier sync of the same PATH wrote them.
+    /// path, and pruned only where an earlier sync of the same source wrote them.
     #[arg(long, conflicts_with = "out")]
     cluster: bool,
+    /// What identifies this source across runs and machines (diff, sync): a sync prunes,
+    /// overwrites or merges into only what a sync of the same source wrote. Default: the
+    /// Git remote `origin` and the path in the repository, else the folder's path.
+    #[arg(long, value_name = "ID")]
+    source_id: Option<String>,
+    /// Namespaces the sync may write and prune in, comma-separated (diff, sync; default:
+    /// all): a Secret declared for another namespace is refused.
+    #[arg(long, value_name = "NS,...", value_delimiter = ',')]
+    namespaces: Vec<String>,
     /// Kubeconfig file, with --cluster (default: $KUBECONFIG or ~/.kube/config).
     #[arg(long, value_name = "FILE", requires = "cluster")]
     kubeconfig: Option<PathBuf>,
@@ -348,8 +357,27 @@ impl RepoArgs {
         if self.show_values && mode != crate::repo::Mode::Render {
             bail!("--show-values goes with render: diff and sync never print values");
         }
-        if self.cluster && mode == crate::repo::Mode::Render {
-            bail!("--cluster goes with diff and sync: render writes nowhere");
+        if mode == crate::repo::Mode::Render
+            && (self.cluster || self.source_id.is_some() || !self.namespaces.is_empty())
+        {
+            bail!(
+                "--cluster, --source-id and --namespaces go with diff and sync: render writes \
+                 nowhere"
+            );
+        }
+        if self
+            .source_id
+            .as_ref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            bail!("--source-id is empty: name the source, or leave the flag out");
+        }
+        if let Some(bad) = self
+            .namespaces
+            .iter()
+            .find(|ns| !sealsync_engine::target::is_dns_label(ns))
+        {
+            bail!("--namespaces: {bad:?} is not a namespace name");
         }
         Ok(crate::repo::RepoJob {
             mode,
@@ -362,6 +390,9 @@ impl RepoArgs {
                 path: self.kubeconfig,
                 context: self.context,
             }),
+            source_id: self.source_id,
+            namespaces: (!self.namespaces.is_empty())
+                .then(|| self.namespaces.into_iter().collect()),
             show_values: self.show_values,
             json: matches!(self.format, RepoFormat::Json),
         })

@@ -55,11 +55,19 @@ impl KubeconfigChoice {
     }
 
     async fn client(&self) -> anyhow::Result<Client> {
-        Client::try_from(self.config().await?).context("cannot make a Kubernetes client")
+        Ok(self.connect().await?.0)
+    }
+
+    /// A client of the chosen context, and the API server's URL.
+    pub async fn connect(&self) -> anyhow::Result<(Client, http::Uri)> {
+        let config = self.config().await?;
+        let url = config.cluster_url.clone();
+        let client = Client::try_from(config).context("cannot make a Kubernetes client")?;
+        Ok((client, url))
     }
 
     /// The client configuration of the chosen context (in a pod: the service account's).
-    pub async fn config(&self) -> anyhow::Result<Config> {
+    async fn config(&self) -> anyhow::Result<Config> {
         let mut config = match self.read()? {
             Some(kubeconfig) => {
                 let options = KubeConfigOptions {
@@ -78,6 +86,10 @@ impl KubeconfigChoice {
         // kube retries 503s for minutes by default: a controller that is down should fail
         // at once. The 429s of the controller's rate limit are retried in `Controller::call`.
         config.default_retry = false;
+        // kube waits for an answer for ever by default: a hung API server should fail a
+        // command. Counted from each request (not from when its pooled connection went idle).
+        config.read_timeout = Some(std::time::Duration::from_secs(60));
+        config.reset_reader_on_write = true;
         Ok(config)
     }
 }

@@ -378,8 +378,8 @@ fn decoded(encoded: &str) -> SecretBytes {
     SecretBytes::from(STANDARD.decode(encoded.trim()).unwrap_or_default())
 }
 
-/// A namespace: a DNS-1123 label.
-fn is_dns_label(name: &str) -> bool {
+/// Whether `name` can be a namespace: a DNS-1123 label.
+pub fn is_dns_label(name: &str) -> bool {
     name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())

@@ -32,6 +32,9 @@ const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 const NOT_LEADING_RETRY: Duration = Duration::from_secs(2);
 /// Field manager of the ExternalSecrets written.
 const FIELD_MANAGER: &str = "sealsync-controller/ClusterExternalSecret";
+/// Upstream's annotation that forces a sync (any change of an ExternalSecret's annotations
+/// does), passed on to the ExternalSecrets.
+const FORCE_SYNC: &str = "external-secrets.io/force-sync";
 
 struct Context {
     client: Client,
@@ -221,11 +224,17 @@ async fn provision(
     if existing.is_some_and(|es| !owned_by(&es, ces)) {
         return Err("external secret already exists in namespace".into());
     }
-    let metadata = ces
+    let mut metadata = ces
         .spec
         .external_secret_metadata
         .clone()
         .unwrap_or_default();
+    // Forcing a sync of the ClusterExternalSecret forces one of each ExternalSecret.
+    if let Some(force) = ces.annotations().get(FORCE_SYNC) {
+        metadata
+            .annotations
+            .insert(FORCE_SYNC.into(), force.clone());
+    }
     let owner = ces
         .controller_owner_ref(&())
         .ok_or("the ClusterExternalSecret has no uid yet")?;

@@ -185,8 +185,26 @@ fn store_keys(es: &ExternalSecret) -> Result<BTreeSet<StoreKey>, String> {
     own_refs.map(|own| store_key(es, own)).collect()
 }
 
-/// What the reconciler refuses that upstream's webhook refuses and CEL cannot.
+/// What the reconciler refuses that upstream's webhook refuses and CEL cannot, and the
+/// CRD's ownership rules again for objects no API server checked (a repository's, for
+/// `sealsync sync`).
 fn check_spec(es: &ExternalSecret) -> Result<(), String> {
+    let creation = es.spec.target.as_ref().and_then(|t| t.creation_policy);
+    match (creation, deletion(es)) {
+        (Some(CreationPolicy::Merge | CreationPolicy::None), DeletionPolicy::Delete) => {
+            return Err(
+                "deletionPolicy Delete deletes a Secret this ExternalSecret does not own \
+                 (creationPolicy Merge or None): set creationPolicy Owner"
+                    .into(),
+            );
+        }
+        (Some(CreationPolicy::None), DeletionPolicy::Merge) => {
+            return Err(
+                "deletionPolicy Merge with creationPolicy None has no Secret to merge with".into(),
+            );
+        }
+        _ => {}
+    }
     let mut keys = BTreeSet::new();
     for data in &es.spec.data {
         if !keys.insert(&data.secret_key) {
@@ -897,5 +915,47 @@ impl Generator for ExternalSecretGenerator {
                 .or(old.binding.clone()),
         };
         (status != old).then(|| serde_json::to_value(status).expect("a status serializes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn with_target(target: serde_json::Value) -> ExternalSecret {
+        serde_json::from_value(json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "db", "namespace": "app" },
+            "spec": { "target": target, "data": [
+                { "secretKey": "a", "remoteRef": { "key": "k" } },
+            ] },
+        }))
+        .expect("an ExternalSecret")
+    }
+
+    #[test]
+    fn the_crds_ownership_rules_hold_for_objects_no_api_server_checked() {
+        let refused = |target| check_spec(&with_target(target)).unwrap_err();
+        for creation in ["Merge", "None"] {
+            let problem =
+                refused(json!({ "creationPolicy": creation, "deletionPolicy": "Delete" }));
+            assert!(problem.contains("set creationPolicy Owner"), "{problem}");
+        }
+        let problem = refused(json!({ "creationPolicy": "None", "deletionPolicy": "Merge" }));
+        assert!(problem.contains("no Secret to merge with"), "{problem}");
+        for allowed in [
+            json!({ "creationPolicy": "Owner", "deletionPolicy": "Delete" }),
+            json!({ "creationPolicy": "CreateOrMerge", "deletionPolicy": "Delete" }),
+            json!({ "creationPolicy": "Merge", "deletionPolicy": "Merge" }),
+            json!({}),
+        ] {
+            assert_eq!(
+                check_spec(&with_target(allowed.clone())),
+                Ok(()),
+                "{allowed}"
+            );
+        }
     }
 }

@@ -140,9 +140,32 @@ pub fn run_ok(command: &mut Command) -> std::process::Output {
     out
 }
 
-/// Ports the harness hands out: below Linux's ephemeral range (32768 and up), so an outgoing
-/// connection of any process never takes a port between `free_port` and the server's bind.
-const HARNESS_PORTS: std::ops::Range<u32> = 20_000..32_000;
+/// Ports the harness hands out: outside Linux's ephemeral range (`ip_local_port_range`,
+/// 32768-60999 by default), so an outgoing connection of any process never takes a port
+/// between `free_port` and the server's bind. Below the range where there is room, else
+/// above it.
+fn harness_ports() -> std::ops::Range<u32> {
+    const WANTED: u32 = 12_000;
+    const ENOUGH: u32 = 2_000;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let bounds: Vec<u32> = range
+        .iter()
+        .flat_map(|text| text.split_whitespace())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (low, high) = match bounds[..] {
+        [low, high] => (low, high),
+        _ => (32_768, 60_999),
+    };
+    if low >= 1_024 + ENOUGH {
+        low.saturating_sub(WANTED).max(1_024)..low
+    } else if high + ENOUGH < 65_536 {
+        high + 1..65_536
+    } else {
+        // No room outside it: the default's place (an outgoing connection may then race).
+        20_000..32_000
+    }
+}
 
 /// A TCP port on 127.0.0.1 that was free a moment ago and that no other `free_port` call of
 /// this test binary returned: each call takes the next port of a sequence that starts at a
@@ -151,9 +174,11 @@ const HARNESS_PORTS: std::ops::Range<u32> = 20_000..32_000;
 /// the port after its own (a Vault dev server's cluster listener does).
 pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let slots = (HARNESS_PORTS.end - HARNESS_PORTS.start) / 2;
+    static PORTS: std::sync::OnceLock<std::ops::Range<u32>> = std::sync::OnceLock::new();
+    let ports = PORTS.get_or_init(harness_ports);
+    let slots = (ports.end - ports.start) / 2;
     let start = std::process::id().wrapping_mul(397) % slots;
-    let port = |n: u32| HARNESS_PORTS.start + 2 * ((start + n) % slots);
+    let port = |n: u32| ports.start + 2 * ((start + n) % slots);
     (0..slots)
         .map(|_| port(NEXT.fetch_add(1, Ordering::Relaxed)))
         .filter_map(|port| u16::try_from(port).ok())

@@ -736,6 +736,12 @@ async fn each_option_renders_objects_the_api_server_accepts() -> anyhow::Result<
             "networkPolicy.egress[0].ports[0].port=6443",
         ],
         &[
+            "rbac.auditor.create=true",
+            "rbac.auditor.subjects[0].apiGroup=rbac.authorization.k8s.io",
+            "rbac.auditor.subjects[0].kind=Group",
+            "rbac.auditor.subjects[0].name=auditors",
+        ],
+        &[
             "replicaCount=3",
             "podDisruptionBudget.minAvailable=50%",
             "resources.requests.cpu=100m",
@@ -1438,13 +1444,16 @@ const ESO_FINALIZER: &str = "externalsecrets.external-secrets.io/externalsecret-
 /// externalSecrets.enabled: in `app`, new ExternalSecrets (suffix `-{run}`) from a new
 /// SecretStore with `keys` (`s`), from a new ClusterSecretStore that selects `app` by its
 /// labels (`c`), with a templateFrom ConfigMap (`t`), from the SecretStore on IRSA
-/// (`jwt.serviceAccountRef`, `j`), one being deleted with ESO's finalizer (`f`), and a
-/// ClusterExternalSecret stamping `e-{run}` into `app`. Returns the Secrets to expect.
+/// (`jwt.serviceAccountRef`, `j`), one being deleted with ESO's finalizer (`f`), one whose
+/// remote secret is gone (`d`), and, `cluster_wide`, a ClusterExternalSecret stamping
+/// `e-{run}` into `app` and one that no longer selects it (`r`). Returns the Secrets to
+/// expect.
 async fn external_secrets_start(
     client: &Client,
     app: &str,
     keys: &Value,
     run: usize,
+    cluster_wide: bool,
 ) -> anyhow::Result<Vec<String>> {
     // New stores, whose statuses are written.
     let store = format!("s-{run}");
@@ -1521,20 +1530,6 @@ async fn external_secrets_start(
         .await?
         .delete(&format!("f-{run}"), &Default::default())
         .await?;
-    create_external(
-        client,
-        None,
-        serde_json::json!({
-            "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
-            "metadata": { "name": format!("e-{app}-{run}") },
-            "spec": {
-                "externalSecretName": format!("e-{run}"),
-                "namespaceSelectors": [{ "matchLabels": { "kubernetes.io/metadata.name": app } }],
-                "externalSecretSpec": spec("SecretStore", "aws", None),
-            },
-        }),
-    )
-    .await?;
     // Its remote secret gone (deletionPolicy Delete): its Secret, which it controls, is
     // deleted.
     let mut deleting = spec("SecretStore", "aws", None);
@@ -1553,39 +1548,55 @@ async fn external_secrets_start(
     Api::<Secret>::namespaced(client.clone(), app)
         .create(&PostParams::default(), &secret)
         .await?;
-    // A ClusterExternalSecret that provisioned `app` and no longer selects it: its
-    // ExternalSecret there is deleted.
-    let shrunk = create_external(
-        client,
-        None,
-        serde_json::json!({
-            "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
-            "metadata": { "name": format!("r-{app}-{run}") },
-            "spec": {
-                "externalSecretName": format!("r-{run}"),
-                "namespaceSelectors": [{ "matchLabels": { "sealsync.test/selects": "none" } }],
-                "externalSecretSpec": spec("SecretStore", "aws", None),
-            },
-        }),
-    )
-    .await?;
-    let (resource, _) = pinned_kind(
-        client,
-        &GroupVersionKind::gvk("external-secrets.io", "v1", "ClusterExternalSecret"),
-    )
-    .await?;
-    Api::<DynamicObject>::all_with(client.clone(), &resource)
-        .patch_status(
-            &format!("r-{app}-{run}"),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": { "provisionedNamespaces": [app] } })),
+    let mut secrets: Vec<String> = made.into_iter().map(|(name, _)| name).collect();
+    if cluster_wide {
+        create_external(
+            client,
+            None,
+            serde_json::json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+                "metadata": { "name": format!("e-{app}-{run}") },
+                "spec": {
+                    "externalSecretName": format!("e-{run}"),
+                    "namespaceSelectors": [{ "matchLabels": { "kubernetes.io/metadata.name": app } }],
+                    "externalSecretSpec": spec("SecretStore", "aws", None),
+                },
+            }),
         )
         .await?;
-    let mut left = external_secret(format!("r-{run}"), spec("SecretStore", "aws", None));
-    left["metadata"]["ownerReferences"] = controlled_by(&shrunk);
-    create_external(client, Some(app), left).await?;
-    let mut secrets: Vec<String> = made.into_iter().map(|(name, _)| name).collect();
-    secrets.push(format!("e-{run}"));
+        // A ClusterExternalSecret that provisioned `app` and no longer selects it: its
+        // ExternalSecret there is deleted.
+        let shrunk = create_external(
+            client,
+            None,
+            serde_json::json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+                "metadata": { "name": format!("r-{app}-{run}") },
+                "spec": {
+                    "externalSecretName": format!("r-{run}"),
+                    "namespaceSelectors": [{ "matchLabels": { "sealsync.test/selects": "none" } }],
+                    "externalSecretSpec": spec("SecretStore", "aws", None),
+                },
+            }),
+        )
+        .await?;
+        let (resource, _) = pinned_kind(
+            client,
+            &GroupVersionKind::gvk("external-secrets.io", "v1", "ClusterExternalSecret"),
+        )
+        .await?;
+        Api::<DynamicObject>::all_with(client.clone(), &resource)
+            .patch_status(
+                &format!("r-{app}-{run}"),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "status": { "provisionedNamespaces": [app] } })),
+            )
+            .await?;
+        let mut left = external_secret(format!("r-{run}"), spec("SecretStore", "aws", None));
+        left["metadata"]["ownerReferences"] = controlled_by(&shrunk);
+        create_external(client, Some(app), left).await?;
+        secrets.push(format!("e-{run}"));
+    }
     Ok(secrets)
 }
 
@@ -1602,34 +1613,20 @@ async fn external_secrets(
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() -> anyhow::Result<()>
-{
-    let cluster = TestCluster::start().await?;
-    let client = cluster.client();
-    let release = cluster.namespace("controller").await?;
-    let app = cluster.namespace("app").await?;
-    let moto = sealsync_testkit::Moto::start().await?;
+/// What the ExternalSecret flows read in `app`: a remote secret in moto, its credentials,
+/// a template ConfigMap, a ServiceAccount for IRSA, and the SecretStores `aws` (keys) and
+/// `irsa`. Returns the provider of the stores with keys.
+async fn external_secrets_fixture(
+    client: &Client,
+    app: &str,
+    moto: &sealsync_testkit::Moto,
+) -> anyhow::Result<Value> {
     moto.client()
         .create_secret()
         .name("app/db")
         .secret_string(r#"{"password":"from-moto"}"#)
         .send()
         .await?;
-    let endpoint = format!("extraEnv[0].value={}", moto.endpoint());
-    let objects = render(
-        &release,
-        &[
-            "keySize=2048",
-            "externalSecrets.enabled=true",
-            "extraEnv[0].name=AWS_ENDPOINT_URL",
-            &endpoint,
-        ],
-    );
-    apply_all(&client, &release, &objects).await?;
-    let deployment = only(&objects, "Deployment");
-    let kubeconfig = cluster.service_account_kubeconfig(&release, NAME).await?;
-
     let credentials: Secret = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "aws" },
         "stringData": {
@@ -1637,14 +1634,14 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
             "secret": sealsync_testkit::Moto::SECRET_ACCESS_KEY,
         },
     }))?;
-    Api::<Secret>::namespaced(client.clone(), &app)
+    Api::<Secret>::namespaced(client.clone(), app)
         .create(&PostParams::default(), &credentials)
         .await?;
     let template: ConfigMap = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "template" },
         "data": { "password": "{{ .password }}" },
     }))?;
-    Api::<ConfigMap>::namespaced(client.clone(), &app)
+    Api::<ConfigMap>::namespaced(client.clone(), app)
         .create(&PostParams::default(), &template)
         .await?;
     // IRSA: moto's STS exchanges any token for credentials of the annotated role.
@@ -1653,7 +1650,7 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
             "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/app",
         } },
     }))?;
-    Api::<ServiceAccount>::namespaced(client.clone(), &app)
+    Api::<ServiceAccount>::namespaced(client.clone(), app)
         .create(&PostParams::default(), &account)
         .await?;
     let aws = |auth: Value| {
@@ -1670,8 +1667,8 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
     let irsa = aws(serde_json::json!({ "jwt": { "serviceAccountRef": { "name": "irsa" } } }));
     for (name, provider) in [("aws", &keys), ("irsa", &irsa)] {
         create_external(
-            &client,
-            Some(&app),
+            client,
+            Some(app),
             serde_json::json!({
                 "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
                 "metadata": { "name": name }, "spec": { "provider": provider },
@@ -1679,23 +1676,26 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
         )
         .await?;
     }
+    Ok(keys)
+}
 
-    // Sufficient: as the chart's ServiceAccount, with exactly the chart's RBAC, every
-    // ExternalSecret syncs, the one being deleted goes, and nothing is refused.
-    let expected = external_secrets_start(&client, &app, &keys, 0).await?;
-    let (mut controller, _) = run_as_deployed(
-        cluster.dir(),
-        "external-secrets-as-installed",
-        deployment,
-        &release,
-        &kubeconfig,
-    )?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &app);
-    for name in &expected {
+/// Waits until the first start of [`external_secrets_start`] is done: every Secret
+/// `expected` synced from moto, and the ExternalSecret being deleted, the Secret whose
+/// remote secret is gone and, `cluster_wide`, the ExternalSecret no longer selected gone.
+/// Then stops the controller and shows it was refused nothing.
+async fn external_secrets_first_start_done(
+    client: &Client,
+    app: &str,
+    expected: &[String],
+    controller: &mut Process,
+    cluster_wide: bool,
+) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), app);
+    for name in expected {
         wait_for(
             &format!("Secret {name} synced from moto"),
             Duration::from_secs(90),
-            Some(&mut controller),
+            Some(&mut *controller),
             || {
                 let secrets = secrets.clone();
                 async move {
@@ -1708,31 +1708,70 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
         )
         .await?;
     }
-    let in_app = external_secrets(&client, Some(&app)).await?;
+    let in_app = external_secrets(client, Some(app)).await?;
     wait_for(
         "the ExternalSecret being deleted gone",
         Duration::from_secs(60),
-        Some(&mut controller),
+        Some(&mut *controller),
         || async { Ok(in_app.get_opt("f-0").await?.is_none()) },
     )
     .await?;
     wait_for(
         "the Secret of the ExternalSecret whose remote secret is gone deleted",
         Duration::from_secs(60),
-        Some(&mut controller),
+        Some(&mut *controller),
         || async { Ok(secrets.get_opt("d-0").await?.is_none()) },
     )
     .await?;
-    wait_for(
-        "the ExternalSecret of a namespace the ClusterExternalSecret no longer selects gone",
-        Duration::from_secs(60),
-        Some(&mut controller),
-        || async { Ok(in_app.get_opt("r-0").await?.is_none()) },
-    )
-    .await?;
-    stop(&mut controller).await?;
+    if cluster_wide {
+        wait_for(
+            "the ExternalSecret of a namespace the ClusterExternalSecret no longer selects gone",
+            Duration::from_secs(60),
+            Some(&mut *controller),
+            || async { Ok(in_app.get_opt("r-0").await?.is_none()) },
+        )
+        .await?;
+    }
+    stop(controller).await?;
     let log = controller.log();
     assert!(!log.contains("forbidden"), "refused something:\n{log}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() -> anyhow::Result<()>
+{
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+    let release = cluster.namespace("controller").await?;
+    let app = cluster.namespace("app").await?;
+    let moto = sealsync_testkit::Moto::start().await?;
+    let endpoint = format!("extraEnv[0].value={}", moto.endpoint());
+    let objects = render(
+        &release,
+        &[
+            "keySize=2048",
+            "externalSecrets.enabled=true",
+            "extraEnv[0].name=AWS_ENDPOINT_URL",
+            &endpoint,
+        ],
+    );
+    apply_all(&client, &release, &objects).await?;
+    let deployment = only(&objects, "Deployment");
+    let kubeconfig = cluster.service_account_kubeconfig(&release, NAME).await?;
+    let keys = external_secrets_fixture(&client, &app, &moto).await?;
+
+    // Sufficient: as the chart's ServiceAccount, with exactly the chart's RBAC, every
+    // ExternalSecret syncs, the one being deleted goes, and nothing is refused.
+    let expected = external_secrets_start(&client, &app, &keys, 0, true).await?;
+    let (mut controller, _) = run_as_deployed(
+        cluster.dir(),
+        "external-secrets-as-installed",
+        deployment,
+        &release,
+        &kubeconfig,
+    )?;
+    external_secrets_first_start_done(&client, &app, &expected, &mut controller, true).await?;
 
     // Needed: without any one verb the chart adds for ExternalSecrets, the same start is
     // refused that verb, as the controller's log says.
@@ -1753,7 +1792,7 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
             |rule, _, _| !base_rules.contains(rule),
             // Run 0 was the sufficient one.
             async |run| {
-                external_secrets_start(&client, &app, &keys, run + 1)
+                external_secrets_start(&client, &app, &keys, run + 1, true)
                     .await
                     .map(drop)
             },
@@ -1792,5 +1831,248 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
         ],
         "each verb the chart adds for ExternalSecrets taken away once"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaced_external_secrets_sync_with_roles_and_each_verb_is_needed() -> anyhow::Result<()>
+{
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+    let release = cluster.namespace("tenant-controller").await?;
+    let app = cluster.namespace("team").await?;
+    let moto = sealsync_testkit::Moto::start().await?;
+    let namespaced = [
+        "allNamespaces=false".to_string(),
+        format!("additionalNamespaces={{{app}}}"),
+        "keySize=2048".into(),
+    ];
+    let mut set: Vec<String> = namespaced.to_vec();
+    set.extend([
+        "externalSecrets.enabled=true".into(),
+        "extraEnv[0].name=AWS_ENDPOINT_URL".into(),
+        format!("extraEnv[0].value={}", moto.endpoint()),
+    ]);
+    let objects = render(
+        &release,
+        &set.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    apply_all_into(&client, &[&release, &app], &objects).await?;
+    let deployment = only(&objects, "Deployment");
+    let kubeconfig = cluster.service_account_kubeconfig(&release, NAME).await?;
+    let keys = external_secrets_fixture(&client, &app, &moto).await?;
+
+    // Sufficient: with the Roles of the namespaces it watches and the cluster stores'
+    // ClusterRole, every ExternalSecret of the tenant's namespace syncs.
+    let expected = external_secrets_start(&client, &app, &keys, 0, false).await?;
+    let (mut controller, _) = run_as_deployed(
+        cluster.dir(),
+        "namespaced-external-secrets",
+        deployment,
+        &release,
+        &kubeconfig,
+    )?;
+    external_secrets_first_start_done(&client, &app, &expected, &mut controller, false).await?;
+
+    // Needed: each verb the chart adds for ExternalSecrets, to the Role of the tenant's
+    // namespace and to the ClusterRole.
+    let base = render(
+        &release,
+        &namespaced.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let in_app = |objects: &[Value]| -> Value {
+        find(objects, "Role")
+            .into_iter()
+            .find(|role| {
+                role["metadata"]["name"] == format!("{NAME}-unsealer")
+                    && role["metadata"]["namespace"] == app.as_str()
+            })
+            .expect("the unsealer's Role in the tenant's namespace")
+            .clone()
+    };
+    let base_rules = in_app(&base)["rules"].as_array().expect("rules").clone();
+    let unsealer = in_app(&objects);
+    let mut roles: Vec<&Value> = vec![&unsealer];
+    roles.extend(find(&objects, "ClusterRole"));
+    assert_eq!(
+        roles.len(),
+        2,
+        "the unsealer's Role and the cluster stores' ClusterRole"
+    );
+    let flow = Flow {
+        client: client.clone(),
+        release: &release,
+    };
+    let checked = flow
+        .each_verb_needed(
+            &roles,
+            |rule, _, _| !base_rules.contains(rule),
+            async |run| {
+                external_secrets_start(&client, &app, &keys, run + 1, false)
+                    .await
+                    .map(drop)
+            },
+            |label| {
+                run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
+                    .map(|(process, _)| process)
+            },
+        )
+        .await?;
+    assert_eq!(
+        checked,
+        [
+            "get externalsecrets",
+            "list externalsecrets",
+            "watch externalsecrets",
+            "list secretstores",
+            "watch secretstores",
+            "patch externalsecrets",
+            "patch externalsecrets/status",
+            "patch secretstores/status",
+            "delete secrets",
+            "get configmaps",
+            "get serviceaccounts",
+            "create serviceaccounts/token",
+            "list clustersecretstores",
+            "watch clustersecretstores",
+            "patch clustersecretstores/status",
+            "get namespaces",
+        ],
+        "each verb the chart adds for ExternalSecrets taken away once, nothing cluster-wide \
+         but the cluster stores"
+    );
+    Ok(())
+}
+
+/// `sealsync keys` as `kubeconfig`'s identity against the controller in `release`.
+fn keys_as(kubeconfig: &Path, release: &str, args: &[&str]) -> std::process::Output {
+    Command::new(project_binary("sealsync"))
+        .env("KUBECONFIG", kubeconfig)
+        .env("SEALSYNC_KEYS_PASSPHRASE", "correct horse battery staple")
+        .arg("keys")
+        .args(args)
+        .args(["--controller-namespace", release])
+        .output()
+        .expect("sealsync starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auditors_list_keys_with_the_charts_role_and_touch_no_secret() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let client = cluster.client();
+    let release = cluster.namespace("keys-audit").await?;
+    let audit = cluster.namespace("audit").await?;
+    let account: ServiceAccount =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": "auditor" } }))?;
+    Api::<ServiceAccount>::namespaced(client.clone(), &audit)
+        .create(&PostParams::default(), &account)
+        .await?;
+    // The auditor's roles only: not the service proxier's, which every user has by default.
+    let namespace = format!("rbac.auditor.subjects[0].namespace={audit}");
+    let objects = render(
+        &release,
+        &[
+            "rbac.serviceProxier.create=false",
+            "rbac.auditor.create=true",
+            "rbac.auditor.subjects[0].kind=ServiceAccount",
+            "rbac.auditor.subjects[0].name=auditor",
+            &namespace,
+        ],
+    );
+    let auditor_objects: Vec<Value> = objects
+        .iter()
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-auditor"))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(
+        auditor_objects.len(),
+        4,
+        "a ClusterRole, a Role and their bindings"
+    );
+    apply_all(&client, &release, &auditor_objects).await?;
+    let netns = sealsync_testkit::NetNs::create()?;
+    let _controller = SealsyncController::start_behind_service(
+        &cluster,
+        &release,
+        &netns,
+        &["--key-size=2048", "--key-renew-period=1h"],
+    )
+    .await?;
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&audit, "auditor")
+        .await?;
+    let mut outputs = String::new();
+    let mut ok = |args: &[&str]| {
+        let out = keys_as(&kubeconfig, &release, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        outputs.push_str(&stdout);
+        outputs.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keys {args:?} as the auditor: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+
+    let listed: Value = serde_json::from_str(&ok(&["list", "-o", "json"]))?;
+    let statuses: Vec<&str> = listed["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["status"].as_str().expect("a status"))
+        .collect();
+    assert_eq!(statuses, ["active"]);
+    let text = ok(&["list"]);
+    assert!(text.contains("active (sealing)"), "{text}");
+
+    // Key administration is not the auditor's: rotation (a patch of a key Secret) refused.
+    let refused = keys_as(&kubeconfig, &release, &["rotate", "--wait", "0s"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        stderr.contains("needs `patch` on Secrets there"),
+        "{stderr}"
+    );
+    outputs.push_str(&stderr);
+
+    // No key material: a backup is refused, and so is any read of a Secret.
+    let backup = cluster.dir().join("auditor-backup.age");
+    let refused = keys_as(
+        &kubeconfig,
+        &release,
+        &["backup", "-o", backup.to_str().expect("a UTF-8 path")],
+    );
+    assert!(!refused.status.success());
+    assert!(!backup.exists());
+    outputs.push_str(&String::from_utf8_lossy(&refused.stderr));
+    let identity = cluster.client_as_service_account(&audit, "auditor").await?;
+    let secrets: Api<Secret> = Api::namespaced(identity, &release);
+    let forbidden = |result: Result<(), kube::Error>| matches!(result, Err(kube::Error::Api(s)) if s.code == 403);
+    assert!(forbidden(secrets.list(&Default::default()).await.map(drop)));
+    let key = Api::<Secret>::namespaced(client.clone(), &release)
+        .list(&kube::api::ListParams::default().labels(sealsync_api::KEY_LABEL))
+        .await?
+        .items
+        .remove(0);
+    assert!(forbidden(secrets.get(&key.name_any()).await.map(drop)));
+    let empty = Patch::Merge(serde_json::json!({}));
+    assert!(forbidden(
+        secrets
+            .patch(&key.name_any(), &PatchParams::default(), &empty)
+            .await
+            .map(drop)
+    ));
+    let private_key = key.data.expect("data")["tls.key"].0.clone();
+    let line = String::from_utf8_lossy(&private_key)
+        .lines()
+        .nth(1)
+        .expect("a PEM body line")
+        .to_string();
+    assert!(!outputs.contains(&line), "no key material in any output");
     Ok(())
 }

@@ -1574,5 +1574,23 @@ async fn a_cluster_external_secret_follows_its_namespace_selector() -> anyhow::R
         },
     )
     .await?;
+
+    // A new value at the provider comes before the refresh (an hour) when the
+    // ClusterExternalSecret is forced: it forces its ExternalSecrets.
+    moto.client()
+        .put_secret_value()
+        .secret_id("shared/token")
+        .secret_string("t-2")
+        .send()
+        .await?;
+    ces.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "annotations": {
+            "external-secrets.io/force-sync": "1",
+        } } })),
+    )
+    .await?;
+    wait_data(&client, &c, "token", &[("token", "t-2")]).await?;
     Ok(())
 }

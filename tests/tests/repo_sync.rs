@@ -560,6 +560,15 @@ fn git(repo: &Path, args: &[&str]) {
 fn a_git_revision_is_read_as_committed() {
     let repo = example_repo();
     git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(
+        repo.path(),
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://deploy:hunter2@git.example.invalid/shop/config.git",
+        ],
+    );
     git(repo.path(), &["add", "."]);
     git(repo.path(), &["commit", "-q", "-m", "first"]);
     fs::remove_file(repo.path().join("overlays/prod/db-credentials.yaml")).unwrap();
@@ -614,6 +623,23 @@ fn a_git_revision_is_read_as_committed() {
             ("shop-prod/db-credentials", "pruned"),
         ]),
         "another revision of the same path prunes what it no longer declares"
+    );
+    let stored = fs::read_to_string(out.join("shop-dev/db-credentials.yaml")).unwrap();
+    assert!(
+        stored.contains("sealsync.dev/sync-source: git.example.invalid/shop/config\n"),
+        "the source is the repository's remote, without its scheme or credentials: {stored}"
+    );
+    let on_disk = sync("sync", repo.path(), &out, &[]);
+    assert!(on_disk.succeeded(), "{}", on_disk.stderr());
+    assert_eq!(
+        actions(&on_disk.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/extra", "created"),
+            ("shop-dev/feature-flags", "unchanged"),
+            ("shop-dev/payment-api-token", "unchanged"),
+        ]),
+        "the working tree of the clone is the same source as its revisions"
     );
 
     let missing = sync("sync", repo.path(), &out, &["--revision", "no-such-branch"]);
@@ -1000,9 +1026,9 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
 }
 
 /// `sync` and `diff` with `--cluster` against the harness's API server.
-fn sync_cluster(command: &str, source: &Path, cluster: &TestCluster) -> Run {
+fn sync_cluster(command: &str, source: &Path, cluster: &TestCluster, extra: &[&str]) -> Run {
     let key = demo_key();
-    let args = [
+    let mut args = vec![
         command,
         source.to_str().unwrap(),
         "-k",
@@ -1013,9 +1039,27 @@ fn sync_cluster(command: &str, source: &Path, cluster: &TestCluster) -> Run {
         "-o",
         "json",
     ];
+    args.extend_from_slice(extra);
     let run = tokio::task::block_in_place(|| sealsync(&args, &path_with_kustomize()));
     run.shows_no_value();
     run
+}
+
+/// Makes the namespaces `names` in `cluster`.
+async fn namespaces(cluster: &TestCluster, names: &[&str]) {
+    for name in names {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(cluster.client())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+    }
 }
 
 /// A Secret written by someone else (field manager `kubectl-create`).
@@ -1041,19 +1085,7 @@ fn by_hand(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Secret {
 async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_writes_nothing() {
     let cluster = TestCluster::start().await.unwrap();
     let client = cluster.client();
-    for name in ["shop-dev", "shop-prod"] {
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
-    }
+    namespaces(&cluster, &["shop-dev", "shop-prod"]).await;
     let dev: Api<Secret> = Api::namespaced(client.clone(), "shop-dev");
     let prod: Api<Secret> = Api::namespaced(client.clone(), "shop-prod");
     let hand = PostParams {
@@ -1079,7 +1111,7 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
         ("shop-prod/db-credentials", "refused"),
     ]);
 
-    let diff = sync_cluster("diff", repo.path(), &cluster);
+    let diff = sync_cluster("diff", repo.path(), &cluster, &[]);
     assert!(!diff.succeeded(), "a refused Secret fails the run");
     assert_eq!(actions(&diff.json()), first, "{}", diff.stderr());
     assert!(
@@ -1087,7 +1119,7 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
         "diff writes nothing"
     );
 
-    let sync = sync_cluster("sync", repo.path(), &cluster);
+    let sync = sync_cluster("sync", repo.path(), &cluster, &[]);
     assert!(!sync.succeeded());
     assert_eq!(actions(&sync.json()), first, "sync did what diff said");
     let written = dev.get("db-credentials").await.unwrap();
@@ -1101,7 +1133,10 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
         .iter()
         .filter_map(|e| e.manager.as_deref())
         .collect();
-    assert_eq!(managers, ["sealsync-sync/SealedSecret/db-credentials"]);
+    assert!(
+        matches!(managers[..], [m] if m.starts_with("sealsync-sync/") && m.ends_with("/SealedSecret/db-credentials")),
+        "{managers:?}"
+    );
     let kept = prod.get("db-credentials").await.unwrap();
     assert_eq!(
         kept.data.unwrap()["password"].0,
@@ -1114,7 +1149,7 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
         .await
         .unwrap();
     let version = written.resource_version();
-    let sync = sync_cluster("sync", repo.path(), &cluster);
+    let sync = sync_cluster("sync", repo.path(), &cluster, &[]);
     assert!(sync.succeeded(), "{}", sync.stderr());
     assert_eq!(
         actions(&sync.json()),
@@ -1148,7 +1183,7 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
         ("shop-dev/payment-api-token", "pruned"),
         ("shop-prod/db-credentials", "unchanged"),
     ]);
-    let diff = sync_cluster("diff", repo.path(), &cluster);
+    let diff = sync_cluster("diff", repo.path(), &cluster, &[]);
     assert!(diff.succeeded(), "{}", diff.stderr());
     assert!(!diff.stdout().contains("new-dev-secret"));
     let report = diff.json();
@@ -1162,7 +1197,7 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
     );
     assert!(dev.get_opt("payment-api-token").await.unwrap().is_some());
 
-    let sync = sync_cluster("sync", repo.path(), &cluster);
+    let sync = sync_cluster("sync", repo.path(), &cluster, &[]);
     assert!(sync.succeeded(), "{}", sync.stderr());
     assert_eq!(actions(&sync.json()), second);
     assert_eq!(
@@ -1174,4 +1209,159 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
         dev.get_opt("by-hand").await.unwrap().is_some(),
         "not its own"
     );
+}
+
+/// A repository of team Y: ExternalSecrets of a fake store in `shop-dev`, for Secrets
+/// named by `targets` (`name`, `name:Merge`, `name:Delete` for a merge deleted with its
+/// remote secrets, or `name:token` for a service-account token).
+fn team_y(targets: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from(
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: y, namespace: shop-dev}\nspec: {provider: {fake: {data: [{key: /y/key, value: team-y-value}]}}}\n",
+    );
+    for target in targets {
+        let (name, how) = target.split_once(':').unwrap_or((target, ""));
+        let target = match how {
+            "Merge" => format!("{{name: {name}, creationPolicy: Merge}}"),
+            "Delete" => {
+                format!("{{name: {name}, creationPolicy: Merge, deletionPolicy: Delete}}")
+            }
+            "token" => format!(
+                "{{name: {name}, template: {{type: kubernetes.io/service-account-token, metadata: {{annotations: {{kubernetes.io/service-account.name: default}}}}}}}}"
+            ),
+            _ => format!("{{name: {name}}}"),
+        };
+        yaml.push_str(&format!(
+            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es-{name}, namespace: shop-dev}}\nspec:\n  secretStoreRef: {{name: y, kind: SecretStore}}\n  target: {target}\n  data: [{{secretKey: from-y, remoteRef: {{key: /y/key}}}}]\n"
+        ));
+    }
+    fs::write(dir.path().join("secrets.yaml"), yaml).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_sync_keeps_to_its_source_its_namespaces_and_secrets_that_consent() {
+    let cluster = TestCluster::start().await.unwrap();
+    namespaces(&cluster, &["shop-dev", "shop-prod"]).await;
+    let dev: Api<Secret> = Api::namespaced(cluster.client(), "shop-dev");
+    let prod: Api<Secret> = Api::namespaced(cluster.client(), "shop-prod");
+    let hand = PostParams {
+        field_manager: Some("kubectl-create".into()),
+        ..PostParams::default()
+    };
+    dev.create(&hand, &by_hand("shop-dev", "by-hand", &[]))
+        .await
+        .unwrap();
+    let x = example_repo();
+    let as_x = ["--source-id", "team-x"];
+    let sync = sync_cluster("sync", x.path(), &cluster, &as_x);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    assert_eq!(actions(&sync.json()).len(), 4);
+    let flags = dev.get("feature-flags").await.unwrap();
+
+    // Team Y declares X's Secret, merges into someone's Secret, would delete X's Secret
+    // with its remote secrets, asks for a token: none of it done, and its prune leaves X's
+    // Secrets.
+    let y = team_y(&[
+        "feature-flags",
+        "by-hand:Merge",
+        "payment-api-token:Delete",
+        "token:token",
+    ]);
+    let as_y = ["--source-id", "team-y"];
+    for command in ["diff", "sync"] {
+        let run = sync_cluster(command, y.path(), &cluster, &as_y);
+        assert!(!run.succeeded());
+        let report = run.json();
+        assert_eq!(
+            actions(&report),
+            pairs(&[
+                ("shop-dev/by-hand", "refused"),
+                ("shop-dev/feature-flags", "refused"),
+                ("shop-dev/payment-api-token", "failed"),
+                ("shop-dev/token", "refused"),
+            ]),
+            "{command}: {report:#}"
+        );
+        let messages: Vec<&str> = report["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["message"].as_str().unwrap())
+            .collect();
+        assert!(
+            messages[0].contains("annotate it sealsync.dev/sync-source=team-y"),
+            "{messages:?}"
+        );
+        assert!(messages[1].contains("already exists"), "{messages:?}");
+        assert!(
+            messages[2].contains("set creationPolicy Owner"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[3].contains("kubernetes.io/service-account-token"),
+            "{messages:?}"
+        );
+    }
+    assert_eq!(
+        dev.get("feature-flags").await.unwrap().resource_version(),
+        flags.resource_version(),
+        "X's Secret untouched"
+    );
+    assert!(dev.get_opt("token").await.unwrap().is_none());
+    assert!(dev.get_opt("payment-api-token").await.unwrap().is_some());
+    let kept = dev.get("by-hand").await.unwrap().data.unwrap();
+    assert_eq!(kept.keys().collect::<Vec<_>>(), ["password"]);
+
+    // The Secret names Y: Y merges into it, and leaves its other keys.
+    let consent =
+        serde_json::json!({"metadata": {"annotations": {"sealsync.dev/sync-source": "team-y"}}});
+    dev.patch(
+        "by-hand",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&consent),
+    )
+    .await
+    .unwrap();
+    let y = team_y(&["by-hand:Merge"]);
+    let run = sync_cluster("sync", y.path(), &cluster, &as_y);
+    assert!(run.succeeded(), "{}", run.stderr());
+    assert_eq!(
+        actions(&run.json()),
+        pairs(&[("shop-dev/by-hand", "updated")])
+    );
+    let merged = dev.get("by-hand").await.unwrap().data.unwrap();
+    assert_eq!(merged["password"].0, b"by-hand");
+    assert_eq!(merged["from-y"].0, b"team-y-value");
+
+    // X limited to shop-dev: its prod Secret is refused, and not pruned when X drops it.
+    let limited = ["--source-id", "team-x", "--namespaces", "shop-dev"];
+    let run = sync_cluster("sync", x.path(), &cluster, &limited);
+    assert!(!run.succeeded());
+    let report = run.json();
+    let prod_row = report["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["secret"] == "shop-prod/db-credentials")
+        .unwrap();
+    assert_eq!(prod_row["action"], "refused");
+    assert!(
+        prod_row["message"]
+            .as_str()
+            .unwrap()
+            .contains("not one of --namespaces"),
+        "{prod_row}"
+    );
+    fs::remove_file(x.path().join("overlays/prod/db-credentials.yaml")).unwrap();
+    let run = sync_cluster("sync", x.path(), &cluster, &limited);
+    assert!(run.succeeded(), "{}", run.stderr());
+    assert!(prod.get_opt("db-credentials").await.unwrap().is_some());
+    let run = sync_cluster("sync", x.path(), &cluster, &as_x);
+    assert!(run.succeeded(), "{}", run.stderr());
+    assert!(
+        actions(&run.json()).contains(&("shop-prod/db-credentials".into(), "pruned".into())),
+        "without the limit, X prunes its own"
+    );
+    assert!(prod.get_opt("db-credentials").await.unwrap().is_none());
 }

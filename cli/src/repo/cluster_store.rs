@@ -1,10 +1,10 @@
 //! A cluster as the target of `sealsync sync --cluster`: Secrets are written through the
 //! controller's apply path ([`KubeTarget`]: server-side apply under each source's field
 //! manager, behind the same ownership guard). A diff writes nothing: each write is worked
-//! out from the Secret as the API server has it ([`KubeTarget::applied`]) and kept in
-//! memory for the report.
+//! out from the Secret as the API server has it ([`KubeTarget::applied`]), and so are the
+//! values after a write, for the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -18,6 +18,7 @@ use sealsync_engine::kubernetes::{KubeTarget, KubeTargetError, api_message};
 use sealsync_engine::policy::ExistingSecret;
 use sealsync_engine::target::{SecretTarget, SecretWrite};
 use serde_json::Value;
+use zeroize::Zeroize;
 
 use super::store::{Observable, SYNC_LABEL};
 
@@ -25,14 +26,17 @@ use super::store::{Observable, SYNC_LABEL};
 pub struct ClusterStore {
     client: Client,
     target: KubeTarget,
-    /// In a diff: the Secrets as the run's writes would leave them (`None`: deleted).
-    preview: Option<Mutex<BTreeMap<SecretRef, Option<Value>>>>,
+    diff: bool,
+    /// What the next call needs of a Secret, read once: as read for the values before a
+    /// write (which the write then starts from), as the write left it for the values after
+    /// (`None`: deleted). Each entry is taken by its reader, and its values wiped.
+    known: Mutex<HashMap<SecretRef, Option<Value>>>,
 }
 
 impl std::fmt::Debug for ClusterStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterStore")
-            .field("diff", &self.preview.is_some())
+            .field("diff", &self.diff)
             .finish_non_exhaustive()
     }
 }
@@ -44,12 +48,31 @@ impl ClusterStore {
         Self {
             target: KubeTarget::uncached(client.clone(), annotations),
             client,
-            preview: diff.then(Mutex::default),
+            diff,
+            known: Mutex::default(),
+        }
+    }
+
+    fn take_known(&self, secret: &SecretRef) -> Option<Option<Value>> {
+        self.known.lock().expect("known lock").remove(secret)
+    }
+
+    fn remember(&self, secret: &SecretRef, state: Option<Value>) {
+        let replaced = self
+            .known
+            .lock()
+            .expect("known lock")
+            .insert(secret.clone(), state);
+        if let Some(replaced) = replaced.flatten() {
+            wipe(replaced);
         }
     }
 
     /// The Secret as the API server has it (with its managedFields), as JSON.
     async fn current(&self, secret: &SecretRef) -> Result<Option<Value>, KubeTargetError> {
+        if let Some(known) = self.take_known(secret) {
+            return Ok(known);
+        }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &secret.namespace);
         let found = api
             .get_opt(&secret.name)
@@ -57,16 +80,11 @@ impl ClusterStore {
             .map_err(|source| KubeTargetError::new("read", secret, source))?;
         Ok(found.map(|secret| serde_json::to_value(secret).expect("a Secret serializes")))
     }
-
-    fn previewed(&self, secret: &SecretRef) -> Option<Option<Value>> {
-        let preview = self.preview.as_ref()?;
-        preview.lock().expect("preview lock").get(secret).cloned()
-    }
 }
 
-/// The values of a Secret as JSON (base64 strings).
-fn values_of(secret: &Value) -> BTreeMap<String, SecretBytes> {
-    secret["data"]
+/// The values of a Secret as JSON (base64 strings), which are wiped.
+fn values_of(secret: Value) -> BTreeMap<String, SecretBytes> {
+    let values = secret["data"]
         .as_object()
         .into_iter()
         .flatten()
@@ -76,7 +94,22 @@ fn values_of(secret: &Value) -> BTreeMap<String, SecretBytes> {
                 .unwrap_or_default();
             (key.clone(), SecretBytes::from(bytes))
         })
-        .collect()
+        .collect();
+    wipe(secret);
+    values
+}
+
+/// Overwrites the values of a Secret as JSON before it is dropped.
+fn wipe(mut secret: Value) {
+    for value in secret["data"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|d| d.values_mut())
+    {
+        if let Value::String(text) = value {
+            text.zeroize();
+        }
+    }
 }
 
 /// Whether `applied` leaves the Secret `current` as it is: what server-side apply would not
@@ -112,38 +145,37 @@ impl SecretTarget for ClusterStore {
     }
 
     async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, Self::Error> {
-        let Some(preview) = &self.preview else {
-            return self.target.apply(write).await;
-        };
         let current = self.current(write.target).await?;
         let applied = KubeTarget::applied(current.clone(), write);
-        let version = match current {
-            Some(current) if unchanged(&current, &applied) => {
-                current["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            }
-            _ => "diff".into(),
+        let version = if self.diff {
+            Ok(match &current {
+                Some(current) if unchanged(current, &applied) => {
+                    current["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                }
+                _ => "diff".into(),
+            })
+        } else {
+            self.target.apply(write).await
         };
-        preview
-            .lock()
-            .expect("preview lock")
-            .insert(write.target.clone(), Some(applied));
-        Ok(version)
+        if let Some(current) = current {
+            wipe(current);
+        }
+        match version {
+            Ok(_) => self.remember(write.target, Some(applied)),
+            Err(_) => wipe(applied),
+        }
+        version
     }
 
     async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), Self::Error> {
-        match &self.preview {
-            Some(preview) => {
-                preview
-                    .lock()
-                    .expect("preview lock")
-                    .insert(secret.clone(), None);
-                Ok(())
-            }
-            None => self.target.delete(secret, version).await,
+        if !self.diff {
+            self.target.delete(secret, version).await?;
         }
+        self.remember(secret, None);
+        Ok(())
     }
 }
 
@@ -152,36 +184,62 @@ impl Observable for ClusterStore {
         &self,
         secret: &SecretRef,
     ) -> Result<Option<BTreeMap<String, SecretBytes>>, KubeTargetError> {
-        let found = match self.previewed(secret) {
-            Some(previewed) => previewed,
-            None => self.current(secret).await?,
+        let known = self.take_known(secret);
+        let found = match known {
+            Some(known) => known,
+            None => {
+                // Read for a write to come, which starts from it.
+                let read = self.current(secret).await?;
+                self.remember(secret, read.clone());
+                read
+            }
         };
-        Ok(found.as_ref().map(values_of))
+        Ok(found.map(values_of))
     }
 
-    async fn synced(&self) -> anyhow::Result<Vec<SecretRef>> {
-        let api: Api<Secret> = Api::all(self.client.clone());
-        let listed = api
-            .list_metadata(&ListParams::default().labels(SYNC_LABEL))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list the Secrets labelled {SYNC_LABEL} in all namespaces: {}",
-                    api_message(&e)
-                )
-            })?;
-        Ok(listed
-            .items
-            .into_iter()
-            .filter_map(|secret| {
-                Some(SecretRef {
-                    namespace: secret.metadata.namespace?,
-                    name: secret.metadata.name?,
-                })
-            })
-            .collect())
+    async fn prune_candidates(
+        &self,
+        namespaces: Option<&BTreeSet<String>>,
+    ) -> anyhow::Result<Vec<SecretRef>> {
+        let scopes: Vec<Option<&String>> = match namespaces {
+            Some(namespaces) => namespaces.iter().map(Some).collect(),
+            None => vec![None],
+        };
+        let selector = format!("{SYNC_LABEL}=true");
+        let mut candidates = Vec::new();
+        for namespace in scopes {
+            let api: Api<Secret> = match namespace {
+                Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+                None => Api::all(self.client.clone()),
+            };
+            let scope = namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}"));
+            // In pages: a cluster may hold many.
+            let mut params = ListParams::default().labels(&selector).limit(LIST_PAGE);
+            loop {
+                let page = api.list_metadata(&params).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot list the Secrets labelled {selector} in {scope}: {}",
+                        api_message(&e)
+                    )
+                })?;
+                candidates.extend(page.items.into_iter().filter_map(|secret| {
+                    Some(SecretRef {
+                        namespace: secret.metadata.namespace?,
+                        name: secret.metadata.name?,
+                    })
+                }));
+                match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+        Ok(candidates)
     }
 }
+
+/// Secrets listed per call when looking for the ones to prune.
+const LIST_PAGE: u32 = 500;
 
 #[cfg(test)]
 mod tests {
@@ -204,6 +262,6 @@ mod tests {
         let new_key =
             json!({"metadata": {"labels": {"a": "1"}}, "data": {"user": "YWRtaW4=", "pw": "eA=="}});
         assert!(!unchanged(&current, &new_key));
-        assert_eq!(values_of(&new_key)["user"].expose(), b"admin");
+        assert_eq!(values_of(new_key)["user"].expose(), b"admin");
     }
 }

@@ -261,6 +261,13 @@ impl Repository {
             ("", "ConfigMap") => {
                 if let Ok(mut map) = serde_json::from_value::<ConfigMap>(document.to_json()) {
                     map.metadata.namespace = context.namespace_of(map.metadata.namespace.take());
+                    if map.metadata.name.is_none() {
+                        return self.problem(
+                            &context.shown,
+                            Some(document.line),
+                            "ConfigMap without metadata.name: ignored; name it".into(),
+                        );
+                    }
                     let same = |other: &ConfigMap| {
                         other.metadata.name == map.metadata.name
                             && other.metadata.namespace == map.metadata.namespace
@@ -594,7 +601,7 @@ mod tests {
             ("good.yaml", SEALED),
             (
                 "broken.yaml",
-                "apiVersion: v1\nkind: ConfigMap\n---\nkind: [\n",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\nkind: [\n",
             ),
             (
                 "typo.yaml",
@@ -625,7 +632,7 @@ mod tests {
         assert_eq!(
             seen,
             [
-                ("broken.yaml".to_string(), Some(4)),
+                ("broken.yaml".to_string(), Some(5)),
                 ("one.yaml".to_string(), Some(1)),
                 ("two.yaml".to_string(), Some(2)),
                 ("noname.yaml".to_string(), Some(2)),
@@ -673,6 +680,10 @@ mod tests {
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tpl}\ndata: {t: y}\n",
             ),
             (
+                "dev/nameless.yaml",
+                "apiVersion: v1\nkind: ConfigMap\ndata: {t: z}\n",
+            ),
+            (
                 "cluster.yaml",
                 "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: shared}\nspec: {provider: {fake: {data: []}}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: dev, labels: {team: a}}\n",
             ),
@@ -712,7 +723,13 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("dev/nameless.yaml:1: ConfigMap without metadata.name")),
+            "{problems:#?}"
+        );
         assert!(
             problems
                 .iter()

@@ -34,7 +34,7 @@ use cluster_store::ClusterStore;
 use manifests::{Declared, Problem, Repository};
 use report::{Action, Metadata, Report, Row};
 use source::Checkout;
-use store::{FIELD_MANAGER, Observable, ObservedStore, SYNC_SOURCE_ANNOTATION};
+use store::{Observable, ObservedStore, SYNC_SOURCE_ANNOTATION};
 
 /// What a repository command does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,10 @@ pub struct RepoJob {
     pub out: Option<PathBuf>,
     /// Sync into (diff against) this kubeconfig's cluster instead of the local store.
     pub cluster: Option<KubeconfigChoice>,
+    /// What identifies the source across runs; `None`: [`Checkout::identity`].
+    pub source_id: Option<String>,
+    /// The namespaces a sync may write and prune in; `None`: all.
+    pub namespaces: Option<BTreeSet<String>>,
     pub show_values: bool,
     pub json: bool,
 }
@@ -223,15 +227,12 @@ impl RepoJob {
         checkout: &Checkout,
     ) -> anyhow::Result<()> {
         if let Some(kubeconfig) = &self.cluster {
-            let config = kubeconfig.config().await?;
-            let name = config.cluster_url.to_string();
-            let client =
-                kube::Client::try_from(config).context("cannot make a Kubernetes client")?;
+            let (client, url) = kubeconfig.connect().await?;
             // What the guard reads: the sealed generator's consent, and whose sync it was.
             let annotations = [MANAGED, PATCH, SYNC_SOURCE_ANNOTATION].map(String::from);
             let store = ClusterStore::new(client, annotations, self.mode == Mode::Diff);
             return self
-                .sync_into(generators, repository, checkout, store, name)
+                .sync_into(generators, repository, checkout, store, url.to_string())
                 .await;
         }
         let out = match &self.out {
@@ -273,11 +274,17 @@ impl RepoJob {
         target: T,
         name: String,
     ) -> anyhow::Result<()> {
-        let store = Arc::new(ObservedStore::new(target, &checkout.identity));
+        let source = self.source_id.as_ref().unwrap_or(&checkout.identity);
+        let store = Arc::new(ObservedStore::new(
+            target,
+            source,
+            self.namespaces.clone(),
+            PATCH,
+        ));
         let sealed = Syncer::new(
             generators.sealed.clone(),
             store.clone(),
-            FIELD_MANAGER,
+            store.manager_base(),
             Consent {
                 adopt: Some(MANAGED.into()),
                 merge: Some(PATCH.into()),
@@ -286,7 +293,7 @@ impl RepoJob {
         let external = Syncer::new(
             generators.external.clone(),
             store.clone(),
-            FIELD_MANAGER,
+            store.manager_base(),
             Consent::default(),
         );
         let progress = &progress_bar(repository.sources(), "Secrets");
@@ -351,7 +358,7 @@ impl RepoJob {
     }
 
     /// Deletes the Secrets of the store that this source's syncs wrote and the repository
-    /// no longer declares.
+    /// no longer declares: a row for each, failed ones too (the others are still pruned).
     async fn prune<T: Observable>(
         &self,
         store: &ObservedStore<T>,
@@ -359,20 +366,30 @@ impl RepoJob {
     ) -> anyhow::Result<Vec<Row>> {
         let declared: BTreeSet<_> = repository.declared.iter().collect();
         let mut rows = Vec::new();
-        for secret in store.store.synced().await? {
+        for secret in store
+            .store
+            .prune_candidates(store.namespaces.as_ref())
+            .await?
+        {
             if declared.contains(&secret) {
                 continue;
             }
-            let Some(existing) = store.existing(&secret).await? else {
-                continue;
+            let pruned = async {
+                match store.existing(&secret).await? {
+                    Some(existing) if store.is_own(&existing) => {
+                        let version = existing.resource_version.unwrap_or_default();
+                        store.delete(&secret, &version).await
+                    }
+                    _ => Ok(()),
+                }
             };
-            if !store.is_own(&existing) {
-                continue;
-            }
-            let version = existing.resource_version.unwrap_or_default();
-            store.delete(&secret, &version).await?;
-            if let Some(change) = store.change(&secret) {
-                rows.push(Row::new(&secret, Action::Pruned, None, Some(change.keys)));
+            match pruned.await {
+                Ok(()) => rows.extend(
+                    store
+                        .change(&secret)
+                        .map(|change| Row::new(&secret, Action::Pruned, None, Some(change.keys))),
+                ),
+                Err(e) => rows.push(Row::failed(&secret, format!("not pruned: {e}"))),
             }
         }
         Ok(rows)

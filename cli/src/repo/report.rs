@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use super::manifests::{Declared, Problem};
-use super::store::{Change, KeyChanges};
+use super::store::{Change, KeyChanges, REFUSED};
 use crate::reencrypt_all::count;
 
 /// What happened (or, in a diff, would happen) to one Secret of the store.
@@ -84,6 +84,14 @@ impl Row {
         }
     }
 
+    /// A Secret something could not be done to, and why.
+    pub fn failed(secret: &SecretRef, message: String) -> Self {
+        Self {
+            message: Some(message),
+            ..Self::new(secret, Action::Failed, None, None)
+        }
+    }
+
     /// The row of a source's sync outcome and what it did to the store.
     pub fn of_outcome<S, R>(
         source: &Declared<S>,
@@ -101,7 +109,11 @@ impl Row {
                 _ => (Action::Unchanged, None),
             },
             Outcome::Unchanged => (Action::Unchanged, None),
-            Outcome::Refused { message } => (Action::Refused, Some(message.clone())),
+            Outcome::Refused { message }
+            | Outcome::Failed {
+                reason: REFUSED,
+                message,
+            } => (Action::Refused, Some(message.clone())),
             Outcome::Failed { message, .. } => (Action::Failed, Some(message.clone())),
         };
         let keys = change.filter(|_| matches!(outcome, Outcome::Applied { .. }));

@@ -36,9 +36,14 @@ impl Checkout {
     pub fn directory(path: &Path) -> anyhow::Result<Self> {
         let canonical = fs::canonicalize(path)
             .with_context(|| format!("cannot read {}: check the path", path.display()))?;
+        let in_a_repository = gix::discover(&canonical).ok().and_then(|repo| {
+            let workdir = fs::canonicalize(repo.workdir()?).ok()?;
+            let relative = canonical.strip_prefix(&workdir).ok()?;
+            Some(identity(&repo, &workdir, relative))
+        });
         Ok(Self {
             path: path.to_path_buf(),
-            identity: canonical.display().to_string(),
+            identity: in_a_repository.unwrap_or_else(|| canonical.display().to_string()),
             exported: None,
             _temp: None,
         })
@@ -111,7 +116,7 @@ impl Checkout {
         }
         Ok(Self {
             path: temp.path().join(&relative),
-            identity: format!("{}:{shown}", workdir.display()),
+            identity: identity(&repo, &workdir, &relative),
             exported: Some((temp.path().to_path_buf(), format!("{revision}:"))),
             _temp: Some(temp),
         })
@@ -137,6 +142,34 @@ impl Checkout {
             .iter()
             .map(|name| self.path.join(name))
             .find(|file| file.is_file())
+    }
+}
+
+/// What identifies a path of a repository, whether read from the working tree or at a
+/// revision: `<repository>:<path in it>` (the repository alone at its root), the repository
+/// named by its remote `origin` when it has one (`host/path` of its URL, without scheme,
+/// user, password, port or `.git`, so that every clone, on any machine and by any URL, is
+/// the same source), else by its folder.
+fn identity(repo: &gix::Repository, workdir: &Path, relative: &Path) -> String {
+    let remote = repo.find_remote("origin").ok();
+    let url = remote
+        .as_ref()
+        .and_then(|r| r.url(gix::remote::Direction::Fetch));
+    let repository = match url {
+        Some(url) => {
+            let path = url.path.to_string();
+            let path = path.trim_matches('/');
+            let path = path.strip_suffix(".git").unwrap_or(path);
+            match url.host() {
+                Some(host) => format!("{}/{path}", host.to_ascii_lowercase()),
+                None => format!("/{path}"),
+            }
+        }
+        None => workdir.display().to_string(),
+    };
+    match relative.display().to_string().as_str() {
+        "" => repository,
+        path => format!("{repository}:{path}"),
     }
 }
 

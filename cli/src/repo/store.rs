@@ -5,22 +5,37 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sealsync_crypto::SecretBytes;
 use sealsync_engine::policy::ExistingSecret;
 use sealsync_engine::target::{LocalDirError, LocalDirTarget, SecretTarget, SecretWrite};
-use sealsync_engine::{DesiredSecret, SecretRef};
+use sealsync_engine::{DesiredSecret, ReasonedError, SecretRef, WriteMode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// Annotation of the Secrets a sync wrote: the source (folder or repository path) it
-/// synced.
+/// Annotation of the Secrets a sync wrote: the source (`--source-id`, else the repository's
+/// remote and path, else the folder) it synced. Set by hand on an existing Secret, it lets
+/// that source merge into it.
 pub const SYNC_SOURCE_ANNOTATION: &str = "sealsync.dev/sync-source";
-/// Label of the Secrets a sync wrote, by which a cluster lists them for pruning.
+/// Label of the Secrets a sync wrote (value `true`), by which a cluster lists them for
+/// pruning.
 pub const SYNC_LABEL: &str = "sealsync.dev/synced";
-/// Base of the field managers of a sync's writes (`sealsync-sync/SealedSecret/<name>`).
-pub const FIELD_MANAGER: &str = "sealsync-sync";
+/// Reason of a write the sync refused (outside `--namespaces`, a service-account token, a
+/// merge into a Secret that is not the source's): reported as refused, not failed.
+pub const REFUSED: &str = "SyncRefused";
+/// Service-account token Secrets: the API server puts a token of the account they name in
+/// them; a repository never gets to make one.
+const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
+
+/// Base of the field managers of one source's syncs: `sealsync-sync/<digest of the
+/// source>`, so that the Secrets one repository wrote are not another's to overwrite
+/// or prune (its writes are `sealsync-sync/<digest>/SealedSecret/<name>`).
+pub fn field_manager_base(source: &str) -> String {
+    let digest = Sha256::digest(source.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sealsync-sync/{hex}")
+}
 
 /// How the keys of one Secret changed.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -108,8 +123,11 @@ pub trait Observable: SecretTarget {
     ) -> impl Future<Output = Result<Option<BTreeMap<String, SecretBytes>>, Self::Error>> + Send;
 
     /// The Secrets that some sync wrote (marked [`SYNC_LABEL`]), or, where listing is
-    /// cheap, all: the candidates for pruning.
-    fn synced(&self) -> impl Future<Output = anyhow::Result<Vec<SecretRef>>> + Send;
+    /// cheap, all, in `namespaces` (all when `None`): the candidates for pruning.
+    fn prune_candidates(
+        &self,
+        namespaces: Option<&BTreeSet<String>>,
+    ) -> impl Future<Output = anyhow::Result<Vec<SecretRef>>> + Send;
 }
 
 impl Observable for LocalDirTarget {
@@ -120,29 +138,90 @@ impl Observable for LocalDirTarget {
         self.data(secret)
     }
 
-    async fn synced(&self) -> anyhow::Result<Vec<SecretRef>> {
-        Ok(self.list()?)
+    async fn prune_candidates(
+        &self,
+        namespaces: Option<&BTreeSet<String>>,
+    ) -> anyhow::Result<Vec<SecretRef>> {
+        let mut listed = self.list()?;
+        listed
+            .retain(|secret| namespaces.is_none_or(|allowed| allowed.contains(&secret.namespace)));
+        Ok(listed)
     }
 }
 
-/// The target, recording what is done to it.
+/// A write of the target failed, or the sync refused it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError<E> {
+    #[error(transparent)]
+    Target(#[from] E),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl<E: ReasonedError> ReasonedError for StoreError<E> {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Target(e) => e.reason(),
+            Self::Refused(_) => REFUSED,
+        }
+    }
+}
+
+/// The target, recording what is done to it, and refusing what a repository may not do to
+/// a target others share: write outside the namespaces allowed, make or write a
+/// service-account token, merge into a Secret that is not its source's.
 #[derive(Debug)]
 pub struct ObservedStore<T> {
     pub store: T,
     /// The source being synced ([`SYNC_SOURCE_ANNOTATION`]).
     source: String,
+    /// Its field managers' base ([`field_manager_base`]).
+    manager_base: String,
+    /// The namespaces it may write (all when `None`).
+    pub namespaces: Option<BTreeSet<String>>,
+    /// The annotation with which a Secret consents to any source's merge (sealed-secrets'
+    /// `patch`), besides naming the source.
+    merge_consent: String,
     hasher: ValueHasher,
     changes: Mutex<BTreeMap<SecretRef, Change>>,
+    /// One write of a Secret at a time (several sources may merge into one), so that the
+    /// values read before and after are that write's.
+    locks: Mutex<BTreeMap<SecretRef, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<T> ObservedStore<T> {
-    pub fn new(store: T, source: &str) -> Self {
+    pub fn new(
+        store: T,
+        source: &str,
+        namespaces: Option<BTreeSet<String>>,
+        merge_consent: &str,
+    ) -> Self {
         Self {
             store,
             source: source.into(),
+            manager_base: field_manager_base(source),
+            namespaces,
+            merge_consent: merge_consent.into(),
             hasher: ValueHasher::new(),
             changes: Mutex::default(),
+            locks: Mutex::default(),
         }
+    }
+
+    async fn lock(&self, secret: &SecretRef) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("locks lock")
+            .entry(secret.clone())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    /// The base of this source's field managers.
+    pub fn manager_base(&self) -> &str {
+        &self.manager_base
     }
 
     /// What happened to `secret` in this run, if anything was written or deleted.
@@ -157,13 +236,62 @@ impl<T> ObservedStore<T> {
     /// Whether this source's sync wrote `existing` (and nobody else did): then it may
     /// prune it.
     pub fn is_own(&self, existing: &ExistingSecret) -> bool {
-        let prefix = format!("{FIELD_MANAGER}/");
         existing.annotations.get(SYNC_SOURCE_ANNOTATION) == Some(&self.source)
             && !existing.writers.is_empty()
             && existing
                 .writers
                 .iter()
-                .all(|w| w.manager.starts_with(&prefix))
+                .all(|w| self.writes_for_source(&w.manager))
+    }
+
+    fn writes_for_source(&self, manager: &str) -> bool {
+        manager
+            .strip_prefix(self.manager_base.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// Why the sync may not touch `secret` at all (not even read it), if it may not.
+    fn outside(&self, secret: &SecretRef) -> Option<String> {
+        let allowed = self.namespaces.as_ref()?;
+        (!allowed.contains(&secret.namespace)).then(|| {
+            format!(
+                "Secret {secret} left alone: namespace {} is not one of --namespaces",
+                secret.namespace
+            )
+        })
+    }
+
+    /// Why the sync may not make `write` over `existing`, if it may not.
+    fn refusal(
+        &self,
+        write: &SecretWrite<'_>,
+        existing: Option<&ExistingSecret>,
+    ) -> Option<String> {
+        let target = write.target;
+        if write.secret.type_.as_deref() == Some(SERVICE_ACCOUNT_TOKEN) {
+            return Some(format!(
+                "Secret {target} not written: a sync makes no {SERVICE_ACCOUNT_TOKEN} Secret; \
+                 create it by hand, or let the token come from the TokenRequest API"
+            ));
+        }
+        // A merge would force its keys into anyone's Secret: only into one that this source
+        // wrote, that names it, or that consents to merges.
+        let foreign = existing.is_some_and(|existing| {
+            let annotation = |name: &str| existing.annotations.get(name).map(String::as_str);
+            annotation(SYNC_SOURCE_ANNOTATION) != Some(self.source.as_str())
+                && annotation(&self.merge_consent) != Some("true")
+                && !existing
+                    .writers
+                    .iter()
+                    .any(|w| self.writes_for_source(&w.manager))
+        });
+        (write.mode == WriteMode::Merge && foreign).then(|| {
+            format!(
+                "Secret {target} exists and this sync did not write it: it merges into it only \
+                 with its consent; annotate it {SYNC_SOURCE_ANNOTATION}={}",
+                self.source
+            )
+        })
     }
 
     fn record(&self, secret: &SecretRef, change: Change) {
@@ -175,19 +303,23 @@ impl<T> ObservedStore<T> {
 }
 
 impl<T: Observable> SecretTarget for ObservedStore<T> {
-    type Error = T::Error;
+    type Error = StoreError<T::Error>;
 
-    async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, T::Error> {
-        self.store.existing(secret).await
+    async fn existing(&self, secret: &SecretRef) -> Result<Option<ExistingSecret>, Self::Error> {
+        if let Some(refusal) = self.outside(secret) {
+            return Err(StoreError::Refused(refusal));
+        }
+        Ok(self.store.existing(secret).await?)
     }
 
-    async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, T::Error> {
+    async fn apply(&self, write: &SecretWrite<'_>) -> Result<String, Self::Error> {
+        let _one_at_a_time = self.lock(write.target).await;
+        let existing = self.existing(write.target).await?;
+        if let Some(refusal) = self.refusal(write, existing.as_ref()) {
+            return Err(StoreError::Refused(refusal));
+        }
         let before = self.store.values(write.target).await?;
-        let previous = self
-            .store
-            .existing(write.target)
-            .await?
-            .and_then(|e| e.resource_version);
+        let previous = existing.and_then(|e| e.resource_version);
         let mut secret: DesiredSecret = write.secret.clone();
         secret
             .annotations
@@ -212,7 +344,17 @@ impl<T: Observable> SecretTarget for ObservedStore<T> {
         Ok(version)
     }
 
-    async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), T::Error> {
+    /// Deletes only what this source wrote (and nobody else): a source's policy (an
+    /// ExternalSecret's `deletionPolicy: Delete`) never deletes another's Secret.
+    async fn delete(&self, secret: &SecretRef, version: &str) -> Result<(), Self::Error> {
+        let _one_at_a_time = self.lock(secret).await;
+        if let Some(existing) = self.existing(secret).await?
+            && !self.is_own(&existing)
+        {
+            return Err(StoreError::Refused(format!(
+                "Secret {secret} not deleted: this sync did not write it, or others wrote it too"
+            )));
+        }
         let before = self.store.values(secret).await?.unwrap_or_default();
         self.store.delete(secret, version).await?;
         if self.store.values(secret).await?.is_none() {
@@ -231,6 +373,8 @@ impl<T: Observable> SecretTarget for ObservedStore<T> {
 
 #[cfg(test)]
 mod tests {
+    use sealsync_engine::policy::{FieldManager, Writer};
+
     use super::*;
 
     #[test]
@@ -263,6 +407,115 @@ mod tests {
             ValueHasher::new().hash(&SecretBytes::from(b"1234".to_vec())),
             hasher.hash(&SecretBytes::from(b"1234".to_vec())),
             "keyed per run: no lookup table of short values"
+        );
+    }
+
+    fn existing(annotations: &[(&str, &str)], managers: &[&str]) -> ExistingSecret {
+        ExistingSecret {
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            writers: managers
+                .iter()
+                .map(|m| Writer {
+                    manager: m.to_string(),
+                    ..Writer::default()
+                })
+                .collect(),
+            ..ExistingSecret::default()
+        }
+    }
+
+    #[test]
+    fn a_source_touches_only_what_is_its_own_or_consents() {
+        let namespaces = Some(BTreeSet::from(["dev".to_string()]));
+        let x = ObservedStore::new((), "repo-x", namespaces, "example/patch");
+        let y = field_manager_base("repo-y");
+        assert_ne!(x.manager_base(), y, "one base per source");
+        assert!(x.manager_base().starts_with("sealsync-sync/"));
+        let ours = format!("{}/ExternalSecret/db", x.manager_base());
+        let theirs = format!("{y}/ExternalSecret/db");
+        let source = (SYNC_SOURCE_ANNOTATION, "repo-x");
+
+        assert!(x.is_own(&existing(&[source], &[&ours])));
+        assert!(
+            !x.is_own(&existing(&[source], &[&theirs])),
+            "Y's field manager"
+        );
+        assert!(!x.is_own(&existing(&[source], &[&ours, "kubectl"])));
+        assert!(!x.is_own(&existing(&[], &[&ours])), "no source annotation");
+        let prefix_only = format!("{}0/ExternalSecret/db", x.manager_base());
+        assert!(!x.is_own(&existing(&[source], &[&prefix_only])));
+
+        let manager = FieldManager::of_source(x.manager_base(), "ExternalSecret", "db");
+        let secret = DesiredSecret::default();
+        let in_dev = SecretRef {
+            namespace: "dev".into(),
+            name: "db".into(),
+        };
+        let write = |target, secret, mode| SecretWrite {
+            target,
+            secret,
+            owner: None,
+            mode,
+            manager: &manager,
+        };
+        let merge = write(&in_dev, &secret, WriteMode::Merge);
+        let refused = |existing: Option<ExistingSecret>| x.refusal(&merge, existing.as_ref());
+        assert_eq!(refused(None), None, "a new Secret");
+        assert!(
+            refused(Some(existing(&[], &["kubectl"])))
+                .unwrap()
+                .contains("annotate it sealsync.dev/sync-source=repo-x")
+        );
+        assert!(
+            refused(Some(existing(
+                &[(SYNC_SOURCE_ANNOTATION, "repo-y")],
+                &[&theirs]
+            )))
+            .is_some()
+        );
+        assert_eq!(
+            refused(Some(existing(&[source], &["kubectl"]))),
+            None,
+            "names the source"
+        );
+        assert_eq!(
+            refused(Some(existing(&[("example/patch", "true")], &["kubectl"]))),
+            None
+        );
+        assert_eq!(
+            refused(Some(existing(&[], &[&ours]))),
+            None,
+            "written by the source"
+        );
+        let replace = write(&in_dev, &secret, WriteMode::Replace);
+        assert_eq!(
+            x.refusal(&replace, Some(&existing(&[], &["kubectl"]))),
+            None,
+            "the engine's guard decides a replace"
+        );
+
+        let in_prod = SecretRef {
+            namespace: "prod".into(),
+            name: "db".into(),
+        };
+        assert!(
+            x.outside(&in_prod)
+                .unwrap()
+                .contains("not one of --namespaces")
+        );
+        assert_eq!(x.outside(&in_dev), None);
+        let token = DesiredSecret {
+            type_: Some(SERVICE_ACCOUNT_TOKEN.into()),
+            ..DesiredSecret::default()
+        };
+        let minted = write(&in_dev, &token, WriteMode::Replace);
+        assert!(
+            x.refusal(&minted, None)
+                .unwrap()
+                .contains(SERVICE_ACCOUNT_TOKEN)
         );
     }
 }

@@ -45,8 +45,8 @@ struct CacheRules {
     /// `apiVersion` and kind of the sources, whose controlling ownerReferences make a
     /// Secret worth caching.
     owner_kinds: Vec<(String, String)>,
-    /// The consent annotations, the only annotations kept.
-    consent: BTreeSet<String>,
+    /// The annotations the guard reads (the consent annotations), the only ones kept.
+    kept_annotations: BTreeSet<String>,
 }
 
 /// What the watch told of the Secrets that matter, by name.
@@ -73,7 +73,7 @@ impl SecretCache {
         rules.managers.push(format!("{field_manager}/"));
         rules.owner_kinds.push(owner_kind);
         rules
-            .consent
+            .kept_annotations
             .extend(consent.annotations().map(str::to_string));
     }
 
@@ -219,7 +219,7 @@ fn existing_from(rules: &CacheRules, meta: &ObjectMeta) -> ExistingSecret {
             .annotations
             .iter()
             .flatten()
-            .filter(|(name, _)| rules.consent.contains(name.as_str()))
+            .filter(|(name, _)| rules.kept_annotations.contains(name.as_str()))
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect(),
     }
@@ -293,7 +293,7 @@ impl KubeTarget {
             .rules
             .write()
             .expect("cache rules lock")
-            .consent
+            .kept_annotations
             .extend(annotations);
         Self::new(client, Arc::new(cache), Arc::default())
     }

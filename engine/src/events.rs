@@ -16,7 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::kubernetes::fallback::{Fallbacks, Preferred};
+use crate::kubernetes::fallback::{Fallbacks, Preferred, is_refusal};
 
 /// Whether an event is routine or asks for attention (`kubectl get events --field-selector
 /// type=Warning`).
@@ -81,38 +81,17 @@ impl EventPublisher {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",
         };
-        if !self.fallbacks.refused(Preferred::EventsV1) {
-            let event = Event {
-                metadata: metadata.clone(),
-                event_time: Some(MicroTime(now)),
-                type_: Some(type_.into()),
-                reason: Some(reason.into()),
-                action: Some(action.into()),
-                note: Some(note.clone()),
-                regarding: Some(regarding.clone()),
-                reporting_controller: Some(self.controller.clone()),
-                reporting_instance: Some(self.instance.clone()),
-                ..Event::default()
-            };
-            match Api::<Event>::namespaced(self.client.clone(), &namespace)
-                .create(&PostParams::default(), &event)
-                .await
-            {
-                Err(e) if self.fallbacks.falls_back(Preferred::EventsV1, &e) => {}
-                result => return result.map(drop),
-            }
-        }
         // The same in the older form, which upstream Sealed Secrets' RBAC grants.
-        let event = core::Event {
-            metadata,
+        let older = core::Event {
+            metadata: metadata.clone(),
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
             count: Some(1),
             type_: Some(type_.into()),
             reason: Some(reason.into()),
             action: Some(action.into()),
-            message: Some(note),
-            involved_object: regarding,
+            message: Some(note.clone()),
+            involved_object: regarding.clone(),
             source: Some(EventSource {
                 component: Some(self.controller.clone()),
                 host: None,
@@ -121,9 +100,42 @@ impl EventPublisher {
             reporting_instance: Some(self.instance.clone()),
             ..core::Event::default()
         };
-        Api::<core::Event>::namespaced(self.client.clone(), &namespace)
+        let publish_older = || async {
+            Api::<core::Event>::namespaced(self.client.clone(), &namespace)
+                .create(&PostParams::default(), &older)
+                .await
+                .map(drop)
+        };
+        if self.fallbacks.refused(Preferred::EventsV1) {
+            return publish_older().await;
+        }
+        let event = Event {
+            metadata,
+            event_time: Some(MicroTime(now)),
+            type_: Some(type_.into()),
+            reason: Some(reason.into()),
+            action: Some(action.into()),
+            note: Some(note),
+            regarding: Some(regarding),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Event::default()
+        };
+        match Api::<Event>::namespaced(self.client.clone(), &namespace)
             .create(&PostParams::default(), &event)
             .await
-            .map(drop)
+        {
+            // The older form stands in from now on only if it is allowed where this one was
+            // not: a namespace where neither is (`default`, for a controller limited to some
+            // namespaces) changes nothing for the others.
+            Err(refused) if is_refusal(&refused) => {
+                let published = publish_older().await;
+                if published.is_ok() {
+                    self.fallbacks.falls_back(Preferred::EventsV1, &refused);
+                }
+                published
+            }
+            result => result.map(drop),
+        }
     }
 }

@@ -1127,14 +1127,15 @@ struct Flow<'a> {
 }
 
 impl Flow<'_> {
-    /// Takes each verb of each resource of each rule of `roles` that `checked` selects away
+    /// Takes each verb of each resource of each rule of `roles` that `checked` (given the
+    /// role, the rule, the resource and the verb) selects away
     /// in turn (the others stay), runs `trigger` (with the run's number, for fresh names)
     /// and shows the controller then started by `spawn` refused that verb on that resource,
     /// as its log says. Returns the `verb resource` pairs checked.
     async fn each_verb_needed(
         &self,
         roles: &[&Value],
-        checked: impl Fn(&Value, &str, &str) -> bool,
+        checked: impl Fn(&Value, &Value, &str, &str) -> bool,
         trigger: impl AsyncFn(usize) -> anyhow::Result<()>,
         spawn: impl Fn(&str) -> anyhow::Result<Process>,
     ) -> anyhow::Result<Vec<String>> {
@@ -1148,7 +1149,7 @@ impl Flow<'_> {
                 let verbs = rule["verbs"].as_array().expect("verbs");
                 for resource in resources.iter().map(|r| r.as_str().expect("a resource")) {
                     for verb in verbs.iter().map(|v| v.as_str().expect("a verb")) {
-                        if !checked(rule, resource, verb) {
+                        if !checked(role, rule, resource, verb) {
                             continue;
                         }
                         let without = without_verb(role, index, resource, verb);
@@ -1238,7 +1239,7 @@ async fn least_privilege_the_charts_rbac_suffices_and_each_verb_is_needed() -> a
     let checked = flow
         .each_verb_needed(
             &roles,
-            |_, _, _| true,
+            |_, _, _, _| true,
             async |run| sealed_secret_first_start(&client, &release, &app, &cert, run).await,
             |label| {
                 run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
@@ -1354,6 +1355,28 @@ async fn upstreams_rbac_alone_runs_sealsync_and_the_supplement_adds_leader_elect
         },
     )
     .await?;
+    // A Secret that consents to a merge (`patch`) gets the sealed keys, by update too, and
+    // keeps its own.
+    let consenting: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "merged", "annotations": { "sealedsecrets.bitnami.com/patch": "true" } },
+        "stringData": { "theirs": "kept" },
+    }))?;
+    secrets.create(&PostParams::default(), &consenting).await?;
+    create_sealed_secret(&client, &app, "merged", &cert).await?;
+    wait_for(
+        "the sealed key merged into the consenting Secret",
+        Duration::from_secs(60),
+        Some(&mut alone),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                let data = secrets.get("merged").await?.data.unwrap_or_default();
+                Ok(data.get("a").is_some_and(|v| v.0 == b"b")
+                    && data.get("theirs").is_some_and(|v| v.0 == b"kept"))
+            }
+        },
+    )
+    .await?;
     stop(&mut alone).await?;
     // Each refused call is logged once, with what it is replaced by; nothing else is refused.
     let log = alone.log();
@@ -1397,7 +1420,7 @@ async fn upstreams_rbac_alone_runs_sealsync_and_the_supplement_adds_leader_elect
     let checked = flow
         .each_verb_needed(
             &roles,
-            |_, _, _| true,
+            |_, _, _, _| true,
             async |run| sealed_secret_first_start(&client, release, &app, &cert, run).await,
             |label| spawn(label).map(|(process, _)| process),
         )
@@ -1738,6 +1761,60 @@ async fn external_secrets_first_start_done(
     Ok(())
 }
 
+/// The verbs the chart adds for ExternalSecrets in the namespaces it grants (the unsealer's
+/// rules for them) and for ClusterSecretStores, in the order they are checked.
+const EXTERNAL_SECRET_VERBS: [&str; 16] = [
+    "get externalsecrets",
+    "list externalsecrets",
+    "watch externalsecrets",
+    "list secretstores",
+    "watch secretstores",
+    "patch externalsecrets",
+    "patch externalsecrets/status",
+    "patch secretstores/status",
+    "delete secrets",
+    "get configmaps",
+    "get serviceaccounts",
+    "create serviceaccounts/token",
+    "list clustersecretstores",
+    "watch clustersecretstores",
+    "patch clustersecretstores/status",
+    "get namespaces",
+];
+
+/// Takes each verb of `roles` that `checked` selects away in turn ([`Flow`]) and shows a
+/// start of [`external_secrets_start`] in `app` (runs from 1: run 0 was the sufficient
+/// one) refused it, the controller run as `deployment` with `kubeconfig`.
+async fn external_secret_verbs_needed(
+    cluster: &TestCluster,
+    (release, app): (&str, &str),
+    (deployment, kubeconfig): (&Value, &Path),
+    keys: &Value,
+    roles: &[&Value],
+    checked: impl Fn(&Value, &Value, &str, &str) -> bool,
+    cluster_wide: bool,
+) -> anyhow::Result<Vec<String>> {
+    let client = cluster.client();
+    let flow = Flow {
+        client: client.clone(),
+        release,
+    };
+    flow.each_verb_needed(
+        roles,
+        checked,
+        async |run| {
+            external_secrets_start(&client, app, keys, run + 1, cluster_wide)
+                .await
+                .map(drop)
+        },
+        |label| {
+            run_as_deployed(cluster.dir(), label, deployment, release, kubeconfig)
+                .map(|(process, _)| process)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() -> anyhow::Result<()>
 {
@@ -1782,53 +1859,28 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
         .clone();
     let roles: Vec<&Value> = find(&objects, "ClusterRole");
     assert_eq!(roles.len(), 2, "the unsealer's and the cluster stores'");
-    let flow = Flow {
-        client: client.clone(),
-        release: &release,
-    };
-    let checked = flow
-        .each_verb_needed(
-            &roles,
-            |rule, _, _| !base_rules.contains(rule),
-            // Run 0 was the sufficient one.
-            async |run| {
-                external_secrets_start(&client, &app, &keys, run + 1, true)
-                    .await
-                    .map(drop)
-            },
-            |label| {
-                run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
-                    .map(|(process, _)| process)
-            },
-        )
-        .await?;
+    let checked = external_secret_verbs_needed(
+        &cluster,
+        (&release, &app),
+        (deployment, &kubeconfig),
+        &keys,
+        &roles,
+        |_, rule, _, _| !base_rules.contains(rule),
+        true,
+    )
+    .await?;
+    let cluster_external_secrets = [
+        "list clusterexternalsecrets",
+        "watch clusterexternalsecrets",
+        "patch clusterexternalsecrets/status",
+        "create externalsecrets",
+        "delete externalsecrets",
+        "list namespaces",
+        "watch namespaces",
+    ];
     assert_eq!(
         checked,
-        [
-            "get externalsecrets",
-            "list externalsecrets",
-            "watch externalsecrets",
-            "list secretstores",
-            "watch secretstores",
-            "patch externalsecrets",
-            "patch externalsecrets/status",
-            "patch secretstores/status",
-            "delete secrets",
-            "get configmaps",
-            "get serviceaccounts",
-            "create serviceaccounts/token",
-            "list clustersecretstores",
-            "watch clustersecretstores",
-            "patch clustersecretstores/status",
-            "get namespaces",
-            "list clusterexternalsecrets",
-            "watch clusterexternalsecrets",
-            "patch clusterexternalsecrets/status",
-            "create externalsecrets",
-            "delete externalsecrets",
-            "list namespaces",
-            "watch namespaces",
-        ],
+        [&EXTERNAL_SECRET_VERBS[..], &cluster_external_secrets].concat(),
         "each verb the chart adds for ExternalSecrets taken away once"
     );
     Ok(())
@@ -1857,7 +1909,8 @@ async fn namespaced_external_secrets_sync_with_roles_and_each_verb_is_needed() -
         &release,
         &set.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    apply_all_into(&client, &[&release, &app], &objects).await?;
+    // `default`: events about ClusterSecretStores.
+    apply_all_into(&client, &[&release, &app, "default"], &objects).await?;
     let deployment = only(&objects, "Deployment");
     let kubeconfig = cluster.service_account_kubeconfig(&release, NAME).await?;
     let keys = external_secrets_fixture(&client, &app, &moto).await?;
@@ -1894,50 +1947,31 @@ async fn namespaced_external_secrets_sync_with_roles_and_each_verb_is_needed() -
     let unsealer = in_app(&objects);
     let mut roles: Vec<&Value> = vec![&unsealer];
     roles.extend(find(&objects, "ClusterRole"));
+    roles.extend(
+        find(&objects, "Role")
+            .into_iter()
+            .filter(|role| role["metadata"]["namespace"] == "default"),
+    );
     assert_eq!(
         roles.len(),
-        2,
-        "the unsealer's Role and the cluster stores' ClusterRole"
+        3,
+        "the unsealer's Role, the cluster stores' ClusterRole, the events Role in default"
     );
-    let flow = Flow {
-        client: client.clone(),
-        release: &release,
-    };
-    let checked = flow
-        .each_verb_needed(
-            &roles,
-            |rule, _, _| !base_rules.contains(rule),
-            async |run| {
-                external_secrets_start(&client, &app, &keys, run + 1, false)
-                    .await
-                    .map(drop)
-            },
-            |label| {
-                run_as_deployed(cluster.dir(), label, deployment, &release, &kubeconfig)
-                    .map(|(process, _)| process)
-            },
-        )
-        .await?;
+    // The unsealer's Role holds the SealedSecret rules too; the events Role is only for
+    // ExternalSecrets.
+    let checked = external_secret_verbs_needed(
+        &cluster,
+        (&release, &app),
+        (deployment, &kubeconfig),
+        &keys,
+        &roles,
+        |role, rule, _, _| role["metadata"]["namespace"] == "default" || !base_rules.contains(rule),
+        false,
+    )
+    .await?;
     assert_eq!(
         checked,
-        [
-            "get externalsecrets",
-            "list externalsecrets",
-            "watch externalsecrets",
-            "list secretstores",
-            "watch secretstores",
-            "patch externalsecrets",
-            "patch externalsecrets/status",
-            "patch secretstores/status",
-            "delete secrets",
-            "get configmaps",
-            "get serviceaccounts",
-            "create serviceaccounts/token",
-            "list clustersecretstores",
-            "watch clustersecretstores",
-            "patch clustersecretstores/status",
-            "get namespaces",
-        ],
+        [&EXTERNAL_SECRET_VERBS[..], &["create events"]].concat(),
         "each verb the chart adds for ExternalSecrets taken away once, nothing cluster-wide \
          but the cluster stores"
     );

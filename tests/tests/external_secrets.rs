@@ -1513,7 +1513,7 @@ async fn a_cluster_external_secret_follows_its_namespace_selector() -> anyhow::R
         ),
     )
     .await?;
-    let _controller = SealsyncController::start_with_env(
+    let mut controller = SealsyncController::start_with_env(
         &cluster,
         &controller_ns,
         &["--external-secrets"],
@@ -1591,6 +1591,14 @@ async fn a_cluster_external_secret_follows_its_namespace_selector() -> anyhow::R
         } } })),
     )
     .await?;
-    wait_data(&client, &c, "token", &[("token", "t-2")]).await?;
+    if let Err(e) = wait_data(&client, &c, "token", &[("token", "t-2")]).await {
+        let es = api(&client, &c, "ExternalSecret").get("token").await?;
+        anyhow::bail!(
+            "{e:#}\nthe ExternalSecret's annotations: {:?}, status: {}\n{}",
+            es.metadata.annotations,
+            es.data["status"],
+            controller.process().log_tail()
+        );
+    }
     Ok(())
 }

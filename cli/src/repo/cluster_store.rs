@@ -29,7 +29,8 @@ pub struct ClusterStore {
     diff: bool,
     /// What the next call needs of a Secret, read once: as read for the values before a
     /// write (which the write then starts from), as the write left it for the values after
-    /// (`None`: deleted). Each entry is taken by its reader, and its values wiped.
+    /// (`None`: deleted). Each entry is taken by its reader, and its values wiped (the
+    /// copies kube and serde make on the way are not).
     known: Mutex<HashMap<SecretRef, Option<Value>>>,
 }
 

@@ -52,7 +52,7 @@ impl Fallbacks {
     /// Whether `error` of `call` is a refusal by RBAC, which makes the older call stand in
     /// from now on; the first refusal is logged.
     pub(crate) fn falls_back(&self, call: Preferred, error: &kube::Error) -> bool {
-        if !matches!(error, kube::Error::Api(status) if status.code == 403) {
+        if !is_refusal(error) {
             return false;
         }
         if !self.refused[call as usize].swap(true, Ordering::Relaxed) {
@@ -61,6 +61,13 @@ impl Fallbacks {
         true
     }
 }
+
+/// Whether `error` is a refusal by RBAC (403).
+pub(crate) fn is_refusal(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
+}
+
+impl Fallbacks {}
 
 /// Tries of a read and update that lost the race for a resourceVersion against another
 /// writer, before the write fails (and is retried with the source's backoff).

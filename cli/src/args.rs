@@ -294,7 +294,8 @@ const REPO_EXAMPLES: &str = "Examples:
   sealsync render overlays/prod -k key.pem              # kustomize build, then open
   sealsync diff . -k backup.yaml --out /tmp/store        # what a sync would change
   sealsync sync . --revision main -k key.pem -o json    # committed files at main
-  sealsync diff overlays/dev -k key.pem --cluster       # against the current context's cluster";
+  sealsync diff overlays/dev -k key.pem --cluster       # against the current context's cluster
+  sealsync sync overlays/dev -k key.pem --cluster --namespaces shop-dev --source-id shop-config";
 
 #[derive(Debug, Args)]
 struct RepoArgs {

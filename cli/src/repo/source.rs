@@ -266,4 +266,40 @@ mod tests {
         );
         assert_eq!(checkout.display("elsewhere.yaml"), "elsewhere.yaml");
     }
+
+    #[test]
+    fn every_url_of_a_repository_names_the_same_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        let relative = Path::new("overlays/dev");
+        let named = || identity(&gix::open(dir.path()).unwrap(), dir.path(), relative);
+        assert_eq!(
+            named(),
+            format!("{}:overlays/dev", dir.path().display()),
+            "no remote: the folder"
+        );
+        git(&["remote", "add", "origin", "git@GitHub.com:shop/config.git"]);
+        assert_eq!(named(), "github.com/shop/config:overlays/dev");
+        for url in [
+            "https://deploy:s3cret@github.com:443/shop/config/",
+            "ssh://git@github.com/shop/config.git",
+            "https://github.com/shop/config",
+        ] {
+            git(&["remote", "set-url", "origin", url]);
+            assert_eq!(named(), "github.com/shop/config:overlays/dev", "{url}");
+        }
+        assert_eq!(
+            identity(&gix::open(dir.path()).unwrap(), dir.path(), Path::new("")),
+            "github.com/shop/config",
+            "the repository's root"
+        );
+    }
 }

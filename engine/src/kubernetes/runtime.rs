@@ -507,12 +507,10 @@ async fn run_scope<G>(
         move |source| {
             // Bookkeeping the engine never reads, often as large as the spec.
             source.meta_mut().managed_fields = None;
-            if G::COMPACT {
-                if let Some(annotations) = source.meta_mut().annotations.as_mut() {
-                    annotations.remove(LAST_APPLIED);
-                }
-                context.syncer.generator().compact(source);
+            if let Some(annotations) = source.meta_mut().annotations.as_mut() {
+                annotations.remove(LAST_APPLIED);
             }
+            context.syncer.generator().compact(source);
         }
     })
     .map({
@@ -805,9 +803,6 @@ where
         );
         let name = source.meta().name.as_deref().unwrap_or_default();
         let read = async {
-            if !G::COMPACT {
-                return Ok(Some(source.as_ref().clone()));
-            }
             api.get_opt(name).await.map_err(|source| SourceReadError {
                 object: key.clone(),
                 source,

@@ -228,11 +228,17 @@ pub trait Generator: Send + Sync + 'static {
     /// The plan of `source`, cheap: no decryption, no network.
     fn plan(&self, source: &Self::Source) -> Result<Plan, Self::Error>;
 
-    /// Drops from the cached copy of `source` what only [`Generator::generate`] reads (e.g.
-    /// ciphertexts), so that thousands of sources stay small in memory. `plan`,
-    /// `synced_digest` and `status` must give the same answers on the compact copy as on
-    /// the full object; `generate` is always handed the full object, read again. The default
-    /// keeps everything.
+    /// Whether the cached copies of sources are compact: without their last-applied
+    /// annotation and with [`Generator::compact`] applied, so that thousands of sources stay
+    /// small in memory, at the cost of a read of the full object before each
+    /// [`Generator::generate`]. Otherwise `generate` is handed the cached copy (all but its
+    /// managedFields) and a sync reads nothing more.
+    const COMPACT: bool = false;
+
+    /// With [`Generator::COMPACT`], drops from the cached copy of `source` what only
+    /// [`Generator::generate`] reads (e.g. ciphertexts). `plan`, `synced_digest` and
+    /// `status` must give the same answers on the compact copy as on the full object. The
+    /// default keeps everything.
     fn compact(&self, _source: &mut Self::Source) {}
 
     /// `source` was deleted: drop what was kept about it (e.g. its metric series). Its

@@ -1052,6 +1052,39 @@ async fn synced(api: &Api<SealedSecret>, name: &str) -> anyhow::Result<bool> {
     }))
 }
 
+/// Seals SealedSecret `namespace/db` to `cert_pem` and waits until `controller` has unsealed
+/// it, written its status `Synced=True` and published an `Unsealed` event about it.
+async fn unsealed_and_reported(
+    cluster: &TestCluster,
+    namespace: &str,
+    cert_pem: &str,
+    value: &str,
+    controller: &mut Process,
+) -> anyhow::Result<()> {
+    seal_and_wait_unsealed(cluster, namespace, cert_pem, value, controller).await?;
+    let sealed_secrets: Api<SealedSecret> = Api::namespaced(cluster.client(), namespace);
+    wait_for(
+        "status Synced=True",
+        Duration::from_secs(60),
+        Some(controller),
+        || synced(&sealed_secrets, "db"),
+    )
+    .await?;
+    let events = Api::namespaced(cluster.client(), namespace);
+    wait_for(
+        "an Unsealed event about the SealedSecret",
+        Duration::from_secs(60),
+        Some(controller),
+        || async {
+            Ok(events_about(&events, "SealedSecret", "db")
+                .await?
+                .iter()
+                .any(|(_, reason, _)| reason == "Unsealed"))
+        },
+    )
+    .await
+}
+
 /// Seals `{a: b}` to `cert_pem` as SealedSecret `namespace/name`.
 async fn create_sealed_secret(
     client: &Client,
@@ -1197,27 +1230,7 @@ async fn least_privilege_the_charts_rbac_suffices_and_each_verb_is_needed() -> a
         &kubeconfig,
     )?;
     let cert = certificate(&mut controller, api).await?;
-    seal_and_wait_unsealed(&cluster, &app, &cert, "least-privilege", &mut controller).await?;
-    let sealed_secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &app);
-    wait_for(
-        "status Synced=True",
-        Duration::from_secs(60),
-        Some(&mut controller),
-        || synced(&sealed_secrets, "db"),
-    )
-    .await?;
-    let events = Api::namespaced(client.clone(), &app);
-    wait_for(
-        "an event about the SealedSecret",
-        Duration::from_secs(60),
-        Some(&mut controller),
-        || async {
-            Ok(!events_about(&events, "SealedSecret", "db")
-                .await?
-                .is_empty())
-        },
-    )
-    .await?;
+    unsealed_and_reported(&cluster, &app, &cert, "least-privilege", &mut controller).await?;
     stop(&mut controller).await?;
     let log = controller.log();
     assert!(!log.contains("forbidden"), "refused something:\n{log}");
@@ -1300,33 +1313,14 @@ async fn upstreams_rbac_alone_runs_sealsync_and_the_supplement_adds_leader_elect
     // the status and publishes events.
     let (mut alone, api) = spawn("upstream-rbac-alone")?;
     let cert = certificate(&mut alone, api).await?;
-    seal_and_wait_unsealed(&cluster, &app, &cert, "alone", &mut alone).await?;
-    let sealed_secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &app);
-    wait_for(
-        "status Synced=True",
-        Duration::from_secs(60),
-        Some(&mut alone),
-        || synced(&sealed_secrets, "db"),
-    )
-    .await?;
-    let events = Api::namespaced(client.clone(), &app);
-    wait_for(
-        "an event about the SealedSecret",
-        Duration::from_secs(60),
-        Some(&mut alone),
-        || async {
-            Ok(events_about(&events, "SealedSecret", "db")
-                .await?
-                .iter()
-                .any(|(_, reason, _)| reason == "Unsealed"))
-        },
-    )
-    .await?;
+    unsealed_and_reported(&cluster, &app, &cert, "alone", &mut alone).await?;
     // Written by update, the Secret is the one server-side apply makes: the template's
     // data, no label or annotation, owned by its SealedSecret.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &app);
     let secret = secrets.get("db").await?;
-    let sealed = sealed_secrets.get("db").await?;
+    let sealed = Api::<SealedSecret>::namespaced(client.clone(), &app)
+        .get("db")
+        .await?;
     let keys: Vec<&String> = secret.data.iter().flatten().map(|(k, _)| k).collect();
     assert_eq!(keys, ["password"]);
     assert!(secret.labels().is_empty() && secret.annotations().is_empty());

@@ -507,10 +507,12 @@ async fn run_scope<G>(
         move |source| {
             // Bookkeeping the engine never reads, often as large as the spec.
             source.meta_mut().managed_fields = None;
-            if let Some(annotations) = source.meta_mut().annotations.as_mut() {
-                annotations.remove(LAST_APPLIED);
+            if G::COMPACT {
+                if let Some(annotations) = source.meta_mut().annotations.as_mut() {
+                    annotations.remove(LAST_APPLIED);
+                }
+                context.syncer.generator().compact(source);
             }
-            context.syncer.generator().compact(source);
         }
     })
     .map({
@@ -803,6 +805,9 @@ where
         );
         let name = source.meta().name.as_deref().unwrap_or_default();
         let read = async {
+            if !G::COMPACT {
+                return Ok(Some(source.as_ref().clone()));
+            }
             api.get_opt(name).await.map_err(|source| SourceReadError {
                 object: key.clone(),
                 source,

@@ -48,15 +48,24 @@ input_files() {
     echo "$HARNESS_DIR/python/moto/requirements.txt"
   elif builds_in_module "$1"; then
     echo "$HARNESS_DIR/go/$1/module.sum"
-    find "$HARNESS_DIR/go/$1/overlay" -type f -name '*.go' | LC_ALL=C sort
+    overlay_files "$1"
   else
     printf '%s\n' "$HARNESS_DIR/go/$1/go.mod" "$HARNESS_DIR/go/$1/go.sum" "$HARNESS_DIR/go/$1/tools.go"
+    overlay_files "$1"
   fi
+}
+
+overlay_files() { # the Go files of go/<component>/overlay/, if any
+  [[ -d "$HARNESS_DIR/go/$1/overlay" ]] || return 0
+  find "$HARNESS_DIR/go/$1/overlay" -type f -name '*.go' | LC_ALL=C sort
 }
 
 expected_stamp() {
   local comp="$1" h
-  h="$( { echo "recipe=$HARNESS_RECIPE"; tool_fingerprint "$comp"; input_files "$comp" | while IFS= read -r f; do cat "$f"; done; } | sha256sum | cut -d' ' -f1)"
+  local tags; tags="$(component_build_tags "$comp")"
+  # (No line for no tags: the stamps of components built without any stay as they were.)
+  h="$( { echo "recipe=$HARNESS_RECIPE"; [[ -z "$tags" ]] || echo "tags=$tags"
+          tool_fingerprint "$comp"; input_files "$comp" | while IFS= read -r f; do cat "$f"; done; } | sha256sum | cut -d' ' -f1)"
   printf 'component=%s\nversion=%s\ninputs_sha256=%s\n' "$comp" "$(component_version "$comp")" "$h"
 }
 
@@ -114,22 +123,47 @@ go_ldflags() { # component binary  (run inside go/<component>)
   esac
 }
 
+# The `go build -overlay` file laying go/<component>/overlay/ over the module at srcdir
+# (each overlay file replaces the file of the same path there).
+write_overlay() { # component srcdir
+  local comp="$1" src="$2" f rel sep=""
+  printf '{"Replace": {'
+  while read -r f; do
+    rel="${f#"$HARNESS_DIR/go/$comp/overlay/"}"
+    [[ -f "$src/$rel" ]] ||
+      die "$comp: overlay $rel replaces no file of $(component_module "$comp") $(component_version "$comp")"
+    printf '%s\n  "%s": "%s"' "$sep" "$src/$rel" "$f"; sep=","
+  done < <(overlay_files "$comp")
+  printf '\n}}\n'
+}
+
 build_go() { # component outdir
-  local comp="$1" out="$2" bin pkg src f
+  local comp="$1" out="$2" bin pkg tag src f
+  local flags=(-mod=readonly -trimpath -tags "$(component_build_tags "$comp")")
   cd "$HARNESS_DIR/go/$comp"
+  src="$(go list -mod=readonly -m -f '{{.Dir}}' "$(component_module "$comp")")"
+  if [[ -d overlay ]]; then
+    # go lays no overlay over files in the module cache: the module is copied out, the
+    # overlay laid over the copy, and a go.mod of the build's own (-modfile) points at it.
+    cp -R "$src" "$out/.src"; chmod -R u+w "$out/.src"
+    write_overlay "$comp" "$out/.src" > "$out/.overlay.json"
+    { cat go.mod; echo "replace $(component_module "$comp") => $out/.src"; } > "$out/.go.mod"
+    cp go.sum "$out/.go.sum"
+    flags+=(-modfile "$out/.go.mod" -overlay "$out/.overlay.json")
+  fi
   while read -r bin pkg tag; do
     if [[ -n "$tag" ]]; then
       log "  go test -c -tags $tag $pkg"
       CGO_ENABLED=0 go test -c -mod=readonly -trimpath -tags "$tag" \
         -ldflags "-s -w" -o "$out/bin/$bin" "$pkg"
     else
-      log "  go build $pkg"
-      CGO_ENABLED=0 go build -mod=readonly -trimpath \
+      log "  go build ${flags[*]} $pkg"
+      CGO_ENABLED=0 go build "${flags[@]}" \
         -ldflags "-s -w $(go_ldflags "$comp" "$bin")" -o "$out/bin/$bin" "$pkg"
     fi
   done < <(component_binaries "$comp")
+  rm -rf "$out/.src" "$out/.overlay.json" "$out/.go.mod" "$out/.go.sum"
   # Non-binary files shipped in the pinned module (e.g. the SealedSecret CRD).
-  src="$(go list -mod=readonly -m -f '{{.Dir}}' "$(component_module "$comp")")"
   while read -r f; do
     mkdir -p "$(dirname "$out/$f")"
     cp -R "$src/${f#share/}" "$out/$f"
@@ -139,7 +173,7 @@ build_go() { # component outdir
 
 # A component built inside a copy of its downloaded module (see builds_in_module).
 build_in_module() { # component outdir
-  local comp="$1" out="$2" mod ver info sum dir src ov f rel sep bin pkg
+  local comp="$1" out="$2" mod ver info sum dir src ov f bin pkg
   mod="$(component_module "$comp")"; ver="$(component_version "$comp")"
   info="$(cd "$out" && go mod download -json "$mod@$ver")"
   sum="$(sed -n 's/^\t"Sum": "\(.*\)",$/\1/p' <<<"$info")"
@@ -149,16 +183,7 @@ build_in_module() { # component outdir
   # The module cache is read-only and go refuses a main module inside it.
   src="$out/.src"; ov="$out/.overlay.json"
   cp -R "$dir" "$src"; chmod -R u+w "$src"
-  sep=""
-  {
-    printf '{"Replace": {'
-    while read -r f; do
-      rel="${f#"$HARNESS_DIR/go/$comp/overlay/"}"
-      [[ -f "$src/$rel" ]] || die "$comp: overlay $rel replaces no file of $mod $ver"
-      printf '%s\n  "%s": "%s"' "$sep" "$src/$rel" "$f"; sep=","
-    done < <(find "$HARNESS_DIR/go/$comp/overlay" -type f -name '*.go' | LC_ALL=C sort)
-    printf '\n}}\n'
-  } > "$ov"
+  write_overlay "$comp" "$src" > "$ov"
   cd "$src"
   while read -r bin pkg; do
     log "  go build -overlay $pkg (inside $mod@$ver)"

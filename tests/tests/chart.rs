@@ -1757,8 +1757,7 @@ async fn external_secrets_first_start_done(
 
 /// The verbs the chart adds for ExternalSecrets in the namespaces it grants (the unsealer's
 /// rules for them) and for ClusterSecretStores, in the order they are checked.
-const EXTERNAL_SECRET_VERBS: [&str; 16] = [
-    "get externalsecrets",
+const EXTERNAL_SECRET_VERBS: [&str; 15] = [
     "list externalsecrets",
     "watch externalsecrets",
     "list secretstores",
@@ -1867,6 +1866,7 @@ async fn external_secrets_sync_with_the_charts_rbac_and_each_verb_is_needed() ->
         "list clusterexternalsecrets",
         "watch clusterexternalsecrets",
         "patch clusterexternalsecrets/status",
+        "get externalsecrets",
         "create externalsecrets",
         "delete externalsecrets",
         "list namespaces",

@@ -76,14 +76,14 @@ garbage collector removes those of deleted SealedSecrets.
   resources: ["events"]
   verbs: ["create"]
 {{- if .Values.externalSecrets.enabled }}
-{{- /* ExternalSecrets: read them and their stores, remove ESO's finalizer from one being
+{{- /* ExternalSecrets: watch them and their stores, remove ESO's finalizer from one being
   deleted (patch), write their statuses, delete a Secret whose remote secrets are gone
   (deletionPolicy Delete), read templateFrom and caProvider ConfigMaps, request tokens of
   the ServiceAccounts stores name. */}}
+{{- /* Both are only watched (synced from the cache), never fetched. */}}
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets"]
-  verbs: ["get", "list", "watch"]
-{{- /* Stores are only watched (read from the cache), never fetched. */}}
+  verbs: ["list", "watch"]
 - apiGroups: ["external-secrets.io"]
   resources: ["secretstores"]
   verbs: ["list", "watch"]

@@ -141,7 +141,10 @@ build_go() { # component outdir
   local comp="$1" out="$2" bin pkg tag src f
   local flags=(-mod=readonly -trimpath -tags "$(component_build_tags "$comp")")
   cd "$HARNESS_DIR/go/$comp"
+  # Its source is read before the build (which would download it), for the overlay.
+  go mod download "$(component_module "$comp")"
   src="$(go list -mod=readonly -m -f '{{.Dir}}' "$(component_module "$comp")")"
+  [[ -d "$src" ]] || die "$comp: $(component_module "$comp") not in the module cache"
   if [[ -d overlay ]]; then
     # go lays no overlay over files in the module cache: the module is copied out, the
     # overlay laid over the copy, and a go.mod of the build's own (-modfile) points at it.

@@ -16,8 +16,8 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use sealsync_api::external::{
     CONDITION_READY, ClusterExternalSecret, ClusterExternalSecretCondition,
-    ClusterExternalSecretNamespaceFailure, ClusterExternalSecretStatus, ExternalSecret,
-    STATUS_FALSE, STATUS_TRUE,
+    ClusterExternalSecretMetadata, ClusterExternalSecretNamespaceFailure,
+    ClusterExternalSecretStatus, ExternalSecret, STATUS_FALSE, STATUS_TRUE,
 };
 use sealsync_api::parse_go_duration;
 use sealsync_engine::kubernetes::ObjectReporter;
@@ -93,9 +93,9 @@ fn error_policy(_: Arc<ClusterExternalSecret>, error: &ReconcileError, _: Arc<Co
     Action::requeue(Duration::from_secs(10))
 }
 
-/// Whether a namespace with `name` and `labels` gets the ExternalSecret: any selector,
-/// or the list of names.
-fn matches(ces: &ClusterExternalSecret, namespace: &Namespace) -> bool {
+/// Whether `namespace` gets the ExternalSecret of `ces`: any selector, or the list of
+/// names.
+pub fn matches(ces: &ClusterExternalSecret, namespace: &Namespace) -> bool {
     let spec = &ces.spec;
     let labels = namespace.labels();
     spec.namespace_selectors
@@ -120,11 +120,7 @@ async fn reconcile(
         name: name.clone(),
         source,
     };
-    let es_name = ces
-        .spec
-        .external_secret_name
-        .clone()
-        .unwrap_or_else(|| name.clone());
+    let es_name = external_secret_name(&ces);
     let namespaces = Api::<Namespace>::all(context.client.clone())
         .list(&ListParams::default())
         .await
@@ -206,6 +202,30 @@ async fn reconcile(
     Ok(Action::requeue(refresh))
 }
 
+/// The name of the ExternalSecrets `ces` stamps: `externalSecretName`, else its own.
+pub fn external_secret_name(ces: &ClusterExternalSecret) -> String {
+    ces.spec
+        .external_secret_name
+        .clone()
+        .unwrap_or_else(|| ces.name_any())
+}
+
+/// The labels and annotations of the ExternalSecrets `ces` stamps.
+pub fn external_secret_metadata(ces: &ClusterExternalSecret) -> ClusterExternalSecretMetadata {
+    let mut metadata = ces
+        .spec
+        .external_secret_metadata
+        .clone()
+        .unwrap_or_default();
+    // Forcing a sync of the ClusterExternalSecret forces one of each ExternalSecret.
+    if let Some(force) = ces.annotations().get(FORCE_SYNC) {
+        metadata
+            .annotations
+            .insert(FORCE_SYNC.into(), force.clone());
+    }
+    metadata
+}
+
 fn owned_by(es: &ExternalSecret, ces: &ClusterExternalSecret) -> bool {
     es.owner_references()
         .iter()
@@ -224,17 +244,7 @@ async fn provision(
     if existing.is_some_and(|es| !owned_by(&es, ces)) {
         return Err("external secret already exists in namespace".into());
     }
-    let mut metadata = ces
-        .spec
-        .external_secret_metadata
-        .clone()
-        .unwrap_or_default();
-    // Forcing a sync of the ClusterExternalSecret forces one of each ExternalSecret.
-    if let Some(force) = ces.annotations().get(FORCE_SYNC) {
-        metadata
-            .annotations
-            .insert(FORCE_SYNC.into(), force.clone());
-    }
+    let metadata = external_secret_metadata(ces);
     let owner = ces
         .controller_owner_ref(&())
         .ok_or("the ClusterExternalSecret has no uid yet")?;

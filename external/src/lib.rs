@@ -9,7 +9,7 @@
 //! the ExternalSecrets that use it.
 
 pub mod clients;
-mod cluster_external_secret;
+pub mod cluster_external_secret;
 mod generator;
 mod hash;
 pub mod lookups;

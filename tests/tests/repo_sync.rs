@@ -268,13 +268,14 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
 
     fs::write(
         repo.path().join("overlays/dev/external.yaml"),
-        "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: api}\n",
+        "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: api}\n\
+         spec: {externalSecretSpec: {}, namespaceSelectors: [{matchLabels: {env: none}}]}\n",
     )
     .unwrap();
     let first = sync("sync", repo.path(), &out, &[]);
     assert!(
         first.succeeded(),
-        "a ClusterExternalSecret is listed, not a failure: {}",
+        "a ClusterExternalSecret that selects nothing is listed, not a failure: {}",
         first.stderr()
     );
     first.shows_no_value();
@@ -1023,6 +1024,120 @@ fn external_secrets_sync_from_aws_and_vault_with_the_users_credentials() {
         "an outage deletes nothing"
     );
     assert_eq!(data("api")["token"], STANDARD.encode(PROVIDER_VALUES[0]));
+}
+
+/// A repository with a fake ClusterSecretStore, Namespaces `dev` and `prod` of team shop
+/// and `web` of another, and a ClusterExternalSecret for team shop's.
+const FAN_OUT_REPO: &str = r#"apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: flags}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: /shop/token, value: demo-dev-payment-token}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: dev, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: prod, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: web, labels: {team: web}}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterExternalSecret
+metadata: {name: token}
+spec:
+  namespaceSelectors: [{matchLabels: {team: shop}}]
+  externalSecretSpec:
+    secretStoreRef: {kind: ClusterSecretStore, name: flags}
+    target: {name: payment-token}
+    data:
+    - secretKey: token
+      remoteRef: {key: /shop/token}
+"#;
+
+#[test]
+fn cluster_external_secrets_sync_into_each_declared_namespace_they_select() {
+    let repo = tempfile::tempdir().unwrap();
+    let manifests = repo.path().join("cluster.yaml");
+    fs::write(&manifests, FAN_OUT_REPO).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("store");
+
+    let run = sync("sync", repo.path(), &out, &[]);
+    run.shows_no_value();
+    assert!(run.succeeded(), "{}", run.stderr());
+    assert_eq!(
+        actions(&run.json()),
+        pairs(&[
+            ("dev/payment-token", "created"),
+            ("prod/payment-token", "created"),
+        ]),
+        "one Secret per selected Namespace, none in web"
+    );
+    let source = run.json()["secrets"][0]["source"].clone();
+    assert!(
+        source.as_str().unwrap().ends_with("/cluster.yaml:22"),
+        "named by the ClusterExternalSecret: {source}"
+    );
+    let token = fs::read_to_string(out.join("prod/payment-token.yaml")).unwrap();
+    let token: Value = serde_norway::from_str(&token).unwrap();
+    assert_eq!(
+        token["data"]["token"],
+        STANDARD.encode("demo-dev-payment-token")
+    );
+
+    // prod leaves the team: its Secret is pruned, dev's stays as it was.
+    let before = fs::read(out.join("dev/payment-token.yaml")).unwrap();
+    fs::write(
+        &manifests,
+        FAN_OUT_REPO.replace(
+            "{name: prod, labels: {team: shop}}",
+            "{name: prod, labels: {team: none}}",
+        ),
+    )
+    .unwrap();
+    let run = sync("sync", repo.path(), &out, &[]);
+    assert!(run.succeeded(), "{}", run.stderr());
+    assert_eq!(
+        actions(&run.json()),
+        pairs(&[
+            ("dev/payment-token", "unchanged"),
+            ("prod/payment-token", "pruned"),
+        ])
+    );
+    assert_eq!(files(&out), ["dev/payment-token.yaml"]);
+    assert_eq!(
+        fs::read(out.join("dev/payment-token.yaml")).unwrap(),
+        before
+    );
+
+    // Selecting no declared Namespace: listed, and nothing fails.
+    fs::write(
+        &manifests,
+        FAN_OUT_REPO.replace("{team: shop}}]", "{team: gone}}]"),
+    )
+    .unwrap();
+    let run = sealsync(
+        &["render", repo.path().to_str().unwrap()],
+        &path_without_kustomize(),
+    );
+    assert!(run.succeeded(), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("Not rendered: ClusterExternalSecret token (")
+            && run
+                .stderr()
+                .contains("cluster.yaml:22): selects no Namespace the repository declares"),
+        "{}",
+        run.stderr()
+    );
 }
 
 /// `sync` and `diff` with `--cluster` against the harness's API server.

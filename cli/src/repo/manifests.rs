@@ -1,17 +1,24 @@
 //! The sources declared in a repository: every YAML document under the path (or what
-//! `kustomize build` makes of it), with the SealedSecrets and ExternalSecrets kept, and
-//! what ExternalSecrets read (stores, ConfigMaps, Namespaces), each bad input reported
-//! with its file and line.
+//! `kustomize build` makes of it), with the SealedSecrets and ExternalSecrets kept (also
+//! those ClusterExternalSecrets stamp into the repository's Namespaces), and what
+//! ExternalSecrets read (stores, ConfigMaps, Namespaces), each bad input reported with its
+//! file and line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::Resource;
-use sealsync_api::external::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use sealsync_api::external::{
+    ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore, StoreKind,
+};
 use sealsync_api::{SealedSecret, parse_json};
 use sealsync_engine::SecretRef;
+use sealsync_external::cluster_external_secret::{
+    external_secret_metadata, external_secret_name, matches,
+};
 use sealsync_external::stores::{Store, StoreKey};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,9 +81,14 @@ pub struct Repository {
     /// Whether some file could not be read entirely: what it declares is unknown, so
     /// nothing is pruned.
     pub incomplete: bool,
-    /// Sources these commands do not sync (ClusterExternalSecrets), `Kind ns/name
-    /// (file:line)`.
+    /// ClusterExternalSecrets that select no Namespace the repository declares, so that
+    /// nothing is synced for them: `Kind name (file:line): why`.
     pub skipped: Vec<String>,
+    /// ClusterExternalSecrets and where they are declared, stamped into `external` once
+    /// every Namespace is read.
+    cluster_external: Vec<(ClusterExternalSecret, String, usize)>,
+    /// How many ExternalSecrets the ClusterExternalSecrets made.
+    stamped: usize,
     pub files: usize,
     pub documents: usize,
 }
@@ -138,6 +150,7 @@ pub fn read(checkout: &Checkout, namespace: Option<&str>) -> Repository {
             }
         }
     }
+    repository.stamp_cluster_external_secrets();
     repository.reject_duplicates();
     repository.sealed.sort_by(|a, b| a.target.cmp(&b.target));
     repository.external.sort_by(|a, b| a.target.cmp(&b.target));
@@ -248,14 +261,10 @@ impl Repository {
                 self.store(document, context, kind);
             }
             ("external-secrets.io", "ClusterExternalSecret") => {
-                let name = document
-                    .path(&["metadata", "name"])
-                    .and_then(|n| n.scalar())
-                    .map_or("", |s| s.text());
-                self.skipped.push(format!(
-                    "ClusterExternalSecret {name} ({shown}:{})",
-                    document.line
-                ));
+                if let Some((ces, _)) = self.parse(document, context, kind) {
+                    self.cluster_external
+                        .push((ces, shown.clone(), document.line));
+                }
             }
             // Not sources: one that is not valid is not this command's to report.
             ("", "ConfigMap") => {
@@ -389,6 +398,17 @@ impl Repository {
             return;
         };
         es.status = None;
+        self.declare_external(es, object, context.shown.clone(), document.line);
+    }
+
+    /// ExternalSecret `es`, named `object`, declared at `file:line`.
+    fn declare_external(
+        &mut self,
+        es: ExternalSecret,
+        object: SecretRef,
+        file: String,
+        line: usize,
+    ) {
         let target = SecretRef {
             name: es
                 .spec
@@ -402,9 +422,101 @@ impl Repository {
         self.external.push(Declared {
             source: es,
             target,
-            file: context.shown.clone(),
-            line: document.line,
+            file,
+            line,
         });
+    }
+
+    /// The ExternalSecret of each ClusterExternalSecret in every namespace it selects, as
+    /// the controller stamps them into a cluster's: among the Namespaces the repository
+    /// declares (with their labels and the `kubernetes.io/metadata.name` label the API
+    /// server adds) and those its `namespaces` names. Declared at the ClusterExternalSecret.
+    fn stamp_cluster_external_secrets(&mut self) {
+        let mut candidates: BTreeMap<String, Namespace> = BTreeMap::new();
+        for namespace in &self.namespaces {
+            candidates
+                .entry(namespace.name_any())
+                .or_insert_with(|| namespace.clone());
+        }
+        for (ces, ..) in &self.cluster_external {
+            for name in &ces.spec.namespaces {
+                candidates.entry(name.clone()).or_insert_with(|| Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    ..Namespace::default()
+                });
+            }
+        }
+        for (name, namespace) in &mut candidates {
+            namespace
+                .labels_mut()
+                .insert("kubernetes.io/metadata.name".into(), name.clone());
+        }
+        // Where each ExternalSecret name is declared.
+        let mut named: BTreeMap<(String, String), String> = self
+            .external
+            .iter()
+            .filter_map(|es| {
+                let meta = &es.source.metadata;
+                Some(((meta.namespace.clone()?, meta.name.clone()?), es.place()))
+            })
+            .collect();
+        for (ces, file, line) in std::mem::take(&mut self.cluster_external) {
+            let place = format!("ClusterExternalSecret {} ({file}:{line})", ces.name_any());
+            let selected: Vec<&String> = candidates
+                .iter()
+                .filter(|(_, ns)| matches(&ces, ns))
+                .map(|(name, _)| name)
+                .collect();
+            if selected.is_empty() {
+                self.skipped.push(format!(
+                    "{place}: selects no Namespace the repository declares; declare them \
+                     (with their labels) or name them in spec.namespaces"
+                ));
+                continue;
+            }
+            if self.stamped + selected.len() > MAX_STAMPED {
+                self.problem(
+                    &file,
+                    Some(line),
+                    format!(
+                        "{place}: not stamped: it selects {} namespaces, and the repository's \
+                         ClusterExternalSecrets may make at most {MAX_STAMPED} ExternalSecrets; \
+                         select fewer",
+                        selected.len()
+                    ),
+                );
+                continue;
+            }
+            self.stamped += selected.len();
+            let name = external_secret_name(&ces);
+            let metadata = external_secret_metadata(&ces);
+            for namespace in selected {
+                let object = SecretRef {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                };
+                let key = (object.namespace.clone(), object.name.clone());
+                if let Some(other) = named.get(&key) {
+                    let message = format!(
+                        "{place}: ExternalSecret {object} is already declared at {other}: not \
+                         stamped into {namespace}; rename one (externalSecretName)"
+                    );
+                    self.problem(&file, Some(line), message);
+                    continue;
+                }
+                named.insert(key, format!("{file}:{line}"));
+                let mut es =
+                    ExternalSecret::new(&object.name, ces.spec.external_secret_spec.clone());
+                es.metadata.namespace = Some(object.namespace.clone());
+                es.metadata.labels = (!metadata.labels.is_empty()).then(|| metadata.labels.clone());
+                es.metadata.annotations =
+                    (!metadata.annotations.is_empty()).then(|| metadata.annotations.clone());
+                self.declare_external(es, object, file.clone(), line);
+            }
+        }
     }
 
     /// A SecretStore or ClusterSecretStore; the first of a name is used.
@@ -484,6 +596,10 @@ impl Repository {
         self.external.retain(|source| single(&source.target));
     }
 }
+
+/// The most ExternalSecrets the ClusterExternalSecrets of one repository make (each a
+/// read of a provider on a sync): a few manifests cannot make millions.
+const MAX_STAMPED: usize = 100_000;
 
 const KUSTOMIZATION_KINDS: [&str; 2] = ["Kustomization", "Component"];
 
@@ -571,7 +687,7 @@ mod tests {
             ),
             (
                 "ces.yaml",
-                "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: api}\n",
+                "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: api}\nspec: {externalSecretSpec: {}, namespaceSelectors: [{matchLabels: {env: none}}]}\n",
             ),
         ]);
         assert_eq!(repository.problems, []);
@@ -581,7 +697,11 @@ mod tests {
             "{:?}",
             repository.skipped
         );
-        assert!(repository.skipped[0].ends_with("ces.yaml:1)"));
+        assert!(
+            repository.skipped[0].contains("ces.yaml:1): selects no Namespace"),
+            "{:?}",
+            repository.skipped
+        );
         let targets: Vec<String> = repository
             .sealed
             .iter()
@@ -593,6 +713,54 @@ mod tests {
             "the kustomization's namespace applies"
         );
         assert!(!repository.incomplete);
+    }
+
+    #[test]
+    fn cluster_external_secrets_are_stamped_into_the_namespaces_they_select() {
+        let (repository, _dir) = read_text(&[
+            (
+                "namespaces.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: shop}}\n---\n\
+                 apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n",
+            ),
+            (
+                "ces.yaml",
+                "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: api, annotations: {external-secrets.io/force-sync: '1'}}\n\
+                 spec:\n  externalSecretName: api-es\n  externalSecretMetadata: {labels: {app: api}}\n\
+                 \x20 namespaceSelectors: [{matchLabels: {team: shop}}]\n  namespaces: [listed]\n\
+                 \x20 externalSecretSpec: {secretStoreRef: {kind: ClusterSecretStore, name: aws}, target: {name: api-token}}\n\
+                 ---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: by-name}\n\
+                 spec: {externalSecretSpec: {}, namespaceSelectors: [{matchLabels: {kubernetes.io/metadata.name: other}}]}\n",
+            ),
+            (
+                "taken.yaml",
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: by-name, namespace: other}\nspec: {}\n",
+            ),
+        ]);
+        let stamped: Vec<(String, String)> = repository
+            .external
+            .iter()
+            .map(|es| (es.target.to_string(), es.place()))
+            .collect();
+        assert_eq!(stamped.len(), 3, "{stamped:?}");
+        assert_eq!(stamped[0].0, "listed/api-token");
+        assert!(stamped[0].1.ends_with("ces.yaml:1"), "{stamped:?}");
+        assert_eq!(stamped[1].0, "other/by-name");
+        assert!(stamped[1].1.ends_with("taken.yaml:1"), "{stamped:?}");
+        assert_eq!(stamped[2].0, "shop/api-token");
+        let es = &repository.external[2].source;
+        assert_eq!(es.metadata.name.as_deref(), Some("api-es"));
+        assert_eq!(es.labels()["app"], "api");
+        assert_eq!(es.annotations()["external-secrets.io/force-sync"], "1");
+        assert_eq!(repository.problems.len(), 1, "{:?}", repository.problems);
+        let problem = repository.problems[0].to_string();
+        assert!(
+            problem.contains("ClusterExternalSecret by-name (")
+                && problem.contains("ExternalSecret other/by-name is already declared at ")
+                && problem.contains("not stamped into other"),
+            "{problem}"
+        );
+        assert!(repository.skipped.is_empty());
     }
 
     #[test]

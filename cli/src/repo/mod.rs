@@ -200,9 +200,7 @@ impl RepoJob {
         let text = report::manifests(&secrets, self.json)?;
         write_output(None, text.as_bytes(), self.sensitivity())?;
         for skipped in &repository.skipped {
-            eprintln!(
-                "Not rendered: {skipped}: ClusterExternalSecrets are synced by the controller only"
-            );
+            eprintln!("Not rendered: {skipped}");
         }
         let problems = repository.problems.iter().chain(&failures);
         for problem in problems.clone() {

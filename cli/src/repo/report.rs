@@ -139,7 +139,7 @@ pub struct Report {
     pub store: String,
     pub secrets: Vec<Row>,
     pub problems: Vec<Problem>,
-    /// Sources not synced by these commands (ClusterExternalSecrets).
+    /// ClusterExternalSecrets that select no Namespace the repository declares.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
     /// YAML files (or kustomize outputs) and documents read.
@@ -200,9 +200,7 @@ impl Report {
             }
         }
         for skipped in &self.skipped {
-            text.push_str(&format!(
-                "Not synced: {skipped}: ClusterExternalSecrets are synced by the controller only\n"
-            ));
+            text.push_str(&format!("Not synced: {skipped}\n"));
         }
         if !self.pruned {
             text.push_str("Nothing pruned: some files could not be read (see the problems).\n");

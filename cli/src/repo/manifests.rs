@@ -87,7 +87,7 @@ pub struct Repository {
     /// ClusterExternalSecrets and where they are declared, stamped into `external` once
     /// every Namespace is read.
     cluster_external: Vec<(ClusterExternalSecret, String, usize)>,
-    /// How many ExternalSecrets the ClusterExternalSecrets made.
+    /// The bytes of the ExternalSecrets the ClusterExternalSecrets made (as JSON).
     stamped: usize,
     pub files: usize,
     pub documents: usize,
@@ -477,20 +477,26 @@ impl Repository {
                 ));
                 continue;
             }
-            if self.stamped + selected.len() > MAX_STAMPED {
+            // Each stamp is a copy of the spec: a few manifests cannot make gigabytes.
+            let size = STAMP_OVERHEAD
+                + serde_json::to_vec(&ces.spec.external_secret_spec).map_or(0, |v| v.len());
+            let bytes = size.saturating_mul(selected.len());
+            if self.stamped + bytes > MAX_STAMPED_BYTES {
                 self.problem(
                     &file,
                     Some(line),
                     format!(
-                        "{place}: not stamped: it selects {} namespaces, and the repository's \
-                         ClusterExternalSecrets may make at most {MAX_STAMPED} ExternalSecrets; \
-                         select fewer",
-                        selected.len()
+                        "{place}: not stamped: its {} ExternalSecrets ({} bytes each) would \
+                         take the repository's ClusterExternalSecrets over {} MiB; select \
+                         fewer namespaces or split its spec",
+                        selected.len(),
+                        size,
+                        MAX_STAMPED_BYTES >> 20
                     ),
                 );
                 continue;
             }
-            self.stamped += selected.len();
+            self.stamped += bytes;
             let name = external_secret_name(&ces);
             let metadata = external_secret_metadata(&ces);
             for namespace in selected {
@@ -597,9 +603,12 @@ impl Repository {
     }
 }
 
-/// The most ExternalSecrets the ClusterExternalSecrets of one repository make (each a
-/// read of a provider on a sync): a few manifests cannot make millions.
-const MAX_STAMPED: usize = 100_000;
+/// The most the ExternalSecrets that the ClusterExternalSecrets of one repository make
+/// may hold, counted as JSON (each a copy of its ClusterExternalSecret's spec).
+const MAX_STAMPED_BYTES: usize = 256 << 20;
+/// What a stamp holds besides its spec, counted against [`MAX_STAMPED_BYTES`] (so that at
+/// most about a million are made).
+const STAMP_OVERHEAD: usize = 256;
 
 const KUSTOMIZATION_KINDS: [&str; 2] = ["Kustomization", "Component"];
 
@@ -761,6 +770,36 @@ mod tests {
             "{problem}"
         );
         assert!(repository.skipped.is_empty());
+    }
+
+    #[test]
+    fn cluster_external_secrets_stamp_at_most_256_mib() {
+        // 1,100 namespaces of a 250 kB spec: 275 MB of copies.
+        let namespaces: Vec<String> = (0..1100).map(|i| format!("ns-{i}")).collect();
+        let entries: Vec<String> = (0..2500)
+            .map(|i| {
+                format!(
+                    "{{secretKey: k{i:05}, remoteRef: {{key: {}}}}}",
+                    "x".repeat(60)
+                )
+            })
+            .collect();
+        let ces = format!(
+            "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {{name: big}}\n\
+             spec: {{namespaces: [{}], externalSecretSpec: {{data: [{}]}}}}\n",
+            namespaces.join(", "),
+            entries.join(", ")
+        );
+        let (repository, _dir) = read_text(&[("ces.yaml", &ces)]);
+        assert!(repository.external.is_empty());
+        assert_eq!(repository.problems.len(), 1, "{:?}", repository.problems);
+        let problem = repository.problems[0].to_string();
+        assert!(
+            problem.contains("ClusterExternalSecret big (")
+                && problem.contains("not stamped: its 1100 ExternalSecrets (")
+                && problem.contains("over 256 MiB"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! namespaces that stop matching, looked at again when namespaces change and every
 //! `refreshTime`; status as upstream writes it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,14 +95,22 @@ fn error_policy(_: Arc<ClusterExternalSecret>, error: &ReconcileError, _: Arc<Co
 
 /// Whether `namespace` gets the ExternalSecret of `ces`: any selector, or the list of
 /// names.
-pub fn matches(ces: &ClusterExternalSecret, namespace: &Namespace) -> bool {
-    let spec = &ces.spec;
-    let labels = namespace.labels();
-    spec.namespace_selectors
+fn matches(ces: &ClusterExternalSecret, namespace: &Namespace) -> bool {
+    selected_by_labels(ces, namespace.labels())
+        || ces
+            .spec
+            .namespaces
+            .iter()
+            .any(|n| *n == namespace.name_any())
+}
+
+/// Whether one of the namespace selectors of `ces` selects a namespace with `labels`.
+pub fn selected_by_labels(ces: &ClusterExternalSecret, labels: &BTreeMap<String, String>) -> bool {
+    ces.spec
+        .namespace_selectors
         .iter()
-        .chain(spec.namespace_selector.iter())
+        .chain(ces.spec.namespace_selector.iter())
         .any(|s| selects(s, labels))
-        || spec.namespaces.iter().any(|n| *n == namespace.name_any())
 }
 
 async fn reconcile(

@@ -1104,6 +1104,7 @@ fn cluster_external_secrets_sync_into_each_declared_namespace_they_select() {
     )
     .unwrap();
     let run = sync("sync", repo.path(), &out, &[]);
+    run.shows_no_value();
     assert!(run.succeeded(), "{}", run.stderr());
     assert_eq!(
         actions(&run.json()),

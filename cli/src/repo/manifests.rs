@@ -4,12 +4,12 @@
 //! ExternalSecrets read (stores, ConfigMaps, Namespaces), each bad input reported with its
 //! file and line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{Resource, ResourceExt};
 use sealsync_api::external::{
     ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore, StoreKind,
@@ -17,7 +17,7 @@ use sealsync_api::external::{
 use sealsync_api::{SealedSecret, parse_json};
 use sealsync_engine::SecretRef;
 use sealsync_external::cluster_external_secret::{
-    external_secret_metadata, external_secret_name, matches,
+    external_secret_metadata, external_secret_name, selected_by_labels,
 };
 use sealsync_external::stores::{Store, StoreKey};
 use serde::Serialize;
@@ -87,8 +87,6 @@ pub struct Repository {
     /// ClusterExternalSecrets and where they are declared, stamped into `external` once
     /// every Namespace is read.
     cluster_external: Vec<(ClusterExternalSecret, String, usize)>,
-    /// The bytes of the ExternalSecrets the ClusterExternalSecrets made (as JSON).
-    stamped: usize,
     pub files: usize,
     pub documents: usize,
 }
@@ -261,9 +259,13 @@ impl Repository {
                 self.store(document, context, kind);
             }
             ("external-secrets.io", "ClusterExternalSecret") => {
-                if let Some((ces, _)) = self.parse(document, context, kind) {
-                    self.cluster_external
-                        .push((ces, shown.clone(), document.line));
+                match self.parse(document, context, kind) {
+                    Some((ces, _)) => {
+                        self.cluster_external
+                            .push((ces, shown.clone(), document.line))
+                    }
+                    // Which Secrets it makes is unknown: none may be pruned.
+                    None => self.incomplete = true,
                 }
             }
             // Not sources: one that is not valid is not this command's to report.
@@ -297,8 +299,19 @@ impl Repository {
                 }
             }
             ("", "Namespace") => {
-                if let Ok(namespace) = serde_json::from_value(document.to_json()) {
-                    self.namespaces.push(namespace);
+                if let Ok(namespace) = serde_json::from_value::<Namespace>(document.to_json()) {
+                    let problem = match namespace.metadata.name.as_deref() {
+                        None | Some("") => {
+                            "Namespace without metadata.name: ignored; name it".into()
+                        }
+                        Some(name) if self.namespaces.iter().any(|n| n.name_any() == name) => {
+                            format!(
+                                "Namespace {name} is declared twice: this one is ignored; keep one"
+                            )
+                        }
+                        Some(_) => return self.namespaces.push(namespace),
+                    };
+                    self.problem(shown, Some(document.line), problem);
                 }
             }
             _ => {}
@@ -428,32 +441,20 @@ impl Repository {
     }
 
     /// The ExternalSecret of each ClusterExternalSecret in every namespace it selects, as
-    /// the controller stamps them into a cluster's: among the Namespaces the repository
-    /// declares (with their labels and the `kubernetes.io/metadata.name` label the API
-    /// server adds) and those its `namespaces` names. Declared at the ClusterExternalSecret.
+    /// the controller stamps them into a cluster's: the Namespaces the repository declares
+    /// that a selector selects (by their labels and the `kubernetes.io/metadata.name` label
+    /// the API server adds), and those its `namespaces` names. Declared at the
+    /// ClusterExternalSecret.
     fn stamp_cluster_external_secrets(&mut self) {
-        let mut candidates: BTreeMap<String, Namespace> = BTreeMap::new();
-        for namespace in &self.namespaces {
-            candidates
-                .entry(namespace.name_any())
-                .or_insert_with(|| namespace.clone());
-        }
-        for (ces, ..) in &self.cluster_external {
-            for name in &ces.spec.namespaces {
-                candidates.entry(name.clone()).or_insert_with(|| Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    ..Namespace::default()
-                });
-            }
-        }
-        for (name, namespace) in &mut candidates {
-            namespace
-                .labels_mut()
-                .insert("kubernetes.io/metadata.name".into(), name.clone());
-        }
+        let declared: Vec<(String, BTreeMap<String, String>)> = self
+            .namespaces
+            .iter()
+            .map(|ns| {
+                let mut labels = ns.labels().clone();
+                labels.insert("kubernetes.io/metadata.name".into(), ns.name_any());
+                (ns.name_any(), labels)
+            })
+            .collect();
         // Where each ExternalSecret name is declared.
         let mut named: BTreeMap<(String, String), String> = self
             .external
@@ -463,13 +464,34 @@ impl Repository {
                 Some(((meta.namespace.clone()?, meta.name.clone()?), es.place()))
             })
             .collect();
+        let (mut matched, mut stamped) = (0usize, 0usize);
         for (ces, file, line) in std::mem::take(&mut self.cluster_external) {
             let place = format!("ClusterExternalSecret {} ({file}:{line})", ces.name_any());
-            let selected: Vec<&String> = candidates
+            // Label matching is bounded: a few selectors over many Namespaces cannot hang
+            // the run.
+            let work = selector_work(&ces).saturating_mul(declared.len());
+            matched = matched.saturating_add(work);
+            if matched > MAX_SELECTOR_WORK {
+                self.incomplete = true;
+                self.problem(
+                    &file,
+                    Some(line),
+                    format!(
+                        "{place}: not stamped: matching its selectors against the {} Namespaces \
+                         would take the repository over {MAX_SELECTOR_WORK} label comparisons; \
+                         use fewer selectors or list the namespaces",
+                        declared.len()
+                    ),
+                );
+                continue;
+            }
+            let mut selected: BTreeSet<&str> = declared
                 .iter()
-                .filter(|(_, ns)| matches(&ces, ns))
-                .map(|(name, _)| name)
+                .filter(|(_, labels)| selected_by_labels(&ces, labels))
+                .map(|(name, _)| name.as_str())
                 .collect();
+            selected.extend(ces.spec.namespaces.iter().map(String::as_str));
+            selected.remove("");
             if selected.is_empty() {
                 self.skipped.push(format!(
                     "{place}: selects no Namespace the repository declares; declare them \
@@ -477,49 +499,69 @@ impl Repository {
                 ));
                 continue;
             }
-            // Each stamp is a copy of the spec: a few manifests cannot make gigabytes.
+            let name = external_secret_name(&ces);
+            let metadata = external_secret_metadata(&ces);
+            let spec = &ces.spec.external_secret_spec;
+            let target = spec.target.as_ref().and_then(|t| t.name.clone());
+            let target = target.unwrap_or_else(|| name.clone());
+            // What a document declares is never pruned, also when it is not stamped.
+            let declare = |namespace: &str| SecretRef {
+                namespace: namespace.to_string(),
+                name: target.clone(),
+            };
+            // Each stamp is a copy of the spec and metadata: a few manifests cannot make
+            // gigabytes.
             let size = STAMP_OVERHEAD
-                + serde_json::to_vec(&ces.spec.external_secret_spec).map_or(0, |v| v.len());
-            let bytes = size.saturating_mul(selected.len());
-            if self.stamped + bytes > MAX_STAMPED_BYTES {
+                + 4 * name.len()
+                + serde_json::to_vec(spec).map_or(0, |v| v.len())
+                + serde_json::to_vec(&metadata).map_or(0, |v| v.len());
+            stamped = stamped.saturating_add(size.saturating_mul(selected.len()));
+            let refusal = if name.len() > MAX_NAME {
+                Some(format!(
+                    "its ExternalSecrets' name has {} characters, more than {MAX_NAME}",
+                    name.len()
+                ))
+            } else if stamped > MAX_STAMPED_BYTES {
+                Some(format!(
+                    "its {} ExternalSecrets ({size} bytes each) would take the repository's \
+                     ClusterExternalSecrets over {} MiB; select fewer namespaces or split \
+                     its spec",
+                    selected.len(),
+                    MAX_STAMPED_BYTES >> 20
+                ))
+            } else {
+                None
+            };
+            if let Some(refusal) = refusal {
+                self.declared.extend(selected.iter().map(|ns| declare(ns)));
                 self.problem(
                     &file,
                     Some(line),
-                    format!(
-                        "{place}: not stamped: its {} ExternalSecrets ({} bytes each) would \
-                         take the repository's ClusterExternalSecrets over {} MiB; select \
-                         fewer namespaces or split its spec",
-                        selected.len(),
-                        size,
-                        MAX_STAMPED_BYTES >> 20
-                    ),
+                    format!("{place}: not stamped: {refusal}"),
                 );
                 continue;
             }
-            self.stamped += bytes;
-            let name = external_secret_name(&ces);
-            let metadata = external_secret_metadata(&ces);
             for namespace in selected {
-                let object = SecretRef {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                };
-                let key = (object.namespace.clone(), object.name.clone());
+                let key = (namespace.to_string(), name.clone());
                 if let Some(other) = named.get(&key) {
                     let message = format!(
-                        "{place}: ExternalSecret {object} is already declared at {other}: not \
-                         stamped into {namespace}; rename one (externalSecretName)"
+                        "{place}: ExternalSecret {namespace}/{name} is already declared at \
+                         {other}: not stamped into {namespace}; rename one (externalSecretName)"
                     );
+                    self.declared.push(declare(namespace));
                     self.problem(&file, Some(line), message);
                     continue;
                 }
                 named.insert(key, format!("{file}:{line}"));
-                let mut es =
-                    ExternalSecret::new(&object.name, ces.spec.external_secret_spec.clone());
-                es.metadata.namespace = Some(object.namespace.clone());
+                let mut es = ExternalSecret::new(&name, spec.clone());
+                es.metadata.namespace = Some(namespace.to_string());
                 es.metadata.labels = (!metadata.labels.is_empty()).then(|| metadata.labels.clone());
                 es.metadata.annotations =
                     (!metadata.annotations.is_empty()).then(|| metadata.annotations.clone());
+                let object = SecretRef {
+                    namespace: namespace.to_string(),
+                    name: name.clone(),
+                };
                 self.declare_external(es, object, file.clone(), line);
             }
         }
@@ -604,11 +646,35 @@ impl Repository {
 }
 
 /// The most the ExternalSecrets that the ClusterExternalSecrets of one repository make
-/// may hold, counted as JSON (each a copy of its ClusterExternalSecret's spec).
+/// may hold, counted as JSON (each a copy of its ClusterExternalSecret's spec and
+/// metadata).
 const MAX_STAMPED_BYTES: usize = 256 << 20;
-/// What a stamp holds besides its spec, counted against [`MAX_STAMPED_BYTES`] (so that at
+/// What a stamp holds besides them, counted against [`MAX_STAMPED_BYTES`] (so that at
 /// most about a million are made).
 const STAMP_OVERHEAD: usize = 256;
+/// The longest object name (a DNS subdomain).
+const MAX_NAME: usize = 253;
+/// The most label comparisons the ClusterExternalSecrets of one repository may take to
+/// select their Namespaces ([`selector_work`] times the Namespaces), a few seconds.
+const MAX_SELECTOR_WORK: usize = 50_000_000;
+
+/// The comparisons matching the namespace selectors of `ces` takes per Namespace, at most.
+fn selector_work(ces: &ClusterExternalSecret) -> usize {
+    let selector = |s: &LabelSelector| {
+        1 + s.match_labels.as_ref().map_or(0, BTreeMap::len)
+            + s.match_expressions
+                .iter()
+                .flatten()
+                .map(|e| 1 + e.values.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+    };
+    ces.spec
+        .namespace_selectors
+        .iter()
+        .chain(ces.spec.namespace_selector.iter())
+        .map(selector)
+        .sum()
+}
 
 const KUSTOMIZATION_KINDS: [&str; 2] = ["Kustomization", "Component"];
 
@@ -739,7 +805,10 @@ mod tests {
                  \x20 namespaceSelectors: [{matchLabels: {team: shop}}]\n  namespaces: [listed]\n\
                  \x20 externalSecretSpec: {secretStoreRef: {kind: ClusterSecretStore, name: aws}, target: {name: api-token}}\n\
                  ---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: by-name}\n\
-                 spec: {externalSecretSpec: {}, namespaceSelectors: [{matchLabels: {kubernetes.io/metadata.name: other}}]}\n",
+                 spec: {externalSecretSpec: {}, namespaceSelectors: [{matchLabels: {kubernetes.io/metadata.name: other}}]}\n\
+                 ---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: all}\n\
+                 spec: {externalSecretSpec: {}, namespaceSelector: {}}\n\
+                 ---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: broken}\nspec: 3\n",
             ),
             (
                 "taken.yaml",
@@ -751,17 +820,36 @@ mod tests {
             .iter()
             .map(|es| (es.target.to_string(), es.place()))
             .collect();
-        assert_eq!(stamped.len(), 3, "{stamped:?}");
-        assert_eq!(stamped[0].0, "listed/api-token");
+        let targets: Vec<&str> = stamped.iter().map(|(t, _)| t.as_str()).collect();
+        // `all` selects every declared Namespace, not the one `api` lists.
+        assert_eq!(
+            targets,
+            [
+                "listed/api-token",
+                "other/all",
+                "other/by-name",
+                "shop/all",
+                "shop/api-token"
+            ]
+        );
         assert!(stamped[0].1.ends_with("ces.yaml:1"), "{stamped:?}");
-        assert_eq!(stamped[1].0, "other/by-name");
-        assert!(stamped[1].1.ends_with("taken.yaml:1"), "{stamped:?}");
-        assert_eq!(stamped[2].0, "shop/api-token");
-        let es = &repository.external[2].source;
+        assert!(stamped[2].1.ends_with("taken.yaml:1"), "{stamped:?}");
+        let es = &repository.external[4].source;
         assert_eq!(es.metadata.name.as_deref(), Some("api-es"));
         assert_eq!(es.labels()["app"], "api");
         assert_eq!(es.annotations()["external-secrets.io/force-sync"], "1");
-        assert_eq!(repository.problems.len(), 1, "{:?}", repository.problems);
+        assert_eq!(repository.problems.len(), 2, "{:?}", repository.problems);
+        assert!(
+            repository.problems[1]
+                .to_string()
+                .contains("not a valid ClusterExternalSecret"),
+            "{:?}",
+            repository.problems
+        );
+        assert!(
+            repository.incomplete,
+            "what an invalid ClusterExternalSecret made is not pruned"
+        );
         let problem = repository.problems[0].to_string();
         assert!(
             problem.contains("ClusterExternalSecret by-name (")
@@ -770,6 +858,43 @@ mod tests {
             "{problem}"
         );
         assert!(repository.skipped.is_empty());
+    }
+
+    #[test]
+    fn cluster_external_secrets_selectors_take_bounded_work() {
+        // 1,000 Namespaces against a selector of 50,000 values: 50 million comparisons.
+        let namespaces: Vec<String> = (0..1000)
+            .map(|i| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{i}}}\n"))
+            .collect();
+        let values: Vec<String> = (0..50_000).map(|i| format!("v{i}")).collect();
+        let ces = format!(
+            "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {{name: slow}}\n\
+             spec: {{externalSecretSpec: {{}}, namespaceSelector: {{matchExpressions: \
+             [{{key: team, operator: In, values: [{}]}}]}}}}\n",
+            values.join(", ")
+        );
+        let (repository, _dir) = read_text(&[
+            ("namespaces.yaml", &namespaces.join("---\n")),
+            ("ces.yaml", &ces),
+            (
+                "twice.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns-1}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {}\n",
+            ),
+        ]);
+        let problems: Vec<String> = repository.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].contains("ClusterExternalSecret slow (")
+                && problems[0]
+                    .contains("not stamped: matching its selectors against the 1000 Namespaces"),
+            "{problems:?}"
+        );
+        assert!(repository.incomplete, "nothing is pruned");
+        assert!(problems[1].contains("twice.yaml:1: Namespace ns-1 is declared twice"));
+        assert!(
+            problems[2].contains("Namespace without metadata.name: ignored"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -792,6 +917,11 @@ mod tests {
         );
         let (repository, _dir) = read_text(&[("ces.yaml", &ces)]);
         assert!(repository.external.is_empty());
+        assert_eq!(
+            repository.declared.len(),
+            1100,
+            "its Secrets are declared, so not pruned"
+        );
         assert_eq!(repository.problems.len(), 1, "{:?}", repository.problems);
         let problem = repository.problems[0].to_string();
         assert!(

@@ -710,12 +710,7 @@ impl Generator for ExternalSecretGenerator {
             return Err(invalid("no name or namespace".into()));
         };
         check_spec(es).map_err(invalid)?;
-        let target = es
-            .spec
-            .target
-            .as_ref()
-            .and_then(|t| t.name.clone())
-            .unwrap_or(name);
+        let target = es.spec.target_name(&name).to_string();
         let (ownership, repair) = match creation(es) {
             CreationPolicy::Owner => (Ownership::Owner, true),
             // Upstream takes an orphaned Secret as always valid: edits stay.

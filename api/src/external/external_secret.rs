@@ -73,6 +73,16 @@ pub struct ExternalSecretSpec {
     pub data_from: Vec<ExternalSecretDataFrom>,
 }
 
+impl ExternalSecretSpec {
+    /// The name of the Secret it writes: `target.name`, else `name` (its ExternalSecret's).
+    pub fn target_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.target
+            .as_ref()
+            .and_then(|t| t.name.as_deref())
+            .unwrap_or(name)
+    }
+}
+
 /// A store by name and kind.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -423,12 +423,7 @@ impl Repository {
         line: usize,
     ) {
         let target = SecretRef {
-            name: es
-                .spec
-                .target
-                .as_ref()
-                .and_then(|t| t.name.clone())
-                .unwrap_or(object.name),
+            name: es.spec.target_name(&object.name).to_string(),
             namespace: object.namespace,
         };
         self.declared.push(target.clone());
@@ -502,8 +497,7 @@ impl Repository {
             let name = external_secret_name(&ces);
             let metadata = external_secret_metadata(&ces);
             let spec = &ces.spec.external_secret_spec;
-            let target = spec.target.as_ref().and_then(|t| t.name.clone());
-            let target = target.unwrap_or_else(|| name.clone());
+            let target = spec.target_name(&name).to_string();
             // What a document declares is never pruned, also when it is not stamped.
             let declare = |namespace: &str| SecretRef {
                 namespace: namespace.to_string(),

@@ -24,22 +24,9 @@ MANIFESTS=${MANIFESTS:-10000}
 RUNS=${RUNS:-10}
 WARMUP=${WARMUP:-2}
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$repo_root"
-target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
-bin=${SEALSYNC_BIN:-$target_dir/release/sealsync}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ -z ${SEALSYNC_BIN:-} ]]; then
-    echo "building sealsync (release)..." >&2
-    cargo build --release -p sealsync-cli >&2
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/sealsync-audit-bench.XXXXXX")
-if [[ ${KEEP_WORKDIR:-0} == 1 ]]; then
-    echo "work directory: $work" >&2
-else
-    trap 'rm -rf "$work"' EXIT
-fi
+make_workdir audit
 
 python3 - "$work/repo" "$MANIFESTS" <<'PY'
 import base64, os, random, sys

@@ -4,7 +4,8 @@
 #
 #   python3 cli/benches/floor.py KEY.pem SEALED.json ROUNDS
 #
-# SEALED.json holds one SealedSecret or a List of them (`items`). One round decrypts every
+# SEALED.json holds SealedSecrets: one, a List of them (`items`), or several one after the
+# other (what `sealsync seal -o json` writes for several Secrets). One round decrypts every
 # value once, in one process (one core). Prints JSON: the OpenSSL version, the number of
 # values, each decryption timed alone (wall, s) and, per round, wall and CPU time divided by
 # the number of values.
@@ -14,10 +15,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
-document = json.load(open(sys.argv[2]))
+decoder, text, documents, at = json.JSONDecoder(), open(sys.argv[2]).read(), [], 0
+while at < len(text):
+    if text[at].isspace():
+        at += 1
+        continue
+    document, at = decoder.raw_decode(text, at)
+    documents.extend(document.get("items", [document]))
 rounds = int(sys.argv[3])
 work = []  # (ciphertext, OAEP padding with the object's label)
-for sealed in document.get("items", [document]):
+for sealed in documents:
     meta = sealed["metadata"]
     label = f'{meta["namespace"]}/{meta["name"]}'.encode()
     pad = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label)

@@ -24,22 +24,9 @@ OBJECTS=${OBJECTS:-1000}
 RUNS=${RUNS:-5}
 FLOOR_ROUNDS=${FLOOR_ROUNDS:-3}
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$repo_root"
-target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
-bin=${SEALSYNC_BIN:-$target_dir/release/sealsync}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ -z ${SEALSYNC_BIN:-} ]]; then
-    echo "building sealsync (release)..." >&2
-    cargo build --release -p sealsync-cli >&2
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/sealsync-reencrypt-bench.XXXXXX")
-if [[ ${KEEP_WORKDIR:-0} == 1 ]]; then
-    echo "work directory: $work" >&2
-else
-    trap 'rm -rf "$work"' EXIT
-fi
+make_workdir reencrypt
 cd "$work"
 
 "$bin" keygen --key-out old-key.pem --cert-out old-cert.pem >/dev/null 2>&1
@@ -81,16 +68,8 @@ for run in range(runs):
     assert status == 0 and summary["reencrypted"] == objects, summary
     shutil.rmtree(root)
 
-decoder, text, items, at = json.JSONDecoder(), open("sealed.json").read(), [], 0
-while at < len(text):
-    if text[at].isspace():
-        at += 1
-        continue
-    item, at = decoder.raw_decode(text, at)
-    items.append(item)
-json.dump({"items": items}, open("sealed-list.json", "w"))
 floor = json.loads(subprocess.check_output(
-    ["python3", floor_py, "old-key.pem", "sealed-list.json", floor_rounds]))
+    ["python3", floor_py, "old-key.pem", "sealed.json", floor_rounds]))
 per_core = 1 / statistics.median(floor["batch_cpu"])
 cores = os.cpu_count()
 wall = statistics.median(walls)

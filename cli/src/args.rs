@@ -295,6 +295,7 @@ const REPO_EXAMPLES: &str = "Examples:
   sealsync diff . -k backup.yaml --out /tmp/store        # what a sync would change
   sealsync sync . --revision main -k key.pem -o json    # committed files at main
   sealsync diff overlays/dev -k key.pem --cluster       # against the current context's cluster
+  sealsync sync overlays/dev --cluster                  # the cluster's controller opens them
   sealsync sync overlays/dev -k key.pem --cluster --namespaces shop-dev --source-id shop-config";
 
 #[derive(Debug, Args)]
@@ -320,7 +321,9 @@ struct RepoArgs {
     out: Option<PathBuf>,
     /// Diff against, or sync into, the cluster of the kubeconfig context instead of the
     /// local store: Secrets written with server-side apply through the controller's apply
-    /// path, and pruned only where an earlier sync of the same source wrote them.
+    /// path, and pruned only where an earlier sync of the same source wrote them. Without
+    /// --private-key, the SealedSecrets themselves are applied and the cluster's controller
+    /// opens them.
     #[arg(long, conflicts_with = "out")]
     cluster: bool,
     /// What identifies this source across runs and machines (diff, sync): a sync prunes,
@@ -338,6 +341,10 @@ struct RepoArgs {
     /// Kubeconfig context, with --cluster (default: the current context).
     #[arg(long, value_name = "NAME", requires = "cluster")]
     context: Option<String>,
+    /// With --cluster and no --private-key: how long to wait for the cluster's sealing
+    /// controller to open the SealedSecrets applied.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, value_name = "DURATION", requires = "cluster")]
+    timeout: std::time::Duration,
     /// Print Secret values (render only; base64, as in a Secret manifest).
     #[arg(long)]
     show_values: bool,
@@ -394,6 +401,7 @@ impl RepoArgs {
             source_id: self.source_id,
             namespaces: (!self.namespaces.is_empty())
                 .then(|| self.namespaces.into_iter().collect()),
+            timeout: self.timeout,
             show_values: self.show_values,
             json: matches!(self.format, RepoFormat::Json),
         })

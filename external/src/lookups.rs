@@ -146,15 +146,24 @@ impl Lookups {
                 .await
                 .map(|ns| ns.labels().clone())
                 .map_err(|e| e.to_string()),
-            Lookups::Local(local) => {
-                let mut labels = local
+            Lookups::Local(local) => Ok(served_namespace_labels(
+                name,
+                local
                     .namespace_labels
                     .get(name)
                     .cloned()
-                    .unwrap_or_default();
-                labels.insert("kubernetes.io/metadata.name".into(), name.into());
-                Ok(labels)
-            }
+                    .unwrap_or_default(),
+            )),
         }
     }
+}
+
+/// The labels of Namespace `name` that declares `labels`, as the API server serves them: with
+/// the `kubernetes.io/metadata.name` label it gives every Namespace.
+pub fn served_namespace_labels(
+    name: &str,
+    mut labels: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    labels.insert("kubernetes.io/metadata.name".into(), name.into());
+    labels
 }

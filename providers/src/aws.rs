@@ -326,18 +326,7 @@ impl SecretProvider for SecretsManager {
     }
 
     async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
-        let name = find
-            .name
-            .as_deref()
-            .map(Regex::new)
-            .transpose()
-            .map_err(|e| ProviderError {
-                kind: ErrorKind::Invalid,
-                provider: PROVIDER,
-                operation: "find",
-                key: find.name.clone().unwrap_or_default(),
-                reason: format!("invalid name regexp: {e}"),
-            })?;
+        let name = find.name_regex(PROVIDER, "find")?;
         if find.path.is_none() && find.tags.is_empty() {
             // By name alone: list, match, then read the matches in batches.
             let Some(name) = name else {

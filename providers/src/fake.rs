@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use regex::Regex;
-
 use crate::value::property;
 use crate::{ErrorKind, Find, ProviderError, RemoteRef, SecretBytes, SecretProvider};
 
@@ -89,20 +87,15 @@ impl SecretProvider for Fake {
     /// By name only, as upstream (path and tags are not looked at): each matching key at
     /// its highest version.
     async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
-        let invalid = |reason: String| ProviderError {
-            kind: ErrorKind::Invalid,
-            provider: PROVIDER,
-            operation: "GetAllSecrets",
-            key: find.name.clone().unwrap_or_default(),
-            reason,
-        };
         let name = find
-            .name
-            .as_deref()
-            .map(Regex::new)
-            .transpose()
-            .map_err(|e| invalid(format!("invalid name regexp: {e}")))?
-            .ok_or_else(|| invalid("the fake provider finds by name only".into()))?;
+            .name_regex(PROVIDER, "GetAllSecrets")?
+            .ok_or_else(|| ProviderError {
+                kind: ErrorKind::Invalid,
+                provider: PROVIDER,
+                operation: "GetAllSecrets",
+                key: String::new(),
+                reason: "the fake provider finds by name only".into(),
+            })?;
         let mut latest: BTreeMap<String, (&str, SecretBytes)> = BTreeMap::new();
         for ((key, version), value) in &self.secrets {
             if !name.is_match(key) {

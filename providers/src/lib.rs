@@ -56,6 +56,28 @@ pub struct Find {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Find {
+    /// Its `name` regular expression, compiled; one that does not compile is an invalid
+    /// `operation` of `provider`.
+    fn name_regex(
+        &self,
+        provider: &'static str,
+        operation: &'static str,
+    ) -> Result<Option<regex::Regex>, ProviderError> {
+        self.name
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| ProviderError {
+                kind: ErrorKind::Invalid,
+                provider,
+                operation,
+                key: self.name.clone().unwrap_or_default(),
+                reason: format!("invalid name regexp: {e}"),
+            })
+    }
+}
+
 /// Why a provider call failed, for the caller's policy: a missing secret may delete a
 /// target, throttling and outages back off, the others are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -256,18 +256,7 @@ impl SecretProvider for Vault {
     }
 
     async fn find(&self, find: &Find) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
-        let name = find
-            .name
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .map_err(|e| ProviderError {
-                kind: ErrorKind::Invalid,
-                provider: PROVIDER,
-                operation: "find",
-                key: find.name.clone().unwrap_or_default(),
-                reason: format!("invalid name regexp: {e}"),
-            })?;
+        let name = find.name_regex(PROVIDER, "find")?;
         if !find.tags.is_empty() && self.config.version == KvVersion::V1 {
             return Err(ProviderError {
                 kind: ErrorKind::Invalid,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::{ByteString, NamespaceResourceScope};
 use kube::api::{
     Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -391,19 +391,9 @@ async fn fill_cluster(
     in_flight: usize,
 ) -> anyhow::Result<TestCluster> {
     let cluster = TestCluster::start().await?;
-    let namespaces: Api<Namespace> = Api::all(cluster.client());
-    for name in [CONTROLLER_NS, WORK_NS, UNRELATED_NS] {
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        namespaces
-            .create(&PostParams::default(), &namespace)
-            .await?;
-    }
+    cluster
+        .create_namespaces(&[CONTROLLER_NS, WORK_NS, UNRELATED_NS])
+        .await?;
     let key_secrets: Api<Secret> = Api::namespaced(cluster.client(), CONTROLLER_NS);
     key_secrets
         .create(&PostParams::default(), &fixture.key_secret)

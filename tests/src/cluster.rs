@@ -211,6 +211,25 @@ impl TestCluster {
         &mut self.etcd
     }
 
+    /// Creates the namespaces `names`, as they are named.
+    pub async fn create_namespaces(&self, names: &[&str]) -> anyhow::Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client());
+        for name in names {
+            let namespace = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            };
+            namespaces
+                .create(&PostParams::default(), &namespace)
+                .await
+                .with_context(|| format!("cannot create namespace {name}"))?;
+        }
+        Ok(())
+    }
+
     /// Creates a namespace with a unique name starting with `prefix`, and waits until the
     /// controller-manager has given it its `default` ServiceAccount.
     pub async fn namespace(&self, prefix: &str) -> anyhow::Result<String> {

@@ -6,10 +6,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use sealsync_crypto::{PrivateKey, SealingCertificate};
 
 use crate::bins::project_binary;
 use crate::process::{Process, free_port, http_get, wait_for};
-use crate::{NetNs, TestCluster};
+use crate::{NetNs, TestCluster, UpstreamController};
 
 /// Name of the controller's Service, as kubeseal expects it by default.
 const NAME: &str = "sealed-secrets-controller";
@@ -73,7 +76,7 @@ impl SealsyncController {
         let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
         let mut process = Process::spawn(
             &format!("sealsync-controller-{}", api.port()),
-            Command::new(project_binary("sealsync-controller"))
+            Command::new(controller_binary())
                 .env("KUBECONFIG", cluster.kubeconfig())
                 .env("RUST_LOG", "info,sealsync_engine=debug")
                 .envs(env.iter().copied())
@@ -197,4 +200,52 @@ pub async fn seal_and_wait_unsealed(
         },
     )
     .await
+}
+
+/// The `sealsync-controller` the harness starts: `SEALSYNC_CONTROLLER_BIN` (for benchmarks of
+/// a release build), else the workspace's debug build.
+fn controller_binary() -> std::path::PathBuf {
+    std::env::var_os("SEALSYNC_CONTROLLER_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| project_binary("sealsync-controller"))
+}
+
+/// Which Sealed Secrets controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    Sealsync,
+    Upstream,
+}
+
+/// A running controller of either kind.
+#[derive(Debug)]
+pub enum SealingController {
+    Sealsync(SealsyncController),
+    Upstream(UpstreamController),
+}
+
+impl SealingController {
+    /// Starts a controller of `kind` in `cluster`, in a namespace of its own whose only key
+    /// is `key` with `cert`.
+    pub async fn start_with_key(
+        cluster: &TestCluster,
+        kind: Sealing,
+        key: &PrivateKey,
+        cert: &SealingCertificate,
+    ) -> anyhow::Result<Self> {
+        let namespace = cluster.namespace("sealing").await?;
+        let manifest = sealsync_api::key_secret(key, cert, &namespace);
+        let secret: Secret = serde_json::from_value(serde_json::to_value(manifest)?)?;
+        Api::<Secret>::namespaced(cluster.client(), &namespace)
+            .create(&PostParams::default(), &secret)
+            .await?;
+        Ok(match kind {
+            Sealing::Sealsync => {
+                Self::Sealsync(SealsyncController::start(cluster, &namespace, &[]).await?)
+            }
+            Sealing::Upstream => {
+                Self::Upstream(UpstreamController::start(cluster, &namespace).await?)
+            }
+        })
+    }
 }

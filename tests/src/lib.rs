@@ -22,7 +22,7 @@ mod vault;
 
 pub use bins::{Component, binary, project_binary};
 pub use cluster::TestCluster;
-pub use controller::{SealsyncController, seal_and_wait_unsealed};
+pub use controller::{Sealing, SealingController, SealsyncController, seal_and_wait_unsealed};
 pub use eso::{UpstreamEso, upstream_eso_crds};
 pub use events::events_about;
 pub use image::{Container, controller_image, podman, podman_run};

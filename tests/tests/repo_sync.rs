@@ -11,11 +11,17 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
-use sealsync_testkit::{Component, Moto, TestCluster, Vault, binary, project_binary};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use sealsync_api::SealedSecret;
+use sealsync_crypto::{PrivateKey, SealingCertificate};
+use sealsync_testkit::{
+    Component, Moto, Sealing, SealingController, TestCluster, Vault, binary, project_binary,
+    wait_for,
+};
 use serde_json::Value;
 
 /// The made-up values sealed in the example repository.
@@ -170,7 +176,10 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every file under `dir`, relative, sorted.
+/// The store's memory of what it was synced from.
+const MEMORY: &str = ".sealsync-memory.json";
+
+/// Every file under `dir`, relative, sorted; in a store, all but its memory.
 fn files(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -179,7 +188,7 @@ fn files(dir: &Path) -> Vec<String> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 pending.push(path);
-            } else {
+            } else if path != dir.join(MEMORY) {
                 found.push(path.strip_prefix(dir).unwrap().display().to_string());
             }
         }
@@ -307,6 +316,10 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
         "one manifest per Secret, no temporary file left"
     );
     assert_eq!(
+        fs::metadata(out.join(MEMORY)).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
         fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o700,
         "a new store is its owner's only"
@@ -356,6 +369,82 @@ fn sync_writes_private_files_atomically_and_a_second_sync_changes_nothing() {
             .contains("4 unchanged, 0 pruned, 0 refused, 0 failed; 0 problems"),
         "{}",
         text.stdout()
+    );
+
+    // The store remembers what each file was synced from, and with which key: another key
+    // given too changes nothing; without the key that opened them, the SealedSecrets are
+    // opened again (and fail); a file edited by hand is reverted.
+    let other = tempfile::tempdir().unwrap();
+    let other_key = other.path().join("key.pem");
+    let made = sealsync(
+        &[
+            "keygen",
+            "--key-out",
+            other_key.to_str().unwrap(),
+            "--cert-out",
+            other.path().join("cert.pem").to_str().unwrap(),
+        ],
+        &path_without_kustomize(),
+    );
+    assert!(made.succeeded(), "{}", made.stderr());
+    let keys = format!("{},{}", other_key.display(), demo_key().display());
+    let with_keys = |command: &str, keys: &str| {
+        let args = [
+            command,
+            repo.path().to_str().unwrap(),
+            "-k",
+            keys,
+            "--out",
+            out.to_str().unwrap(),
+            "-o",
+            "json",
+        ];
+        let run = sealsync(&args, &path_without_kustomize());
+        run.shows_no_value();
+        run
+    };
+    let both = with_keys("sync", &keys);
+    assert!(both.succeeded(), "{}", both.stderr());
+    assert_eq!(actions(&both.json()), actions(&second.json()));
+    fs::remove_file(out.join(MEMORY)).unwrap();
+    let opened = with_keys("sync", &keys);
+    assert_eq!(
+        opened.json()["secrets"],
+        both.json()["secrets"],
+        "a remembered Secret's row is an opened one's"
+    );
+    let without = with_keys("diff", other_key.to_str().unwrap());
+    assert!(!without.succeeded());
+    assert_eq!(
+        actions(&without.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "failed"),
+            ("shop-dev/feature-flags", "unchanged"),
+            ("shop-dev/payment-api-token", "failed"),
+            ("shop-prod/db-credentials", "failed"),
+        ]),
+        "the memory holds only with the keys that opened them"
+    );
+    let edited = fs::read_to_string(&file).unwrap().replace(
+        &STANDARD.encode("demo-prod-db-password"),
+        &STANDARD.encode("edited-by-hand"),
+    );
+    fs::write(&file, edited).unwrap();
+    let reverted = with_keys("sync", &keys);
+    assert!(reverted.succeeded(), "{}", reverted.stderr());
+    assert_eq!(
+        actions(&reverted.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/feature-flags", "unchanged"),
+            ("shop-dev/payment-api-token", "unchanged"),
+            ("shop-prod/db-credentials", "updated"),
+        ])
+    );
+    assert!(
+        fs::read_to_string(&file)
+            .unwrap()
+            .contains(&STANDARD.encode("demo-prod-db-password"))
     );
 }
 
@@ -1141,14 +1230,47 @@ fn cluster_external_secrets_sync_into_each_declared_namespace_they_select() {
     );
 }
 
-/// `sync` and `diff` with `--cluster` against the harness's API server.
+/// Changes dev's database password (to `new-dev-secret`) in a copy of the example and drops
+/// its payment-api-token; the actions a sync reports next.
+fn edit_the_example(repo: &Path) -> Vec<(String, String)> {
+    fs::write(
+        repo.join("overlays/dev/db-credentials.yaml"),
+        sealed(
+            "shop-dev",
+            "db-credentials",
+            &[("username", "shop"), ("password", "new-dev-secret")],
+        ),
+    )
+    .unwrap();
+    fs::remove_file(repo.join("overlays/dev/payment-api-token.yaml")).unwrap();
+    pairs(&[
+        ("shop-dev/db-credentials", "updated"),
+        ("shop-dev/feature-flags", "unchanged"),
+        ("shop-dev/payment-api-token", "pruned"),
+        ("shop-prod/db-credentials", "unchanged"),
+    ])
+}
+
+/// `sync` and `diff` with `--cluster` against the harness's API server, opening the
+/// SealedSecrets with the demo key.
 fn sync_cluster(command: &str, source: &Path, cluster: &TestCluster, extra: &[&str]) -> Run {
     let key = demo_key();
+    let mut with_key = vec!["-k", key.to_str().unwrap()];
+    with_key.extend_from_slice(extra);
+    sync_cluster_without_keys(command, source, cluster, &with_key)
+}
+
+/// `sync` and `diff` with `--cluster` and no key (unless `extra` passes one): the cluster's
+/// controller opens the SealedSecrets.
+fn sync_cluster_without_keys(
+    command: &str,
+    source: &Path,
+    cluster: &TestCluster,
+    extra: &[&str],
+) -> Run {
     let mut args = vec![
         command,
         source.to_str().unwrap(),
-        "-k",
-        key.to_str().unwrap(),
         "--cluster",
         "--kubeconfig",
         cluster.kubeconfig().to_str().unwrap(),
@@ -1163,19 +1285,7 @@ fn sync_cluster(command: &str, source: &Path, cluster: &TestCluster, extra: &[&s
 
 /// Makes the namespaces `names` in `cluster`.
 async fn namespaces(cluster: &TestCluster, names: &[&str]) {
-    for name in names {
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        Api::<Namespace>::all(cluster.client())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
-    }
+    cluster.create_namespaces(names).await.unwrap();
 }
 
 /// A Secret written by someone else (field manager `kubectl-create`).
@@ -1283,22 +1393,7 @@ async fn sync_into_a_cluster_applies_server_side_prunes_only_its_own_and_diff_wr
 
     // A value changed and a Secret no longer declared: the diff says so and writes
     // nothing; the sync updates and prunes, and leaves the labelled Secret not its own.
-    fs::write(
-        repo.path().join("overlays/dev/db-credentials.yaml"),
-        sealed(
-            "shop-dev",
-            "db-credentials",
-            &[("username", "shop"), ("password", "new-dev-secret")],
-        ),
-    )
-    .unwrap();
-    fs::remove_file(repo.path().join("overlays/dev/payment-api-token.yaml")).unwrap();
-    let second = pairs(&[
-        ("shop-dev/db-credentials", "updated"),
-        ("shop-dev/feature-flags", "unchanged"),
-        ("shop-dev/payment-api-token", "pruned"),
-        ("shop-prod/db-credentials", "unchanged"),
-    ]);
+    let second = edit_the_example(repo.path());
     let diff = sync_cluster("diff", repo.path(), &cluster, &[]);
     assert!(diff.succeeded(), "{}", diff.stderr());
     assert!(!diff.stdout().contains("new-dev-secret"));
@@ -1480,4 +1575,340 @@ async fn a_cluster_sync_keeps_to_its_source_its_namespaces_and_secrets_that_cons
         "without the limit, X prunes its own"
     );
     assert!(prod.get_opt("db-credentials").await.unwrap().is_none());
+}
+
+/// The message of the report's row of `secret`.
+fn message(report: &Value, secret: &str) -> String {
+    report["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["secret"] == secret)
+        .unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until `api` has no object `name` (a minute at most).
+async fn gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(
+        &format!("{name} to be deleted"),
+        std::time::Duration::from_secs(60),
+        None,
+        || {
+            let api = api.clone();
+            async move { Ok(api.get_opt(name).await?.is_none()) }
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// A sealing controller of `kind` in `cluster` whose only key is the demo key.
+async fn controller_with_demo_key(cluster: &TestCluster, kind: Sealing) -> SealingController {
+    let key = PrivateKey::from_pem(&fs::read_to_string(demo_key()).unwrap()).unwrap();
+    let cert = SealingCertificate::from_pem(&fs::read(demo_cert()).unwrap()).unwrap();
+    SealingController::start_with_key(cluster, kind, &key, &cert)
+        .await
+        .unwrap()
+}
+
+/// `sync --cluster` without keys, with `kind`'s controller opening the SealedSecrets: the
+/// report is the Secrets' as a sync with keys gives it, a second sync changes nothing, a
+/// diff applies nothing, a SealedSecret no longer declared is pruned with its Secret, and
+/// one someone else applied, or that does not open, fails alone.
+async fn sync_through_the_controller(kind: Sealing) {
+    let cluster = TestCluster::start().await.unwrap();
+    let _controller = controller_with_demo_key(&cluster, kind).await;
+    let client = cluster.client();
+    namespaces(&cluster, &["shop-dev", "shop-prod"]).await;
+    let dev: Api<Secret> = Api::namespaced(client.clone(), "shop-dev");
+    let sealed_dev: Api<SealedSecret> = Api::namespaced(client.clone(), "shop-dev");
+    let repo = example_repo();
+    let created = pairs(&[
+        ("shop-dev/db-credentials", "created"),
+        ("shop-dev/feature-flags", "created"),
+        ("shop-dev/payment-api-token", "created"),
+        ("shop-prod/db-credentials", "created"),
+    ]);
+
+    let diff = sync_cluster_without_keys("diff", repo.path(), &cluster, &[]);
+    assert!(diff.succeeded(), "{}", diff.stderr());
+    assert_eq!(actions(&diff.json()), created);
+    assert!(
+        sealed_dev
+            .get_opt("db-credentials")
+            .await
+            .unwrap()
+            .is_none(),
+        "diff applies nothing"
+    );
+
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &[]);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    let report = sync.json();
+    assert_eq!(actions(&report), created);
+    let keys = &report["secrets"][0]["keys"]["added"];
+    assert!(
+        keys["password"].as_str().unwrap().starts_with("hash:") && keys["username"].is_string(),
+        "{report}"
+    );
+    let written = dev.get("db-credentials").await.unwrap();
+    assert_eq!(
+        written.data.as_ref().unwrap()["password"].0,
+        b"demo-dev-db-password"
+    );
+    let owner = &written.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("SealedSecret", "db-credentials"),
+        "the controller made it"
+    );
+    let applied = sealed_dev.get("db-credentials").await.unwrap();
+    assert_eq!(applied.labels()["sealsync.dev/synced"], "true");
+    assert!(
+        applied
+            .annotations()
+            .contains_key("sealsync.dev/sync-source")
+    );
+
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &[]);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    assert_eq!(
+        actions(&sync.json()),
+        created
+            .iter()
+            .map(|(secret, _)| (secret.clone(), "unchanged".to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sealed_dev
+            .get("db-credentials")
+            .await
+            .unwrap()
+            .resource_version(),
+        applied.resource_version(),
+        "nothing applied again"
+    );
+    let limited =
+        sync_cluster_without_keys("sync", repo.path(), &cluster, &["--namespaces", "shop-dev"]);
+    assert!(!limited.succeeded());
+    let report = limited.json();
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/feature-flags", "unchanged"),
+            ("shop-dev/payment-api-token", "unchanged"),
+            ("shop-prod/db-credentials", "refused"),
+        ]),
+        "{report}"
+    );
+
+    // A value changed and a SealedSecret no longer declared.
+    let second = edit_the_example(repo.path());
+    let diff = sync_cluster_without_keys("diff", repo.path(), &cluster, &[]);
+    assert!(diff.succeeded(), "{}", diff.stderr());
+    assert_eq!(actions(&diff.json()), second);
+    assert!(
+        sealed_dev
+            .get_opt("payment-api-token")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &[]);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    let report = sync.json();
+    assert_eq!(actions(&report), second);
+    let changed = &report["secrets"][0]["keys"]["changed"]["password"];
+    assert_ne!(changed[0], changed[1]);
+    assert_eq!(
+        dev.get("db-credentials").await.unwrap().data.unwrap()["password"].0,
+        b"new-dev-secret"
+    );
+    assert!(
+        sealed_dev
+            .get_opt("payment-api-token")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    gone(&dev, "payment-api-token").await;
+
+    // Someone else's SealedSecret where the repository declares one, one sealed for
+    // another name, and one for a service-account token: each fails alone, the rest is
+    // unchanged.
+    let theirs: SealedSecret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": "theirs", "namespace": "shop-dev"},
+        "spec": {"encryptedData": {}},
+    }))
+    .unwrap();
+    sealed_dev
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    fs::write(
+        repo.path().join("overlays/dev/theirs.yaml"),
+        sealed("shop-dev", "theirs", &[("password", "not-ours")]),
+    )
+    .unwrap();
+    fs::write(
+        repo.path().join("overlays/dev/renamed.yaml"),
+        sealed("shop-dev", "original", &[("password", "renamed-value")])
+            .replace("name: original", "name: renamed"),
+    )
+    .unwrap();
+    fs::write(
+        repo.path().join("overlays/dev/token.yaml"),
+        sealed("shop-dev", "token", &[("token", "forged")]).replace(
+            "  encryptedData:",
+            "    type: kubernetes.io/service-account-token\n  encryptedData:",
+        ),
+    )
+    .unwrap();
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &["--timeout", "90s"]);
+    assert!(!sync.succeeded());
+    assert!(!sync.stdout().contains("not-ours") && !sync.stdout().contains("renamed-value"));
+    let report = sync.json();
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/feature-flags", "unchanged"),
+            ("shop-dev/renamed", "failed"),
+            ("shop-dev/theirs", "refused"),
+            ("shop-dev/token", "refused"),
+            ("shop-prod/db-credentials", "unchanged"),
+        ])
+    );
+    assert!(sealed_dev.get_opt("token").await.unwrap().is_none());
+    assert!(
+        message(&report, "shop-dev/renamed")
+            .contains("the controller did not open SealedSecret shop-dev/renamed"),
+        "{report}"
+    );
+    assert!(
+        message(&report, "shop-dev/theirs").contains("this sync did not apply it"),
+        "{report}"
+    );
+    assert!(
+        sealed_dev
+            .get("theirs")
+            .await
+            .unwrap()
+            .spec
+            .encrypted_data
+            .is_empty(),
+        "left alone"
+    );
+
+    // Handed over by its annotation, it is synced; dropped from the repository, it is not
+    // pruned while its creator's writes of its spec remain.
+    let source = &applied.annotations()["sealsync.dev/sync-source"];
+    sealed_dev
+        .patch(
+            "theirs",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"sealsync.dev/sync-source": source}}
+            })),
+        )
+        .await
+        .unwrap();
+    for name in ["renamed", "token"] {
+        fs::remove_file(repo.path().join(format!("overlays/dev/{name}.yaml"))).unwrap();
+    }
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &[]);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    assert_eq!(
+        actions(&sync.json()),
+        pairs(&[
+            ("shop-dev/db-credentials", "unchanged"),
+            ("shop-dev/feature-flags", "unchanged"),
+            ("shop-dev/renamed", "pruned"),
+            ("shop-dev/theirs", "updated"),
+            ("shop-prod/db-credentials", "unchanged"),
+        ])
+    );
+    assert_eq!(
+        dev.get("theirs").await.unwrap().data.unwrap()["password"].0,
+        b"not-ours"
+    );
+    fs::remove_file(repo.path().join("overlays/dev/theirs.yaml")).unwrap();
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &[]);
+    assert!(sync.succeeded(), "{}", sync.stderr());
+    assert_eq!(actions(&sync.json()).len(), 3, "nothing pruned");
+    assert!(sealed_dev.get_opt("theirs").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_sync_without_keys_has_sealsyncs_controller_open_the_sealed_secrets() {
+    sync_through_the_controller(Sealing::Sealsync).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_sync_without_keys_has_upstreams_controller_open_the_sealed_secrets() {
+    sync_through_the_controller(Sealing::Upstream).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_sync_without_keys_says_when_no_controller_or_no_sealed_secret_api_is_there() {
+    let cluster = TestCluster::start().await.unwrap();
+    namespaces(&cluster, &["shop-dev"]).await;
+    let repo = example_repo();
+
+    // No controller: applied, then a failure that says what to check; a namespace that
+    // does not exist is named; the ExternalSecret is synced all the same.
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &["--timeout", "1s"]);
+    assert!(!sync.succeeded());
+    let report = sync.json();
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("shop-dev/db-credentials", "failed"),
+            ("shop-dev/feature-flags", "created"),
+            ("shop-dev/payment-api-token", "failed"),
+            ("shop-prod/db-credentials", "failed"),
+        ])
+    );
+    assert!(
+        message(&report, "shop-dev/db-credentials")
+            .contains("no controller reported on it within 1s"),
+        "{report}"
+    );
+    assert!(
+        message(&report, "shop-prod/db-credentials")
+            .contains(r#"namespaces "shop-prod" not found"#),
+        "{report}"
+    );
+    namespaces(&cluster, &["shop-prod"]).await;
+
+    // No SealedSecret API: each SealedSecret says so, and a repository of ExternalSecrets
+    // alone syncs (there is nothing to prune).
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client());
+    crds.delete("sealedsecrets.bitnami.com", &Default::default())
+        .await
+        .unwrap();
+    gone(&crds, "sealedsecrets.bitnami.com").await;
+    let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &[]);
+    assert!(!sync.succeeded());
+    let report = sync.json();
+    assert!(
+        message(&report, "shop-prod/db-credentials")
+            .contains("the cluster has no SealedSecret API"),
+        "{report}"
+    );
+    let y = team_y(&["only-external"]);
+    let sync = sync_cluster_without_keys("sync", y.path(), &cluster, &[]);
+    assert!(sync.succeeded(), "{}", sync.stdout());
+    assert_eq!(
+        actions(&sync.json()),
+        pairs(&[("shop-dev/only-external", "created")])
+    );
 }

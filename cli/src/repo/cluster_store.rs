@@ -9,9 +9,10 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, ObjectList};
+use kube::{Client, Resource};
 use sealsync_crypto::SecretBytes;
 use sealsync_engine::SecretRef;
 use sealsync_engine::kubernetes::{KubeTarget, KubeTargetError, api_message};
@@ -74,17 +75,25 @@ impl ClusterStore {
         if let Some(known) = self.take_known(secret) {
             return Ok(known);
         }
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &secret.namespace);
-        let found = api
-            .get_opt(&secret.name)
-            .await
-            .map_err(|source| KubeTargetError::new("read", secret, source))?;
-        Ok(found.map(|secret| serde_json::to_value(secret).expect("a Secret serializes")))
+        read_secret(&self.client, secret).await
     }
 }
 
+/// `secret` as the API server has it (with its managedFields), as JSON.
+pub(super) async fn read_secret(
+    client: &Client,
+    secret: &SecretRef,
+) -> Result<Option<Value>, KubeTargetError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &secret.namespace);
+    let found = api
+        .get_opt(&secret.name)
+        .await
+        .map_err(|source| KubeTargetError::new("read", secret, source))?;
+    Ok(found.map(|secret| serde_json::to_value(secret).expect("a Secret serializes")))
+}
+
 /// The values of a Secret as JSON (base64 strings), which are wiped.
-fn values_of(secret: Value) -> BTreeMap<String, SecretBytes> {
+pub(super) fn values_of(secret: Value) -> BTreeMap<String, SecretBytes> {
     let values = secret["data"]
         .as_object()
         .into_iter()
@@ -202,45 +211,78 @@ impl Observable for ClusterStore {
         &self,
         namespaces: Option<&BTreeSet<String>>,
     ) -> anyhow::Result<Vec<SecretRef>> {
-        let scopes: Vec<Option<&String>> = match namespaces {
-            Some(namespaces) => namespaces.iter().map(Some).collect(),
-            None => vec![None],
-        };
         let selector = format!("{SYNC_LABEL}=true");
         let mut candidates = Vec::new();
-        for namespace in scopes {
-            let api: Api<Secret> = match namespace {
-                Some(namespace) => Api::namespaced(self.client.clone(), namespace),
-                None => Api::all(self.client.clone()),
-            };
-            let scope = namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}"));
-            // In pages: a cluster may hold many.
-            let mut params = ListParams::default().labels(&selector).limit(LIST_PAGE);
-            loop {
-                let page = api.list_metadata(&params).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot list the Secrets labelled {selector} in {scope}: {}",
-                        api_message(&e)
-                    )
-                })?;
-                candidates.extend(page.items.into_iter().filter_map(|secret| {
-                    Some(SecretRef {
-                        namespace: secret.metadata.namespace?,
-                        name: secret.metadata.name?,
-                    })
-                }));
-                match page.metadata.continue_.filter(|token| !token.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => break,
-                }
-            }
+        for (api, scope) in scoped::<Secret>(&self.client, namespaces) {
+            let params = ListParams::default().labels(&selector);
+            let listed = list_all(params, |params| {
+                let api = api.clone();
+                async move { api.list_metadata(&params).await }
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot list the Secrets labelled {selector} in {scope}: {}",
+                    api_message(&e)
+                )
+            })?;
+            candidates.extend(listed.into_iter().filter_map(|secret| {
+                Some(SecretRef {
+                    namespace: secret.metadata.namespace?,
+                    name: secret.metadata.name?,
+                })
+            }));
         }
         Ok(candidates)
     }
 }
 
-/// Secrets listed per call when looking for the ones to prune.
+/// Where a prune looks, and how messages name it: each of `namespaces`, or all namespaces.
+pub(super) fn scoped<K>(
+    client: &Client,
+    namespaces: Option<&BTreeSet<String>>,
+) -> Vec<(Api<K>, String)>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespaces {
+        Some(namespaces) => namespaces
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(client.clone(), ns),
+                    format!("namespace {ns}"),
+                )
+            })
+            .collect(),
+        None => vec![(Api::all(client.clone()), "all namespaces".into())],
+    }
+}
+
+/// Objects listed per call: a cluster may hold many.
 const LIST_PAGE: u32 = 500;
+
+/// Every object that `list` gives for `params`, page by page.
+pub(super) async fn list_all<T, F, Fut>(
+    params: ListParams,
+    mut list: F,
+) -> Result<Vec<T>, kube::Error>
+where
+    T: Clone,
+    F: FnMut(ListParams) -> Fut,
+    Fut: Future<Output = Result<ObjectList<T>, kube::Error>>,
+{
+    let mut params = params.limit(LIST_PAGE);
+    let mut listed = Vec::new();
+    loop {
+        let page = list(params.clone()).await?;
+        listed.extend(page.items);
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(listed),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,7 @@ use sealsync_engine::SecretRef;
 use sealsync_external::cluster_external_secret::{
     external_secret_metadata, external_secret_name, selected_by_labels,
 };
+use sealsync_external::lookups::served_namespace_labels;
 use sealsync_external::stores::{Store, StoreKey};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -392,6 +393,8 @@ impl Repository {
         let Some((mut sealed, target)) =
             self.object::<SealedSecret>(document, context, "SealedSecret")
         else {
+            // Which Secret it makes is unknown: none may be pruned.
+            self.incomplete = true;
             return;
         };
         sealed.status = None;
@@ -408,6 +411,7 @@ impl Repository {
         let Some((mut es, object)) =
             self.object::<ExternalSecret>(document, context, "ExternalSecret")
         else {
+            self.incomplete = true;
             return;
         };
         es.status = None;
@@ -445,9 +449,9 @@ impl Repository {
             .namespaces
             .iter()
             .map(|ns| {
-                let mut labels = ns.labels().clone();
-                labels.insert("kubernetes.io/metadata.name".into(), ns.name_any());
-                (ns.name_any(), labels)
+                let name = ns.name_any();
+                let labels = served_namespace_labels(&name, ns.labels().clone());
+                (name, labels)
             })
             .collect();
         // Where each ExternalSecret name is declared.
@@ -782,6 +786,22 @@ mod tests {
             "the kustomization's namespace applies"
         );
         assert!(!repository.incomplete);
+    }
+
+    #[test]
+    fn a_source_that_does_not_parse_prunes_nothing() {
+        for document in [
+            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: app}\nspec: {encryptedData: [not, a, map]}\n",
+            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {namespace: app}\nspec: {}\n",
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api}\nspec: {}\n",
+        ] {
+            let (repository, _dir) = read_text(&[("bad.yaml", document)]);
+            assert_eq!(repository.problems.len(), 1, "{document}");
+            assert!(
+                repository.incomplete,
+                "the Secret it made is unknown: {document}"
+            );
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 
 mod cluster_store;
 mod manifests;
+mod memory;
 mod report;
 mod source;
 mod store;
+mod through_controller;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,11 +19,12 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use kube::Resource;
+use sealsync_api::SealedSecret;
 use sealsync_controller::{MANAGED, PATCH, SealedSecretGenerator, UnsealOptions};
 use sealsync_crypto::SecretBytes;
 use sealsync_engine::policy::Consent;
 use sealsync_engine::target::{LocalDirTarget, SecretTarget};
-use sealsync_engine::{Desired, Generator, SecretRef, Syncer};
+use sealsync_engine::{Desired, Generator, Outcome, SecretRef, Syncer};
 use sealsync_external::lookups::{Local, Lookups, VaultLogin};
 use sealsync_external::stores::Stores;
 use sealsync_external::{EsoMetrics, ExternalSecretGenerator};
@@ -32,9 +35,11 @@ use crate::files::{Sensitivity, load_keyring, write_output};
 use crate::reencrypt_all::{count, progress_bar};
 use cluster_store::ClusterStore;
 use manifests::{Declared, Problem, Repository};
+use memory::Memory;
 use report::{Action, Metadata, Report, Row};
 use source::Checkout;
-use store::{Observable, ObservedStore, SYNC_SOURCE_ANNOTATION};
+use store::{KeyChanges, Observable, ObservedStore, SYNC_SOURCE_ANNOTATION, field_manager_base};
+use through_controller::ThroughController;
 
 /// What a repository command does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +70,9 @@ pub struct RepoJob {
     pub source_id: Option<String>,
     /// The namespaces a sync may write and prune in; `None`: all.
     pub namespaces: Option<BTreeSet<String>>,
+    /// With `cluster` and no `private_keys`: how long to wait for the cluster's controller
+    /// to open the SealedSecrets applied.
+    pub timeout: std::time::Duration,
     pub show_values: bool,
     pub json: bool,
 }
@@ -84,14 +92,22 @@ pub fn default_store() -> anyhow::Result<PathBuf> {
 struct Generators {
     sealed: Arc<SealedSecretGenerator>,
     external: Arc<ExternalSecretGenerator>,
+    /// Fingerprints of the private keys given.
+    keys: BTreeSet<String>,
 }
 
 impl Generators {
     /// SealedSecrets open with `private_keys`; ExternalSecrets read the repository's stores
     /// with the user's credentials ([`Lookups::Local`]).
     fn new(private_keys: &[PathBuf], repository: &mut Repository) -> anyhow::Result<Self> {
+        let keyring = load_keyring(private_keys)?;
+        let keys = keyring
+            .keys()
+            .iter()
+            .map(|key| key.fingerprint().to_string())
+            .collect();
         let sealed = SealedSecretGenerator::with_keyring(
-            load_keyring(private_keys)?,
+            keyring,
             UnsealOptions {
                 accept_deprecated_data: true,
                 update_status: false,
@@ -126,6 +142,7 @@ impl Generators {
         Ok(Self {
             sealed: Arc::new(sealed),
             external: Arc::new(external),
+            keys,
         })
     }
 }
@@ -137,7 +154,7 @@ impl RepoJob {
             None => Checkout::directory(&self.path)?,
         };
         let mut repository = manifests::read(&checkout, self.namespace.as_deref());
-        if self.private_keys.is_empty() {
+        if self.private_keys.is_empty() && self.cluster.is_none() {
             // Still declared (never pruned); the ExternalSecrets go on.
             for source in std::mem::take(&mut repository.sealed) {
                 repository.problems.push(Problem {
@@ -145,7 +162,8 @@ impl RepoJob {
                     line: Some(source.line),
                     message: format!(
                         "SealedSecret {} not opened: no private key; pass --private-key FILE \
-                         (PEM, key Secret or backup List) with the keys it was sealed with",
+                         (PEM, key Secret or backup List) with the keys it was sealed with, \
+                         or sync with --cluster for the cluster's controller to open it",
                         source.target
                     ),
                 });
@@ -228,9 +246,31 @@ impl RepoJob {
             let (client, url) = kubeconfig.connect().await?;
             // What the guard reads: the sealed generator's consent, and whose sync it was.
             let annotations = [MANAGED, PATCH, SYNC_SOURCE_ANNOTATION].map(String::from);
-            let store = ClusterStore::new(client, annotations, self.mode == Mode::Diff);
+            let diff = self.mode == Mode::Diff;
+            // Without keys, the cluster's controller opens the SealedSecrets.
+            let opening = if self.private_keys.is_empty() {
+                let source = self.source(checkout);
+                Opening::Controller(ThroughController::new(
+                    client.clone(),
+                    source,
+                    &field_manager_base(source),
+                    self.namespaces.clone(),
+                    diff,
+                    self.timeout,
+                ))
+            } else {
+                Opening::Keys(None)
+            };
+            let store = ClusterStore::new(client, annotations, diff);
             return self
-                .sync_into(generators, repository, checkout, store, url.to_string())
+                .sync_into(
+                    generators,
+                    repository,
+                    checkout,
+                    store,
+                    url.to_string(),
+                    opening,
+                )
                 .await;
         }
         let out = match &self.out {
@@ -252,18 +292,25 @@ impl RepoJob {
         };
         let root = scratch.as_ref().map_or(out.as_path(), |dir| dir.path());
         let store = LocalDirTarget::new(root);
+        let memory = Memory::load(&out, self.source(checkout));
         self.sync_into(
             generators,
             repository,
             checkout,
             store,
             out.display().to_string(),
+            Opening::Keys(Some(memory)),
         )
         .await
     }
 
+    /// What identifies the source across runs: `--source-id`, else the checkout's identity.
+    fn source<'a>(&'a self, checkout: &'a Checkout) -> &'a str {
+        self.source_id.as_ref().unwrap_or(&checkout.identity)
+    }
+
     /// Syncs the repository's sources into `target` (`name` in the report), prunes, and
-    /// reports.
+    /// reports; the SealedSecrets are opened as `opening` says.
     async fn sync_into<T: Observable>(
         &self,
         generators: &Generators,
@@ -271,8 +318,9 @@ impl RepoJob {
         checkout: &Checkout,
         target: T,
         name: String,
+        opening: Opening,
     ) -> anyhow::Result<()> {
-        let source = self.source_id.as_ref().unwrap_or(&checkout.identity);
+        let source = self.source(checkout);
         let store = Arc::new(ObservedStore::new(
             target,
             source,
@@ -295,28 +343,50 @@ impl RepoJob {
             Consent::default(),
         );
         let progress = &progress_bar(repository.sources(), "Secrets");
-        let mut rows = sync_all(&sealed, &repository.sealed, progress).await;
+        let (mut rows, remembered) = match &opening {
+            Opening::Controller(controller) => (
+                controller.sync(&repository.sealed, progress).await,
+                BTreeMap::new(),
+            ),
+            Opening::Keys(memory) => {
+                let memory = memory.as_ref().map(|memory| (memory, &generators.keys));
+                sync_sealed(&sealed, memory, &repository.sealed, progress).await
+            }
+        };
         rows.extend(sync_all(&external, &repository.external, progress).await);
         progress.finish_and_clear();
         let mut problems = repository.problems.clone();
-        let pruned = if repository.incomplete {
-            false
-        } else {
-            match self.prune(&store, repository).await {
-                Ok(pruned) => {
-                    rows.extend(pruned);
-                    true
-                }
-                Err(e) => {
-                    problems.push(Problem {
-                        file: name.clone(),
-                        line: None,
-                        message: format!("nothing pruned: {e}"),
-                    });
-                    false
+        let mut pruned = !repository.incomplete;
+        if pruned {
+            let declared: BTreeSet<_> = repository.declared.iter().collect();
+            let mut failed = |what: &str, e: anyhow::Error| {
+                problems.push(Problem {
+                    file: name.clone(),
+                    line: None,
+                    message: format!("{what}: {e}"),
+                });
+                pruned = false;
+            };
+            match self.prune(&store, &declared).await {
+                Ok(done) => rows.extend(done),
+                Err(e) => failed("Secrets not pruned", e),
+            }
+            if let Opening::Controller(controller) = &opening {
+                match controller
+                    .prune(&declared, !repository.sealed.is_empty())
+                    .await
+                {
+                    Ok(done) => rows.extend(done),
+                    Err(e) => failed("SealedSecrets not pruned", e),
                 }
             }
-        };
+        }
+        if let (Opening::Keys(Some(memory)), Mode::Sync) = (opening, self.mode)
+            && let Err(e) = memory.save(remembered)
+        {
+            // Only a shortcut: the next sync opens everything again.
+            eprintln!("warning: {e:#}");
+        }
         rows.sort_by(|a, b| a.secret.cmp(&b.secret));
         let report = Report {
             command: if self.mode == Mode::Diff {
@@ -360,9 +430,8 @@ impl RepoJob {
     async fn prune<T: Observable>(
         &self,
         store: &ObservedStore<T>,
-        repository: &Repository,
+        declared: &BTreeSet<&SecretRef>,
     ) -> anyhow::Result<Vec<Row>> {
-        let declared: BTreeSet<_> = repository.declared.iter().collect();
         let mut rows = Vec::new();
         for secret in store
             .store
@@ -460,19 +529,120 @@ async fn generate_all<'a, G: Generator>(
         .await
 }
 
-/// Syncs each source into the store: one report row per source.
-async fn sync_all<G: Generator, T: Observable>(
+/// How a sync opens the SealedSecrets.
+enum Opening {
+    /// With the private keys; a local store's memory spares opening those unchanged since.
+    Keys(Option<Memory>),
+    /// Through the cluster's controller.
+    Controller(ThroughController),
+}
+
+/// The inputs of `source` and the digest of its Secret's file now, for the memory (`None`
+/// when it has none, or it is not this sync's to read); no keys yet.
+async fn entry_now<T: Observable>(
+    generator: &SealedSecretGenerator,
+    store: &ObservedStore<T>,
+    source: &Declared<SealedSecret>,
+) -> Option<memory::Entry> {
+    let plan = generator.plan(&source.source).ok()?;
+    let existing = store.existing(&source.target).await.ok()??;
+    Some(memory::Entry {
+        inputs: plan.input_digest,
+        file: existing.resource_version?,
+        keys: BTreeSet::new(),
+    })
+}
+
+/// Syncs the SealedSecrets with the keys, except those the store's memory has as opened
+/// from their current inputs, with keys still given, into a file unchanged since
+/// (`unchanged`, nothing opened). With a memory, also what it keeps of each: its file as
+/// this sync left it, read right after its write (a later edit is seen next time).
+async fn sync_sealed<T: Observable>(
+    syncer: &Syncer<SealedSecretGenerator, Arc<ObservedStore<T>>>,
+    memory: Option<(&Memory, &BTreeSet<String>)>,
+    sources: &[Declared<SealedSecret>],
+    progress: &ProgressBar,
+) -> (Vec<Row>, BTreeMap<SecretRef, memory::Entry>) {
+    let (generator, store) = (syncer.generator(), syncer.target());
+    let done: Vec<(Row, Option<(&SecretRef, memory::Entry)>)> = futures::stream::iter(sources)
+        .map(|source| async move {
+            let Some((memory, keys)) = memory else {
+                return (sync_one(syncer, source, progress).await.0, None);
+            };
+            // Only a Secret the memory has is read before it is synced.
+            if let Some(kept) = memory.kept(&source.target)
+                && let Some(now) = entry_now(generator, store, source).await
+                && kept.holds(&now, keys)
+            {
+                progress.inc(1);
+                // Its keys as an opened one lists them: the names, read from the file.
+                let names = store.store.values(&source.target).await.ok().flatten();
+                let keys = names.map(|values| KeyChanges {
+                    unchanged: values.into_keys().collect(),
+                    ..KeyChanges::default()
+                });
+                let row = Row::new(
+                    &source.target,
+                    Action::Unchanged,
+                    Some(source.place()),
+                    keys,
+                );
+                return (row, Some((&source.target, kept.clone())));
+            }
+            let (row, opened_by) = sync_one(syncer, source, progress).await;
+            let synced = matches!(
+                row.action,
+                Action::Created | Action::Updated | Action::Unchanged
+            );
+            let entry = match opened_by {
+                Some(keys) if synced => entry_now(generator, store, source)
+                    .await
+                    .map(|now| (&source.target, memory::Entry { keys, ..now })),
+                _ => None,
+            };
+            (row, entry)
+        })
+        .buffered(parallelism())
+        .collect()
+        .await;
+    let mut entries = BTreeMap::new();
+    let rows = done
+        .into_iter()
+        .map(|(row, entry)| {
+            if let Some((target, entry)) = entry {
+                entries.insert(target.clone(), entry);
+            }
+            row
+        })
+        .collect();
+    (rows, entries)
+}
+
+/// Syncs one source into the store: its report row, and what its generator reported when
+/// it generated the Secret.
+async fn sync_one<G: Generator, T: Observable>(
     syncer: &Syncer<G, Arc<ObservedStore<T>>>,
-    sources: &[Declared<G::Source>],
+    source: &Declared<G::Source>,
+    progress: &ProgressBar,
+) -> (Row, Option<G::Report>) {
+    let outcome = syncer.sync(&source.source).await;
+    progress.inc(1);
+    let change = syncer.target().change(&source.target);
+    let row = Row::of_outcome(source, &outcome, change);
+    match outcome {
+        Outcome::Applied { report, .. } => (row, Some(report)),
+        _ => (row, None),
+    }
+}
+
+/// Syncs each source into the store: one report row per source.
+async fn sync_all<'a, G: Generator, T: Observable>(
+    syncer: &Syncer<G, Arc<ObservedStore<T>>>,
+    sources: impl IntoIterator<Item = &'a Declared<G::Source>>,
     progress: &ProgressBar,
 ) -> Vec<Row> {
     futures::stream::iter(sources)
-        .map(|source| async move {
-            let outcome = syncer.sync(&source.source).await;
-            progress.inc(1);
-            let change = syncer.target().change(&source.target);
-            Row::of_outcome(source, &outcome, change)
-        })
+        .map(|source| async move { sync_one(syncer, source, progress).await.0 })
         .buffered(parallelism())
         .collect()
         .await
@@ -492,6 +662,8 @@ fn scratch_copy(store: &LocalDirTarget) -> anyhow::Result<tempfile::TempDir> {
     Ok(scratch)
 }
 
+/// Sources handled at once: twice the cores, so that one's RSA work runs while another's
+/// file or API call waits; at most 16, not to flood an API server.
 fn parallelism() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).min(16)
 }

@@ -28,6 +28,33 @@ pub const REFUSED: &str = "SyncRefused";
 /// them; a repository never gets to make one.
 const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
 
+/// Why a sync that may write only in `namespaces` (all when `None`) leaves `object` (of
+/// `kind`) alone, if it does.
+pub fn outside(
+    kind: &str,
+    namespaces: Option<&BTreeSet<String>>,
+    object: &SecretRef,
+) -> Option<String> {
+    let allowed = namespaces?;
+    (!allowed.contains(&object.namespace)).then(|| {
+        format!(
+            "{kind} {object} left alone: namespace {} is not one of --namespaces",
+            object.namespace
+        )
+    })
+}
+
+/// Why a sync makes no Secret of type `type_`, if it makes none (`refused`: what was not
+/// done): service-account tokens.
+pub fn token_refusal(type_: Option<&str>, refused: &str) -> Option<String> {
+    (type_ == Some(SERVICE_ACCOUNT_TOKEN)).then(|| {
+        format!(
+            "{refused}: a sync makes no {SERVICE_ACCOUNT_TOKEN} Secret; create it by hand, or \
+             let the token come from the TokenRequest API"
+        )
+    })
+}
+
 /// Base of the field managers of one source's syncs: `sealsync-sync/<digest of the
 /// source>`, so that the Secrets one repository wrote are not another's to overwrite
 /// or prune (its writes are `sealsync-sync/<digest>/SealedSecret/<name>`).
@@ -252,13 +279,7 @@ impl<T> ObservedStore<T> {
 
     /// Why the sync may not touch `secret` at all (not even read it), if it may not.
     fn outside(&self, secret: &SecretRef) -> Option<String> {
-        let allowed = self.namespaces.as_ref()?;
-        (!allowed.contains(&secret.namespace)).then(|| {
-            format!(
-                "Secret {secret} left alone: namespace {} is not one of --namespaces",
-                secret.namespace
-            )
-        })
+        outside("Secret", self.namespaces.as_ref(), secret)
     }
 
     /// Why the sync may not make `write` over `existing`, if it may not.
@@ -268,11 +289,11 @@ impl<T> ObservedStore<T> {
         existing: Option<&ExistingSecret>,
     ) -> Option<String> {
         let target = write.target;
-        if write.secret.type_.as_deref() == Some(SERVICE_ACCOUNT_TOKEN) {
-            return Some(format!(
-                "Secret {target} not written: a sync makes no {SERVICE_ACCOUNT_TOKEN} Secret; \
-                 create it by hand, or let the token come from the TokenRequest API"
-            ));
+        if let Some(refusal) = token_refusal(
+            write.secret.type_.as_deref(),
+            &format!("Secret {target} not written"),
+        ) {
+            return Some(refusal);
         }
         // A merge would force its keys into anyone's Secret: only into one that this source
         // wrote, that names it, or that consents to merges.

@@ -74,7 +74,7 @@ impl Fallbacks {}
 pub(crate) const UPDATE_ATTEMPTS: usize = 3;
 
 /// Whether `error` says the object changed since it was read (resourceVersion conflict).
-pub(crate) fn conflict(error: &kube::Error) -> bool {
+pub fn conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 

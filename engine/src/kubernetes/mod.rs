@@ -7,6 +7,7 @@ mod report;
 mod runtime;
 mod target;
 
+pub use fallback::conflict;
 pub use report::ObjectReporter;
 pub use runtime::{
     GeneratorConfig, NotConverged, Runtime, RuntimeConfig, SourceReadError, Triggers,

@@ -218,21 +218,25 @@ impl Repository {
             // Values files, kustomizations and other configuration.
             (None, None) => return,
             (Some(kind), Some(api_version)) => (kind, api_version),
+            // It may have been a source: what it made must not be pruned.
             (None, Some(_)) => {
+                self.incomplete = true;
                 return self.problem(
                     shown,
                     Some(document.line),
-                    "manifest with an apiVersion but no kind: add its kind".into(),
+                    "manifest with an apiVersion but no kind: add its kind (nothing is pruned)"
+                        .into(),
                 );
             }
             (Some(kind), None) => {
                 if KUSTOMIZATION_KINDS.contains(&kind) {
                     return;
                 }
+                self.incomplete = true;
                 return self.problem(
                     shown,
                     Some(document.line),
-                    format!("{kind} has no apiVersion: add it"),
+                    format!("{kind} has no apiVersion: add it (nothing is pruned)"),
                 );
             }
         };
@@ -241,10 +245,21 @@ impl Repository {
                 "" => "core (v1)",
                 group => group,
             };
+            // A misspelt SealedSecret or ExternalSecret: what it made must not be pruned.
+            let source_group = matches!(group, "bitnami.com" | "external-secrets.io");
+            self.incomplete |= source_group;
             return self.problem(
                 shown,
                 Some(document.line),
-                format!("unknown kind {kind:?}: the {group} API has no such kind; fix the kind or the apiVersion"),
+                format!(
+                    "unknown kind {kind:?}: the {group} API has no such kind; fix the kind or \
+                     the apiVersion{}",
+                    if source_group {
+                        " (nothing is pruned)"
+                    } else {
+                        ""
+                    }
+                ),
             );
         }
         match (api_group(api_version), kind) {
@@ -794,6 +809,11 @@ mod tests {
             "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: app}\nspec: {encryptedData: [not, a, map]}\n",
             "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {namespace: app}\nspec: {}\n",
             "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: api}\nspec: {}\n",
+            // A misspelt kind, or a kind or apiVersion line lost, may have been a source.
+            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecrets\nmetadata: {name: db, namespace: app}\n",
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecrets\nmetadata: {name: api, namespace: app}\n",
+            "apiVersion: bitnami.com/v1alpha1\nmetadata: {name: db, namespace: app}\n",
+            "kind: SealedSecret\nmetadata: {name: db, namespace: app}\n",
         ] {
             let (repository, _dir) = read_text(&[("bad.yaml", document)]);
             assert_eq!(repository.problems.len(), 1, "{document}");
@@ -802,6 +822,9 @@ mod tests {
                 "the Secret it made is unknown: {document}"
             );
         }
+        let (repository, _dir) = read_text(&[("typo.yaml", "apiVersion: v1\nkind: Secrett\n")]);
+        assert_eq!(repository.problems.len(), 1);
+        assert!(!repository.incomplete, "not a source's kind");
     }
 
     #[test]

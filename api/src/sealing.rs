@@ -1,5 +1,6 @@
 //! Sealing a whole Secret into a SealedSecret and back.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
@@ -172,7 +173,8 @@ pub fn reencrypt(
 #[derive(Debug)]
 pub struct Unsealed {
     pub secret: SecretManifest,
-    /// Which key opened each `encryptedData` value (rendered template keys have none).
+    /// Which key opened each value: `encryptedData`'s, and those of the deprecated
+    /// `spec.data` it does not override (rendered template keys have none).
     pub opened_by: BTreeMap<String, Fingerprint>,
 }
 
@@ -204,7 +206,7 @@ pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<Unsealed, ApiE
 struct OpenedValues {
     /// Deprecated `spec.data`'s values, then `encryptedData`'s over them.
     values: BTreeMap<String, SecretBytes>,
-    /// The key that opened each `encryptedData` value.
+    /// The key that opened each value.
     opened_by: BTreeMap<String, Fingerprint>,
 }
 
@@ -257,10 +259,13 @@ fn open_values(sealed: &SealedSecret, keyring: &Keyring) -> Result<OpenedValues,
         }
     }
     if let Some(whole) = &sealed.spec.data {
-        let legacy = unseal_legacy_data(sealed, keyring, whole)?;
+        let (legacy, fingerprint) = unseal_legacy_data(sealed, keyring, whole)?;
         // encryptedData's values win over the deprecated form's.
         for (key, value) in legacy {
-            data.entry(key).or_insert(value);
+            if let Entry::Vacant(entry) = data.entry(key.clone()) {
+                entry.insert(value);
+                opened_by.insert(key, fingerprint.clone());
+            }
         }
     }
     Ok(OpenedValues {
@@ -269,12 +274,13 @@ fn open_values(sealed: &SealedSecret, keyring: &Keyring) -> Result<OpenedValues,
     })
 }
 
-/// Deprecated `spec.data`: a whole Secret, JSON, sealed as one value.
+/// Deprecated `spec.data`: a whole Secret, JSON, sealed as one value. Its values, and the
+/// key that opened them.
 fn unseal_legacy_data(
     sealed: &SealedSecret,
     keyring: &Keyring,
     whole: &str,
-) -> Result<BTreeMap<String, SecretBytes>, ApiError> {
+) -> Result<(BTreeMap<String, SecretBytes>, Fingerprint), ApiError> {
     let fail = |reason: String| ApiError::Unseal {
         object: sealed.object_ref(),
         key: "spec.data".into(),
@@ -288,7 +294,7 @@ fn unseal_legacy_data(
         .map_err(|e| fail(explain(sealed, keyring, &bytes, e)))?;
     let secret: SecretManifest = serde_json::from_slice(opened.plaintext.expose())
         .map_err(|_| fail("the sealed Secret is not valid JSON".into()))?;
-    Ok(secret.data)
+    Ok((secret.data, opened.key.clone()))
 }
 
 /// Why a value did not open, in words a user can act on.
@@ -359,6 +365,35 @@ mod tests {
             Some("kubernetes.io/basic-auth")
         );
         assert_eq!(unsealed.opened_by.len(), 2);
+    }
+
+    #[test]
+    fn the_deprecated_data_form_names_the_key_that_opened_its_values() {
+        let (new, old) = (
+            PrivateKey::generate(MIN_KEY_BITS).unwrap(),
+            PrivateKey::generate(MIN_KEY_BITS).unwrap(),
+        );
+        let mut sealed =
+            seal_secret(&secret(SECRET), new.public_key(), &SealOptions::default()).unwrap();
+        let whole = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "prod"},
+            "data": {"password": STANDARD.encode("old"), "legacy": STANDARD.encode("v")},
+        });
+        let bytes = serde_json::to_vec(&whole).unwrap();
+        let ciphertext = seal_value(old.public_key(), &sealed.label(), &bytes).unwrap();
+        sealed.spec.data = Some(STANDARD.encode(ciphertext));
+        let (new_key, old_key) = (new.fingerprint().clone(), old.fingerprint().clone());
+
+        let unsealed = unseal(&sealed, &Keyring::new(vec![new, old])).unwrap();
+        assert_eq!(unsealed.secret.data["password"].expose(), b"hunter2");
+        assert_eq!(unsealed.secret.data["legacy"].expose(), b"v");
+        assert_eq!(
+            unsealed.opened_by["password"], new_key,
+            "encryptedData wins"
+        );
+        assert_eq!(unsealed.opened_by["legacy"], old_key);
+        assert_eq!(unsealed.opened_by.len(), 3);
     }
 
     #[test]

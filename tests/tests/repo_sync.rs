@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use sealsync_api::SealedSecret;
 use sealsync_crypto::{PrivateKey, SealingCertificate};
 use sealsync_testkit::{
@@ -1670,10 +1670,10 @@ async fn sync_through_the_controller(kind: Sealing) {
     );
     let applied = sealed_dev.get("db-credentials").await.unwrap();
     assert_eq!(applied.labels()["sealsync.dev/synced"], "true");
-    assert!(
-        applied
-            .annotations()
-            .contains_key("sealsync.dev/sync-source")
+    let annotations = applied.annotations();
+    assert_eq!(
+        annotations["sealsync.dev/sync-created-by"], annotations["sealsync.dev/sync-source"],
+        "{annotations:?}"
     );
 
     let sync = sync_cluster_without_keys("sync", repo.path(), &cluster, &[]);
@@ -1743,14 +1743,34 @@ async fn sync_through_the_controller(kind: Sealing) {
     // Someone else's SealedSecret where the repository declares one, one sealed for
     // another name, and one for a service-account token: each fails alone, the rest is
     // unchanged.
-    let theirs: SealedSecret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
-        "metadata": {"name": "theirs", "namespace": "shop-dev"},
-        "spec": {"encryptedData": {}},
-    }))
-    .unwrap();
+    // One that is not a valid SealedSecret, carrying the sync's label, stops no other's
+    // verdict (given to sealsync's controller only, which skips it; what upstream's makes
+    // of one is not this test's subject).
+    if kind == Sealing::Sealsync {
+        let resource = ApiResource::erase::<SealedSecret>(&());
+        let raw: Api<DynamicObject> = Api::namespaced_with(client.clone(), "shop-dev", &resource);
+        let invalid = serde_json::from_value(serde_json::json!({
+            "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+            "metadata": {"name": "invalid", "labels": {"sealsync.dev/synced": "true"}},
+            "spec": {"encryptedData": {}, "template": {"metadata": {"uid": 5}}},
+        }))
+        .unwrap();
+        raw.create(&PostParams::default(), &invalid).await.unwrap();
+    }
+
+    // Theirs is server-side applied, so that a forced apply over it takes all their
+    // writes of its spec.
+    let their_value = "AgBtaGVpcnMtY2lwaGVydGV4dA==";
     sealed_dev
-        .create(&PostParams::default(), &theirs)
+        .patch(
+            "theirs",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+                "metadata": {"name": "theirs", "namespace": "shop-dev"},
+                "spec": {"encryptedData": {"password": their_value}},
+            })),
+        )
         .await
         .unwrap();
     fs::write(
@@ -1797,19 +1817,14 @@ async fn sync_through_the_controller(kind: Sealing) {
         message(&report, "shop-dev/theirs").contains("this sync did not apply it"),
         "{report}"
     );
-    assert!(
-        sealed_dev
-            .get("theirs")
-            .await
-            .unwrap()
-            .spec
-            .encrypted_data
-            .is_empty(),
+    assert_eq!(
+        sealed_dev.get("theirs").await.unwrap().spec.encrypted_data["password"],
+        their_value,
         "left alone"
     );
 
     // Handed over by its annotation, it is synced; dropped from the repository, it is not
-    // pruned while its creator's writes of its spec remain.
+    // pruned: this source did not create it.
     let source = &applied.annotations()["sealsync.dev/sync-source"];
     sealed_dev
         .patch(
@@ -1832,7 +1847,8 @@ async fn sync_through_the_controller(kind: Sealing) {
             ("shop-dev/db-credentials", "unchanged"),
             ("shop-dev/feature-flags", "unchanged"),
             ("shop-dev/renamed", "pruned"),
-            ("shop-dev/theirs", "updated"),
+            // Their ciphertext opened with no key: it had no Secret.
+            ("shop-dev/theirs", "created"),
             ("shop-prod/db-credentials", "unchanged"),
         ])
     );

@@ -8,8 +8,9 @@ use futures::StreamExt;
 use indicatif::ProgressBar;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::core::DeserializeGuard;
 use kube::{Client, Resource, ResourceExt};
-use sealsync_api::SealedSecret;
+use sealsync_api::{SealedSecret, SealedSecretStatus};
 use sealsync_crypto::SecretBytes;
 use sealsync_engine::SecretRef;
 use sealsync_engine::kubernetes::{api_message, conflict};
@@ -31,6 +32,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MESSAGE_LIMIT: usize = 1024;
 /// Attempts at an apply that the SealedSecret's changing (its status) gets in the way of.
 const APPLY_ATTEMPTS: usize = 3;
+/// Marks a SealedSecret that a sync of the source it names created, the only kind it may
+/// prune: one handed over keeps its creator, whose writes a forced apply may all take.
+const CREATED_ANNOTATION: &str = "sealsync.dev/sync-created-by";
 
 /// The SealedSecrets of one source, applied for the cluster's controller to open.
 pub struct ThroughController {
@@ -241,13 +245,22 @@ impl ThroughController {
     /// Applies one SealedSecret (in a diff, as a dry run, whose row is then final).
     async fn apply<'a>(&self, declared: &'a Declared<SealedSecret>) -> Result<Applied<'a>, Row> {
         let target = &declared.target;
-        let refusal = outside("SealedSecret", self.namespaces.as_ref(), target).or_else(|| {
-            let template = declared.source.spec.template.as_ref();
-            token_refusal(
-                template.and_then(|t| t.type_.as_deref()),
-                &format!("SealedSecret {target} not applied"),
-            )
-        });
+        let not_applied = format!("SealedSecret {target} not applied");
+        let refusal = outside("SealedSecret", self.namespaces.as_ref(), target)
+            .or_else(|| {
+                let template = declared.source.spec.template.as_ref();
+                token_refusal(template.and_then(|t| t.type_.as_deref()), &not_applied)
+            })
+            .or_else(|| {
+                // Its Secret's type is sealed inside it, where no check can see it.
+                declared.source.spec.data.is_some().then(|| {
+                    format!(
+                        "{not_applied}: it uses the deprecated spec.data, whose Secret type only \
+                         the controller can see; re-seal it into spec.encryptedData (sealsync \
+                         reencrypt), or sync it with its keys (-k)"
+                    )
+                })
+            });
         if let Some(refusal) = refusal {
             return Err(refused(declared, refusal));
         }
@@ -275,7 +288,7 @@ impl ThroughController {
             // is this source's: one that changed since (another's now) is a conflict.
             let (body, params) = match &current {
                 Some(current) => (
-                    self.desired(&declared.source, current.resource_version()),
+                    self.desired(&declared.source, Some(current)),
                     PatchParams::apply(&self.manager).force(),
                 ),
                 None => (
@@ -304,6 +317,11 @@ impl ThroughController {
                     (version, values_of(secret))
                 });
             match api.patch(&target.name, &params, &Patch::Apply(&body)).await {
+                // Made by someone else between the read and the apply, identically (else
+                // a conflict): not this source's; what this apply added is taken back.
+                Ok(done) if current.is_none() && others_wrote_spec(done.meta(), &self.manager) => {
+                    return Err(self.give_back(declared, &api).await);
+                }
                 Ok(done) => {
                     return Ok(Applied {
                         declared,
@@ -317,20 +335,60 @@ impl ThroughController {
         }
     }
 
-    /// The SealedSecret as the repository declares it, marked with the source (and, to
-    /// apply only onto that version, `resource_version`); what a cluster wrote into an
-    /// exported manifest (status, owners, finalizers) left out.
-    fn desired(&self, sealed: &SealedSecret, resource_version: Option<String>) -> Value {
+    /// The row of a SealedSecret someone else created as this sync applied it: the apply's
+    /// own fields (the marks) released by an apply of none, the rest theirs.
+    async fn give_back(&self, declared: &Declared<SealedSecret>, api: &Api<SealedSecret>) -> Row {
+        let target = &declared.target;
+        let nothing = json!({
+            "apiVersion": SealedSecret::api_version(&()),
+            "kind": SealedSecret::kind(&()),
+            "metadata": {"name": target.name, "namespace": target.namespace},
+        });
+        let released = api
+            .patch(
+                &target.name,
+                &PatchParams::apply(&self.manager),
+                &Patch::Apply(&nothing),
+            )
+            .await
+            .err()
+            .map(|e| {
+                format!(
+                    " (taking back its marks failed: {}; remove them)",
+                    api_message(&e)
+                )
+            })
+            .unwrap_or_default();
+        refused(
+            declared,
+            format!(
+                "SealedSecret {target} was created by someone else as this sync applied it, so \
+                 it is theirs{released}; to hand it over, annotate it \
+                 {SYNC_SOURCE_ANNOTATION}={}",
+                self.source
+            ),
+        )
+    }
+
+    /// The SealedSecret as the repository declares it, marked with the source (and, when
+    /// it is created, as created by it); applied onto `current`, only onto that version. What
+    /// a cluster wrote into an exported manifest (status, owners, finalizers) left out.
+    fn desired(&self, sealed: &SealedSecret, current: Option<&SealedSecret>) -> Value {
         let mut labels = sealed.labels().clone();
         labels.insert(SYNC_LABEL.into(), "true".into());
         let mut annotations = sealed.annotations().clone();
         annotations.insert(SYNC_SOURCE_ANNOTATION.into(), self.source.clone());
+        // Kept by each apply (an apply without it would remove it), never added later.
+        let created = current.is_none_or(|current| self.created(current.meta()));
+        if created {
+            annotations.insert(CREATED_ANNOTATION.into(), self.source.clone());
+        }
         let metadata = ObjectMeta {
             name: sealed.meta().name.clone(),
             namespace: sealed.namespace(),
             labels: Some(labels),
             annotations: Some(annotations),
-            resource_version,
+            resource_version: current.and_then(|current| current.resource_version()),
             ..ObjectMeta::default()
         };
         json!({
@@ -385,6 +443,7 @@ impl ThroughController {
         let mut verdicts = HashMap::new();
         let mut list_errors = HashMap::new();
         let mut pauses = Pauses::until(deadline);
+        let mut first = true;
         loop {
             let pending: BTreeSet<&str> = applied
                 .iter()
@@ -395,7 +454,11 @@ impl ThroughController {
                 break;
             }
             for namespace in pending {
-                let listed = match self.list(namespace).await {
+                // Each namespace is looked at once; after that, not past the deadline.
+                if !first && Instant::now() >= deadline {
+                    break;
+                }
+                let listed = match self.statuses(namespace).await {
                     Ok(listed) => listed,
                     // Tried again next round, until the deadline.
                     Err(e) => {
@@ -403,10 +466,6 @@ impl ThroughController {
                         continue;
                     }
                 };
-                let listed: HashMap<String, SealedSecret> = listed
-                    .into_iter()
-                    .map(|sealed| (sealed.name_any(), sealed))
-                    .collect();
                 for applied in applied {
                     let target = &applied.declared.target;
                     if target.namespace != namespace || verdicts.contains_key(target) {
@@ -414,12 +473,13 @@ impl ThroughController {
                     }
                     if let Some(verdict) = listed
                         .get(&target.name)
-                        .and_then(|sealed| verdict(sealed, applied.generation))
+                        .and_then(|status| verdict(target, status, applied.generation))
                     {
                         verdicts.insert(target.clone(), verdict);
                     }
                 }
             }
+            first = false;
             if !pauses.pause().await {
                 break;
             }
@@ -462,15 +522,28 @@ impl ThroughController {
         Row::new(&declared.target, action, Some(declared.place()), Some(keys))
     }
 
-    /// This sync's SealedSecrets (labelled [`SYNC_LABEL`]) in `namespace`.
-    async fn list(&self, namespace: &str) -> Result<Vec<SealedSecret>, kube::Error> {
-        let api = self.api(namespace);
+    /// The statuses of the syncs' SealedSecrets (labelled [`SYNC_LABEL`]) in `namespace`,
+    /// by name. Each is read on its own: one that is not a valid SealedSecret (anyone who
+    /// may create one can label it) has none, and stops no other.
+    async fn statuses(
+        &self,
+        namespace: &str,
+    ) -> Result<HashMap<String, SealedSecretStatus>, kube::Error> {
+        let api: Api<DeserializeGuard<SealedSecret>> =
+            Api::namespaced(self.client.clone(), namespace);
         let params = ListParams::default().labels(&format!("{SYNC_LABEL}=true"));
-        list_all(params, |params| {
+        let listed = list_all(params, |params| {
             let api = api.clone();
             async move { api.list(&params).await }
         })
-        .await
+        .await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|guard| {
+                let sealed = guard.0.ok()?;
+                Some((sealed.name_any(), sealed.status?))
+            })
+            .collect())
     }
 
     /// Deletes the SealedSecrets this source applied that the repository no longer
@@ -518,30 +591,23 @@ impl ThroughController {
         Ok(rows)
     }
 
-    /// Whether this source applied the SealedSecret of `meta`: marked with it, and its spec
-    /// written by this source's manager alone (one handed over keeps its other writers).
+    /// Whether a sync of this source created the SealedSecret of `meta` (marked so).
+    fn created(&self, meta: &ObjectMeta) -> bool {
+        let annotation = |name| meta.annotations.as_ref().and_then(|a| a.get(name));
+        annotation(CREATED_ANNOTATION) == Some(&self.source)
+    }
+
+    /// Whether this source's SealedSecret of `meta` is its own to prune: marked with it, created
+    /// by it, and its spec written by this source's manager alone (one handed over keeps
+    /// its creator).
     fn is_own(&self, meta: &ObjectMeta) -> bool {
-        let spec_writers: Vec<Option<&str>> = meta
-            .managed_fields
-            .iter()
-            .flatten()
-            .filter(|entry| entry.subresource.is_none())
-            .filter(|entry| {
-                entry
-                    .fields_v1
-                    .as_ref()
-                    .is_some_and(|fields| fields.0.get("f:spec").is_some())
-            })
-            .map(|entry| entry.manager.as_deref())
-            .collect();
         meta.annotations
             .as_ref()
             .and_then(|a| a.get(SYNC_SOURCE_ANNOTATION))
             == Some(&self.source)
-            && !spec_writers.is_empty()
-            && spec_writers
-                .iter()
-                .all(|manager| *manager == Some(self.manager.as_str()))
+            && self.created(meta)
+            && !spec_writers(meta).is_empty()
+            && !others_wrote_spec(meta, &self.manager)
     }
 
     /// Prunes one SealedSecret; its row lists the keys of the Secret it owns, which goes
@@ -613,9 +679,33 @@ impl ThroughController {
     }
 }
 
-/// The controller's verdict on `sealed`, once its status covers `generation`.
-fn verdict(sealed: &SealedSecret, generation: i64) -> Option<Verdict> {
-    let status = sealed.status.as_ref()?;
+/// The field managers that wrote the spec of the object of `meta` (its status and
+/// metadata-only writers aside).
+fn spec_writers(meta: &ObjectMeta) -> Vec<Option<&str>> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.subresource.is_none())
+        .filter(|entry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|fields| fields.0.get("f:spec").is_some())
+        })
+        .map(|entry| entry.manager.as_deref())
+        .collect()
+}
+
+/// Whether a field manager other than `manager` wrote the spec of the object of `meta`.
+fn others_wrote_spec(meta: &ObjectMeta, manager: &str) -> bool {
+    spec_writers(meta)
+        .into_iter()
+        .any(|writer| writer != Some(manager))
+}
+
+/// The controller's verdict on the SealedSecret `target`, once its status covers
+/// `generation`.
+fn verdict(target: &SecretRef, status: &SealedSecretStatus, generation: i64) -> Option<Verdict> {
     if status.observed_generation.unwrap_or_default() < generation {
         return None;
     }
@@ -633,11 +723,81 @@ fn verdict(sealed: &SealedSecret, generation: i64) -> Option<Verdict> {
                 end -= 1;
             }
             Verdict::Failed(format!(
-                "the controller did not open SealedSecret {}/{}: {}",
-                sealed.namespace().unwrap_or_default(),
-                sealed.name_any(),
+                "the controller did not open SealedSecret {target}: {}",
                 &message[..end]
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OURS: &str = "sealsync-sync/0123456789ab";
+
+    fn written_by(entries: &[(&str, Option<&str>, Value)]) -> ObjectMeta {
+        let entries: Vec<Value> = entries
+            .iter()
+            .map(|(manager, subresource, fields)| {
+                json!({
+                    "manager": manager, "operation": "Apply", "fieldsType": "FieldsV1",
+                    "fieldsV1": fields, "subresource": subresource,
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({"name": "db", "managedFields": entries})).unwrap()
+    }
+
+    #[test]
+    fn only_writers_of_the_spec_count_and_any_other_makes_it_not_ours_alone() {
+        let spec = json!({"f:spec": {"f:encryptedData": {"f:password": {}}}});
+        let annotation = json!({"f:metadata": {"f:annotations": {"f:team": {}}}});
+        let status = json!({"f:status": {"f:conditions": {}}});
+        let ours = written_by(&[
+            (OURS, None, spec.clone()),
+            ("kubectl-annotate", None, annotation),
+            ("sealsync-controller", Some("status"), status.clone()),
+        ]);
+        assert_eq!(spec_writers(&ours), [Some(OURS)]);
+        assert!(!others_wrote_spec(&ours, OURS));
+        let shared = written_by(&[
+            (OURS, None, spec.clone()),
+            ("argocd-controller", None, spec),
+        ]);
+        assert!(others_wrote_spec(&shared, OURS));
+        let unwritten = written_by(&[("sealsync-controller", Some("status"), status)]);
+        assert!(spec_writers(&unwritten).is_empty());
+        assert!(!others_wrote_spec(&unwritten, OURS));
+    }
+
+    #[test]
+    fn a_verdict_waits_for_the_generation_applied_and_quotes_a_bounded_message() {
+        let target = SecretRef {
+            namespace: "app".into(),
+            name: "db".into(),
+        };
+        let status = |generation: i64, synced: &str, message: &str| -> SealedSecretStatus {
+            serde_json::from_value(json!({
+                "observedGeneration": generation,
+                "conditions": [{"type": "Synced", "status": synced, "message": message}],
+            }))
+            .unwrap()
+        };
+        assert!(verdict(&target, &status(1, "True", ""), 2).is_none());
+        assert!(matches!(
+            verdict(&target, &status(2, "True", ""), 2),
+            Some(Verdict::Synced)
+        ));
+        let long = "é".repeat(MESSAGE_LIMIT);
+        let Some(Verdict::Failed(message)) = verdict(&target, &status(3, "False", &long), 2) else {
+            panic!("not failed");
+        };
+        assert!(message.starts_with("the controller did not open SealedSecret app/db: é"));
+        assert!(message.len() < MESSAGE_LIMIT + 100, "{}", message.len());
+        let Some(Verdict::Failed(message)) = verdict(&target, &status(2, "False", ""), 2) else {
+            panic!("not failed");
+        };
+        assert!(message.ends_with("no reason given; see its events"));
+    }
 }

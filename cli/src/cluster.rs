@@ -11,6 +11,7 @@ use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::DeserializeGuard;
 use kube::{Api, Client, Config};
 use sealsync_api::{KeyList, SealedSecret};
 
@@ -181,6 +182,15 @@ impl ClusterTarget {
     }
 }
 
+/// The SealedSecrets of a cluster.
+#[derive(Debug, Default)]
+pub struct ClusterSealedSecrets {
+    /// Those that are valid SealedSecrets.
+    pub valid: Vec<SealedSecret>,
+    /// Those that are not (`namespace/name`): nothing can be told of them.
+    pub invalid: Vec<String>,
+}
+
 /// The controller's HTTP API (`/v1/...`) through the service proxy, callable from
 /// synchronous code.
 pub struct Controller {
@@ -289,10 +299,11 @@ impl Controller {
         self.runtime.block_on(call(self.client.clone()))
     }
 
-    /// Every SealedSecret of the cluster, a page at a time.
-    pub fn sealed_secrets(&self) -> anyhow::Result<Vec<SealedSecret>> {
-        let api: Api<SealedSecret> = Api::all(self.client.clone());
-        let mut items = Vec::new();
+    /// Every SealedSecret of the cluster, a page at a time; one that is not valid (anyone
+    /// who may create one can make it so) is named, and stops no other.
+    pub fn sealed_secrets(&self) -> anyhow::Result<ClusterSealedSecrets> {
+        let api: Api<DeserializeGuard<SealedSecret>> = Api::all(self.client.clone());
+        let mut listed = ClusterSealedSecrets::default();
         let mut params = ListParams::default().limit(500);
         loop {
             let page = self
@@ -300,10 +311,19 @@ impl Controller {
                 .block_on(api.list(&params))
                 .map_err(describe)
                 .context("cannot list the cluster's SealedSecrets")?;
-            items.extend(page.items);
+            for item in page.items {
+                match item.0 {
+                    Ok(sealed) => listed.valid.push(sealed),
+                    Err(invalid) => listed.invalid.push(format!(
+                        "{}/{}",
+                        invalid.metadata.namespace.unwrap_or_default(),
+                        invalid.metadata.name.unwrap_or_default()
+                    )),
+                }
+            }
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => params = params.continue_token(&token),
-                _ => return Ok(items),
+                _ => return Ok(listed),
             }
         }
     }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cluster::{ClusterTarget, Controller, describe};
+use crate::cluster::{ClusterSealedSecrets, ClusterTarget, Controller, describe};
 use crate::files::{Sensitivity, write_output};
 
 /// Most dependents an error lists by name.
@@ -60,6 +60,8 @@ struct Inventory {
     /// SealedSecrets whose status names no key (not opened yet, failing, or opened by a
     /// controller that does not record it, like upstream's).
     sealed_secrets_without_key: usize,
+    /// Objects that are not valid SealedSecrets, counted in no other figure.
+    invalid_sealed_secrets: usize,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -95,8 +97,8 @@ fn dependents(sealed_secrets: &[SealedSecret]) -> (BTreeMap<&str, Vec<String>>, 
 }
 
 impl Inventory {
-    fn new(controller: &str, list: KeyList, sealed_secrets: &[SealedSecret]) -> Self {
-        let (mut by_key, without_key) = dependents(sealed_secrets);
+    fn new(controller: &str, list: KeyList, sealed_secrets: &ClusterSealedSecrets) -> Self {
+        let (mut by_key, without_key) = dependents(&sealed_secrets.valid);
         let keys = list
             .keys
             .into_iter()
@@ -118,6 +120,7 @@ impl Inventory {
                 .map(|(f, d)| (f.to_string(), d.len()))
                 .collect(),
             sealed_secrets_without_key: without_key.len(),
+            invalid_sealed_secrets: sealed_secrets.invalid.len(),
         }
     }
 
@@ -184,6 +187,12 @@ impl Inventory {
             "SealedSecrets with no key recorded in their status: {}\n",
             self.sealed_secrets_without_key
         ));
+        if self.invalid_sealed_secrets > 0 {
+            text.push_str(&format!(
+                "Objects that are not valid SealedSecrets (nothing known of their keys): {}\n",
+                self.invalid_sealed_secrets
+            ));
+        }
         text
     }
 }
@@ -347,7 +356,7 @@ impl KeysRetireJob {
 
 /// Refuses to retire the sealing key, or a key that SealedSecrets depend on (or may: those
 /// whose status names no key and that do not fail).
-fn check_retirable(key: &KeyInfo, sealed_secrets: &[SealedSecret]) -> anyhow::Result<()> {
+fn check_retirable(key: &KeyInfo, listed: &ClusterSealedSecrets) -> anyhow::Result<()> {
     let fingerprint = key.fingerprint.as_deref().unwrap_or_default();
     if key.sealing {
         bail!(
@@ -355,6 +364,7 @@ fn check_retirable(key: &KeyInfo, sealed_secrets: &[SealedSecret]) -> anyhow::Re
              re-encrypt what it opens, then retire it"
         );
     }
+    let sealed_secrets = &listed.valid;
     let (by_key, _) = dependents(sealed_secrets);
     if let Some(dependents) = by_key.get(fingerprint) {
         bail!(
@@ -362,6 +372,14 @@ fn check_retirable(key: &KeyInfo, sealed_secrets: &[SealedSecret]) -> anyhow::Re
              (`sealsync reencrypt`) and let the controller open them with the new key first",
             dependents.len(),
             named(dependents)
+        );
+    }
+    if !listed.invalid.is_empty() {
+        bail!(
+            "cannot tell which key opens {} objects that are not valid SealedSecrets: {}; fix \
+             or delete them",
+            listed.invalid.len(),
+            named(&listed.invalid)
         );
     }
     let unknown: Vec<String> = sealed_secrets
@@ -407,6 +425,13 @@ mod tests {
         }
     }
 
+    fn listed(valid: Vec<SealedSecret>, invalid: &[&str]) -> ClusterSealedSecrets {
+        ClusterSealedSecrets {
+            valid,
+            invalid: invalid.iter().map(|name| name.to_string()).collect(),
+        }
+    }
+
     fn sealed(name: &str, fingerprints: &[&str], synced: Option<&str>) -> SealedSecret {
         let mut sealed = SealedSecret::new(name, SealedSecretSpec::default());
         sealed.metadata.namespace = Some("apps".into());
@@ -437,11 +462,14 @@ mod tests {
         let inventory = Inventory::new(
             "kube-system/sealed-secrets-controller",
             list,
-            &[
-                sealed("a", &["SHA256:new"], Some("True")),
-                sealed("b", &["SHA256:new", "SHA256:gone"], Some("True")),
-                sealed("c", &[], None),
-            ],
+            &listed(
+                vec![
+                    sealed("a", &["SHA256:new"], Some("True")),
+                    sealed("b", &["SHA256:new", "SHA256:gone"], Some("True")),
+                    sealed("c", &[], None),
+                ],
+                &["apps/broken"],
+            ),
         );
         let counts: Vec<_> = inventory.keys.iter().map(|k| k.sealed_secrets).collect();
         assert_eq!(counts, [0, 2]);
@@ -450,7 +478,14 @@ mod tests {
             BTreeMap::from([("SHA256:gone".to_string(), 1)])
         );
         assert_eq!(inventory.sealed_secrets_without_key, 1);
+        assert_eq!(inventory.invalid_sealed_secrets, 1);
         let text = inventory.text();
+        assert!(
+            text.ends_with(
+                "Objects that are not valid SealedSecrets (nothing known of their keys): 1\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("  SHA256:new   active (sealing)  2026-01-01T00:00:00Z  2036-01-01T00:00:00Z              2  key-b\n"),
             "{text}"
@@ -466,10 +501,13 @@ mod tests {
         let old = key("key-a", "SHA256:old", "active", false);
         let error = check_retirable(
             &old,
-            &[
-                sealed("a", &["SHA256:old"], Some("True")),
-                sealed("b", &["SHA256:new"], Some("True")),
-            ],
+            &listed(
+                vec![
+                    sealed("a", &["SHA256:old"], Some("True")),
+                    sealed("b", &["SHA256:new"], Some("True")),
+                ],
+                &[],
+            ),
         )
         .unwrap_err();
         assert_eq!(
@@ -477,19 +515,24 @@ mod tests {
             "key SHA256:old still opens 1 SealedSecrets: apps/a; re-encrypt them \
              (`sealsync reencrypt`) and let the controller open them with the new key first"
         );
-        let error = check_retirable(&old, &[sealed("c", &[], None)]).unwrap_err();
+        let error = check_retirable(&old, &listed(vec![sealed("c", &[], None)], &[])).unwrap_err();
         assert!(error.to_string().contains(": apps/c;"), "{error}");
         // Failing SealedSecrets open with no key: they depend on none.
-        check_retirable(
-            &old,
-            &[
-                sealed("b", &["SHA256:new"], Some("True")),
-                sealed("d", &[], Some("False")),
-            ],
-        )
-        .unwrap();
+        let failing = vec![
+            sealed("b", &["SHA256:new"], Some("True")),
+            sealed("d", &[], Some("False")),
+        ];
+        check_retirable(&old, &listed(failing.clone(), &[])).unwrap();
+        // Of one that is not valid, nothing is known.
+        let error = check_retirable(&old, &listed(failing, &["apps/broken"])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("1 objects that are not valid SealedSecrets: apps/broken;"),
+            "{error}"
+        );
         let sealing = key("key-b", "SHA256:new", "active", true);
-        let error = check_retirable(&sealing, &[]).unwrap_err();
+        let error = check_retirable(&sealing, &listed(Vec::new(), &[])).unwrap_err();
         assert!(error.to_string().contains("rotate first"), "{error}");
     }
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, CustomResourceExt};
 use sealsync_api::SealedSecret;
@@ -227,6 +227,28 @@ impl TestCluster {
                 .await
                 .with_context(|| format!("cannot create namespace {name}"))?;
         }
+        Ok(())
+    }
+
+    /// Creates, in `namespace`, the object `name` of the SealedSecret API, with `labels`,
+    /// that is not a valid SealedSecret (its template's metadata has a number for a uid):
+    /// the API server takes it, as anyone who may create SealedSecrets can.
+    pub async fn create_invalid_sealed_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let resource = ApiResource::erase::<SealedSecret>(&());
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client(), namespace, &resource);
+        let invalid = serde_json::from_value(serde_json::json!({
+            "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"encryptedData": {}, "template": {"metadata": {"uid": 5}}},
+        }))?;
+        api.create(&PostParams::default(), &invalid)
+            .await
+            .with_context(|| format!("cannot create SealedSecret {namespace}/{name}"))?;
         Ok(())
     }
 

@@ -7,9 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use sealsync_api::{
     KEY_LABEL, SealOptions, SealedSecret, SecretManifest, key_secret, parse_documents, seal_secret,
 };
@@ -340,14 +338,9 @@ async fn rotate_makes_one_key_per_request_and_retire_waits_for_re_encryption() -
     // An object that is not a valid SealedSecret, which anyone who may create SealedSecrets
     // can make, is counted apart and stops no count; a retirement, which cannot tell what
     // it needs, is refused naming it.
-    let resource = ApiResource::erase::<SealedSecret>(&());
-    let raw: Api<DynamicObject> = Api::namespaced_with(cluster.client(), &ns, &resource);
-    let invalid = serde_json::from_value(serde_json::json!({
-        "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
-        "metadata": {"name": "invalid"},
-        "spec": {"encryptedData": {}, "template": {"metadata": {"uid": 5}}},
-    }))?;
-    raw.create(&PostParams::default(), &invalid).await?;
+    cluster
+        .create_invalid_sealed_secret(&ns, "invalid", serde_json::json!({}))
+        .await?;
     let again: serde_json::Value = serde_json::from_str(&run_ok(
         &mut sealsync(&cluster, &controller_ns, &["keys", "list", "-o", "json"]),
         &mut outputs,

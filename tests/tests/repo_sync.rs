@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use sealsync_api::SealedSecret;
 use sealsync_crypto::{PrivateKey, SealingCertificate};
 use sealsync_testkit::{
@@ -1747,15 +1747,11 @@ async fn sync_through_the_controller(kind: Sealing) {
     // verdict (given to sealsync's controller only, which skips it; what upstream's makes
     // of one is not this test's subject).
     if kind == Sealing::Sealsync {
-        let resource = ApiResource::erase::<SealedSecret>(&());
-        let raw: Api<DynamicObject> = Api::namespaced_with(client.clone(), "shop-dev", &resource);
-        let invalid = serde_json::from_value(serde_json::json!({
-            "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
-            "metadata": {"name": "invalid", "labels": {"sealsync.dev/synced": "true"}},
-            "spec": {"encryptedData": {}, "template": {"metadata": {"uid": 5}}},
-        }))
-        .unwrap();
-        raw.create(&PostParams::default(), &invalid).await.unwrap();
+        let labels = serde_json::json!({"sealsync.dev/synced": "true"});
+        cluster
+            .create_invalid_sealed_secret("shop-dev", "invalid", labels)
+            .await
+            .unwrap();
     }
 
     // Theirs is server-side applied, so that a forced apply over it takes all their

@@ -273,7 +273,7 @@ impl ThroughController {
                 Err(e) => return Err(self.cannot(declared, "read", e).await),
             };
             if let Some(current) = &current
-                && current.annotations().get(SYNC_SOURCE_ANNOTATION) != Some(&self.source)
+                && !self.marked(current.meta(), SYNC_SOURCE_ANNOTATION)
             {
                 return Err(refused(
                     declared,
@@ -593,18 +593,19 @@ impl ThroughController {
 
     /// Whether a sync of this source created the SealedSecret of `meta` (marked so).
     fn created(&self, meta: &ObjectMeta) -> bool {
-        let annotation = |name| meta.annotations.as_ref().and_then(|a| a.get(name));
-        annotation(CREATED_ANNOTATION) == Some(&self.source)
+        self.marked(meta, CREATED_ANNOTATION)
+    }
+
+    /// Whether the annotation `name` of the object of `meta` names this source.
+    fn marked(&self, meta: &ObjectMeta, name: &str) -> bool {
+        meta.annotations.as_ref().and_then(|a| a.get(name)) == Some(&self.source)
     }
 
     /// Whether this source's SealedSecret of `meta` is its own to prune: marked with it, created
     /// by it, and its spec written by this source's manager alone (one handed over keeps
     /// its creator).
     fn is_own(&self, meta: &ObjectMeta) -> bool {
-        meta.annotations
-            .as_ref()
-            .and_then(|a| a.get(SYNC_SOURCE_ANNOTATION))
-            == Some(&self.source)
+        self.marked(meta, SYNC_SOURCE_ANNOTATION)
             && self.created(meta)
             && !spec_writers(meta).is_empty()
             && !others_wrote_spec(meta, &self.manager)
